@@ -1,0 +1,208 @@
+// CABAC (9.3): arithmetic decoding engine (regular, bypass, terminate) and the context
+// variables of every syntax element. The engine keeps the offset scaled by 7 bits with up
+// to 8 look-ahead bits, the layout HM uses, so the byte position at a terminate bin is
+// known exactly (needed for PCM and for checking where slice data ends).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace bitsr {
+
+namespace ctx {
+// Offsets of each syntax element's contexts in the context table.
+enum : int {
+  SAO_MERGE = 0,
+  SAO_TYPE_IDX = SAO_MERGE + 1,
+  SPLIT_CU_FLAG = SAO_TYPE_IDX + 1,
+  CU_TRANSQUANT_BYPASS_FLAG = SPLIT_CU_FLAG + 3,
+  CU_SKIP_FLAG = CU_TRANSQUANT_BYPASS_FLAG + 1,
+  PRED_MODE_FLAG = CU_SKIP_FLAG + 3,
+  PART_MODE = PRED_MODE_FLAG + 1,
+  PREV_INTRA_LUMA_PRED_FLAG = PART_MODE + 4,
+  INTRA_CHROMA_PRED_MODE = PREV_INTRA_LUMA_PRED_FLAG + 1,
+  RQT_ROOT_CBF = INTRA_CHROMA_PRED_MODE + 1,
+  MERGE_FLAG = RQT_ROOT_CBF + 1,
+  MERGE_IDX = MERGE_FLAG + 1,
+  INTER_PRED_IDC = MERGE_IDX + 1,
+  REF_IDX = INTER_PRED_IDC + 5,
+  MVP_FLAG = REF_IDX + 2,
+  SPLIT_TRANSFORM_FLAG = MVP_FLAG + 1,
+  CBF_LUMA = SPLIT_TRANSFORM_FLAG + 3,
+  CBF_CHROMA = CBF_LUMA + 2,
+  ABS_MVD_GREATER0 = CBF_CHROMA + 5,
+  ABS_MVD_GREATER1 = ABS_MVD_GREATER0 + 1,
+  CU_QP_DELTA_ABS = ABS_MVD_GREATER1 + 1,
+  TRANSFORM_SKIP_FLAG = CU_QP_DELTA_ABS + 2,
+  LAST_X_PREFIX = TRANSFORM_SKIP_FLAG + 2,
+  LAST_Y_PREFIX = LAST_X_PREFIX + 18,
+  CODED_SUB_BLOCK_FLAG = LAST_Y_PREFIX + 18,
+  SIG_COEFF_FLAG = CODED_SUB_BLOCK_FLAG + 4,  // 42 regular + 2 transform-skip contexts
+  GREATER1_FLAG = SIG_COEFF_FLAG + 44,
+  GREATER2_FLAG = GREATER1_FLAG + 24,
+  EXPLICIT_RDPCM_FLAG = GREATER2_FLAG + 6,
+  EXPLICIT_RDPCM_DIR_FLAG = EXPLICIT_RDPCM_FLAG + 2,
+  LOG2_RES_SCALE_ABS = EXPLICIT_RDPCM_DIR_FLAG + 2,
+  RES_SCALE_SIGN_FLAG = LOG2_RES_SCALE_ABS + 8,
+  CU_CHROMA_QP_OFFSET_FLAG = RES_SCALE_SIGN_FLAG + 2,
+  CU_CHROMA_QP_OFFSET_IDX = CU_CHROMA_QP_OFFSET_FLAG + 1,
+  NUM = CU_CHROMA_QP_OFFSET_IDX + 1
+};
+}  // namespace ctx
+
+struct ContextModel {
+  uint8_t state;  // pStateIdx
+  uint8_t mps;    // valMps
+};
+
+// Everything that WPP and dependent slice segments save and restore (9.3.2.3/9.3.2.4).
+struct CabacContexts {
+  ContextModel m[ctx::NUM];
+  int stat_coeff[4];  // StatCoeff for persistent_rice_adaptation
+  void init(int init_type, int qp);
+};
+
+extern const uint8_t kRangeTabLps[64][4];
+extern const uint8_t kTransIdxLps[64];
+extern const uint8_t kRenormTable[32];
+
+class CabacEngine {
+ public:
+  void start(const uint8_t* begin, const uint8_t* end) {
+    begin_ = cur_ = begin;
+    end_ = end;
+    range_ = 510;
+    bits_needed_ = 8;
+    value_ = 0;
+    overrun_ = 0;
+    // 9 bits of offset plus 7 look-ahead bits
+    value_ = (uint32_t)next_byte() << 8;
+    value_ |= next_byte();
+    bits_needed_ = -8;
+  }
+
+  int decode(ContextModel& m) {
+    uint32_t lps = kRangeTabLps[m.state][(range_ >> 6) - 4];
+    range_ -= lps;
+    uint32_t scaled = range_ << 7;
+    int bin;
+    if (value_ < scaled) {
+      bin = m.mps;
+      if (m.state < 62) m.state++;
+      if (scaled < (256u << 7)) {
+        range_ = scaled >> 6;
+        value_ <<= 1;
+        if (++bits_needed_ == 0) {
+          bits_needed_ = -8;
+          value_ |= next_byte();
+        }
+      }
+    } else {
+      value_ -= scaled;
+      int nb = kRenormTable[lps >> 3];
+      value_ <<= nb;
+      range_ = lps << nb;
+      bin = !m.mps;
+      if (m.state == 0) m.mps = !m.mps;
+      m.state = kTransIdxLps[m.state];
+      bits_needed_ += nb;
+      if (bits_needed_ >= 0) {
+        value_ |= (uint32_t)next_byte() << bits_needed_;
+        bits_needed_ -= 8;
+      }
+    }
+    return bin;
+  }
+
+  int bypass() {
+    value_ <<= 1;
+    if (++bits_needed_ >= 0) {
+      bits_needed_ = -8;
+      value_ |= next_byte();
+    }
+    uint32_t scaled = range_ << 7;
+    if (value_ >= scaled) {
+      value_ -= scaled;
+      return 1;
+    }
+    return 0;
+  }
+
+  // n bypass bins, first one most significant (n <= 32).
+  uint32_t bypass_bits(int n) {
+    uint32_t v = 0;
+    while (n > 8) {
+      v = (v << 8) | bypass_group(8);
+      n -= 8;
+    }
+    if (n > 0) v = (v << n) | bypass_group(n);
+    return v;
+  }
+
+  int terminate() {
+    range_ -= 2;
+    uint32_t scaled = range_ << 7;
+    if (value_ >= scaled) return 1;
+    if (scaled < (256u << 7)) {
+      range_ = scaled >> 6;
+      value_ <<= 1;
+      if (++bits_needed_ == 0) {
+        bits_needed_ = -8;
+        value_ |= next_byte();
+      }
+    }
+    return 0;
+  }
+
+  // After a terminate bin equal to 1: the bit that follows the arithmetic codeword must be
+  // 1 and the rest of its byte 0 (rbsp_stop_one_bit / end_of_subset_one_bit alignment, or
+  // the PCM alignment). Returns false if that pattern is absent.
+  bool check_stop_pattern() const {
+    if (overrun_ || cur_ == begin_) return false;
+    uint8_t last = cur_[-1];
+    return ((uint32_t)(last << (8 + bits_needed_)) & 0xff) == 0x80;
+  }
+  // Byte where data continues after a terminate bin equal to 1 (PCM samples, next substream).
+  const uint8_t* position() const { return cur_; }
+  const uint8_t* end() const { return end_; }
+  bool overrun() const { return overrun_ > 2; }
+  // Forces range to 256 (cabac_bypass_alignment_enabled_flag, 9.3.4.3.6).
+  void align_bypass() { range_ = 256; }
+
+ private:
+  uint32_t bypass_group(int n) {  // n <= 8
+    value_ <<= n;
+    bits_needed_ += n;
+    if (bits_needed_ >= 0) {
+      value_ |= (uint32_t)next_byte() << bits_needed_;
+      bits_needed_ -= 8;
+    }
+    uint32_t scaled = range_ << 7;
+    uint32_t v = 0;
+    // long division of value_ by scaled, n quotient bits
+    for (int i = n - 1; i >= 0; --i) {
+      uint32_t s = scaled << i;
+      v <<= 1;
+      if (value_ >= s) {
+        value_ -= s;
+        v |= 1;
+      }
+    }
+    return v;
+  }
+  uint8_t next_byte() {
+    if (cur_ < end_) return *cur_++;
+    ++overrun_;
+    return 0;
+  }
+
+  const uint8_t* begin_ = nullptr;
+  const uint8_t* cur_ = nullptr;
+  const uint8_t* end_ = nullptr;
+  uint32_t range_ = 510;
+  uint32_t value_ = 0;
+  int bits_needed_ = -8;
+  int overrun_ = 0;
+};
+
+}  // namespace bitsr

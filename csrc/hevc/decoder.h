@@ -1,0 +1,102 @@
+// Top-level parse-only decoder: takes NAL units in decoding order, keeps parameter sets
+// and the DPB, parses every slice down to the residual syntax, and hands out finished
+// pictures in decoding order and in output order.
+#pragma once
+#include <array>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hevc/dpb.h"
+#include "hevc/limits.h"
+#include "hevc/picture.h"
+#include "hevc/ps.h"
+#include "hevc/slice_header.h"
+
+namespace bitsr {
+
+struct DecoderOptions {
+  bool strict = false;      // raise on the first error instead of concealing
+  bool parse_ctu = true;    // parse slice data (false: picture-level information only)
+  Limits limits;
+};
+
+struct PictureState;  // slice-data decoding state of the picture in progress (slice_data.h)
+
+class Decoder : private ParamSetLookup {
+ public:
+  explicit Decoder(const DecoderOptions& opts = DecoderOptions());
+  ~Decoder();
+
+  // One NAL unit without start code or length prefix. `offset` is its byte position in the
+  // input, for error messages.
+  void push_nal(const uint8_t* data, size_t size, int64_t offset = -1);
+  void push_annexb(const uint8_t* data, size_t size, int64_t base_offset = 0);
+  void push_length_prefixed(const uint8_t* data, size_t size, int length_size, int64_t base_offset = 0);
+  // Part of an Annex B byte stream read in chunks: NAL units are processed once the next
+  // start code is seen; `final` processes the rest. Memory stays bounded by the largest NAL.
+  void push_annexb_chunk(const uint8_t* data, size_t size, bool final);
+  // hvcC record from MP4/MKV extradata; returns the NAL length size.
+  int push_hvcc(const uint8_t* data, size_t size);
+  // Marks the end of an access unit (a container packet): finishes the current picture.
+  void end_access_unit();
+  // End of input: finishes the current picture and outputs everything left.
+  void flush();
+  // Outputs the next picture in output order even if the DPB would still hold it
+  // (used to follow a decoder that outputs earlier than the bumping process requires).
+  bool bump_one();
+
+  std::deque<PicturePtr> decoded;  // finished pictures, decoding order
+  std::deque<PicturePtr> output;   // pictures in output order (PicOutputFlag = 1)
+
+  int64_t num_nals() const { return nal_index_; }
+  int64_t num_skipped_pictures() const { return skipped_pictures_; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  std::shared_ptr<const Sps> active_sps() const { return active_sps_; }
+
+ private:
+  ActiveParams activate(int pps_id) override;
+  void handle_slice(const uint8_t* data, size_t size, int nal_type, int temporal_id);
+  bool begin_picture(const SliceHeader& sh, const ActiveParams& params, int nal_type, int temporal_id);
+  void finish_picture();
+  PicturePtr generate_missing(int32_t poc, bool long_term, const ActiveParams& params);
+  void report(const std::exception& e, const char* what);
+
+  DecoderOptions opts_;
+  std::array<std::shared_ptr<const Vps>, 16> vps_{};
+  std::array<std::shared_ptr<const Sps>, 16> sps_{};
+  std::array<std::shared_ptr<const Pps>, 64> pps_{};
+  std::array<std::vector<uint8_t>, 16> sps_raw_;
+  std::array<std::vector<uint8_t>, 64> pps_raw_;
+  std::shared_ptr<const Sps> active_sps_;
+  // scan maps cache for the last (sps, pps) pair
+  std::shared_ptr<const Sps> maps_sps_;
+  std::shared_ptr<const Pps> maps_pps_;
+  std::shared_ptr<const ScanMaps> maps_;
+
+  Dpb dpb_;
+  PicturePtr cur_;
+  std::unique_ptr<PictureState> state_;
+  RefPicSet cur_rps_;
+  SliceHeader cur_sh_;         // last independent slice segment header of the picture
+  bool have_cur_sh_ = false;
+  bool skipping_ = false;      // the current picture is skipped (RASL after CRA start, ...)
+  bool first_picture_ = true;  // no picture decoded yet in the bitstream
+  bool after_eos_ = false;
+  bool seen_irap_ = false;
+  bool assoc_irap_no_rasl_ = false;
+  int32_t prev_tid0_poc_ = 0;
+  int cvs_index_ = -1;
+  int64_t decode_count_ = 0;
+  int64_t nal_index_ = -1;
+  int64_t nal_offset_ = -1;
+  int64_t skipped_pictures_ = 0;
+  std::vector<std::string> warnings_;
+  std::vector<uint8_t> rbsp_;
+  std::vector<uint8_t> pending_;  // unprocessed tail of an Annex B stream
+  int64_t pending_offset_ = 0;    // stream offset of pending_[0]
+  std::vector<uint32_t> epb_;
+};
+
+}  // namespace bitsr

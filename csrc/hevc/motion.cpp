@@ -1,0 +1,403 @@
+// Motion vector derivation (8.5.3.2): merge candidates (spatial, temporal, combined
+// bi-predictive, zero), AMVP with spatial scaling, TMVP from the collocated picture's
+// motion field (read at 16x16 granularity), and prediction-block availability (6.4.2).
+#include <algorithm>
+#include <cstdlib>
+
+#include "common/error.h"
+#include "hevc/slice_decoder.h"
+
+namespace bitsr {
+
+namespace {
+enum { PART_2Nx2N = 0, PART_2NxN, PART_Nx2N, PART_NxN, PART_2NxnU, PART_2NxnD, PART_nLx2N, PART_nRx2N };
+
+inline int clip3(int lo, int hi, int v) { return v < lo ? lo : v > hi ? hi : v; }
+
+// POC-distance scaling of 8.5.3.2.7 / 8.5.3.2.8.
+inline Mv scale_mv(Mv mv, int td_raw, int tb_raw) {
+  const int td = clip3(-128, 127, td_raw);
+  const int tb = clip3(-128, 127, tb_raw);
+  if (td == 0) return mv;  // only possible for broken streams; keep the vector
+  const int tx = (16384 + (std::abs(td) >> 1)) / td;
+  const int dsf = clip3(-4096, 4095, (tb * tx + 32) >> 6);
+  auto s = [&](int v) {
+    const int64_t p = (int64_t)dsf * v;
+    const int64_t a = (std::llabs(p) + 127) >> 8;
+    return clip3(-32768, 32767, (int)(p < 0 ? -a : a));
+  };
+  return {s(mv.x), s(mv.y)};
+}
+
+struct Cand {
+  Mv mv[2];
+  int ref_idx[2];
+  int pf[2];
+};
+
+inline bool same_motion(const Cand& a, const Cand& b) {
+  for (int l = 0; l < 2; ++l) {
+    if (a.pf[l] != b.pf[l]) return false;
+    if (a.pf[l] && (a.ref_idx[l] != b.ref_idx[l] || a.mv[l].x != b.mv[l].x || a.mv[l].y != b.mv[l].y)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool SliceDecoder::available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int xNb,
+                                int yNb) const {
+  const bool same_cb = xCb <= xNb && yCb <= yNb && xCb + nCbS > xNb && yCb + nCbS > yNb;
+  bool avail;
+  if (!same_cb)
+    avail = available_zs(xPb, yPb, xNb, yNb);
+  else if ((w << 1) == nCbS && (h << 1) == nCbS && part_idx == 1 && yCb + h <= yNb && xCb + w > xNb)
+    avail = false;
+  else
+    avail = true;
+  if (avail && pr_.pred_mode[g(xNb, yNb)] == PM_INTRA) avail = false;
+  return avail;
+}
+
+void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge) {
+  const RefList* L = in_.lists;
+  const uint8_t dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
+  int16_t mv4[4];
+  int8_t ri[2];
+  int32_t rp[2];
+  uint8_t lt = 0;
+  for (int l = 0; l < 2; ++l) {
+    if (m.pred_flag[l]) {
+      if (m.ref_idx[l] < 0 || m.ref_idx[l] >= L[l].n) fail("ref_idx", "reference index outside the reference list");
+      mv4[l * 2] = (int16_t)m.mv[l].x;
+      mv4[l * 2 + 1] = (int16_t)m.mv[l].y;
+      ri[l] = (int8_t)m.ref_idx[l];
+      rp[l] = L[l].poc[m.ref_idx[l]];
+      lt |= (uint8_t)(L[l].is_lt[m.ref_idx[l]] << l);
+    } else {
+      mv4[l * 2] = mv4[l * 2 + 1] = 0;
+      ri[l] = -1;
+      rp[l] = kNoRefPoc;
+    }
+  }
+  const int x4 = xPb >> 2, y4 = yPb >> 2, w4 = w >> 2, h4 = h >> 2;
+  for (int j = 0; j < h4; ++j) {
+    const size_t o = (size_t)(y4 + j) * gw_ + x4;
+    for (int i = 0; i < w4; ++i) {
+      const size_t k = o + i;
+      pr_.merge_flag[k] = (uint8_t)merge;
+      pr_.inter_dir[k] = dir;
+      int16_t* mv = &pr_.mv[k * 4];
+      mv[0] = mv4[0];
+      mv[1] = mv4[1];
+      mv[2] = mv4[2];
+      mv[3] = mv4[3];
+      pr_.ref_idx[k * 2] = ri[0];
+      pr_.ref_idx[k * 2 + 1] = ri[1];
+      pr_.ref_poc[k * 2] = rp[0];
+      pr_.ref_poc[k * 2 + 1] = rp[1];
+      pr_.ref_lt[k] = lt;
+    }
+  }
+}
+
+bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
+  const Picture* col = in_.col_pic;
+  const Priors& cp = col->pr;
+  xCol = (xCol >> 4) << 4;
+  yCol = (yCol >> 4) << 4;
+  const size_t k = (size_t)(yCol >> 2) * cp.gw + (xCol >> 2);
+  if (cp.pred_mode[k] == PM_INTRA) return false;
+  const int dir = cp.inter_dir[k];
+  if (dir == 0) return false;
+  int list_col;
+  if (!(dir & 1)) {
+    list_col = 1;
+  } else if (dir == 1) {
+    list_col = 0;
+  } else {
+    // NoBackwardPredFlag: every reference of the current slice precedes (or is) the current picture
+    bool no_backward = true;
+    for (int l = 0; l < 2 && no_backward; ++l)
+      for (int i = 0; i < in_.lists[l].n; ++i)
+        if (in_.lists[l].poc[i] > pic_.poc) {
+          no_backward = false;
+          break;
+        }
+    list_col = no_backward ? X : (sh_.collocated_from_l0_flag ? 1 : 0);
+  }
+  const Mv mv_col = {cp.mv[k * 4 + list_col * 2], cp.mv[k * 4 + list_col * 2 + 1]};
+  const bool col_lt = (cp.ref_lt[k] >> list_col) & 1;
+  const bool cur_lt = in_.lists[X].is_lt[ref_idx];
+  if (col_lt != cur_lt) return false;
+  const int col_poc_diff = col->poc - cp.ref_poc[k * 2 + list_col];
+  const int cur_poc_diff = pic_.poc - in_.lists[X].poc[ref_idx];
+  if (cur_lt || col_poc_diff == cur_poc_diff)
+    out = mv_col;
+  else
+    out = scale_mv(mv_col, col_poc_diff, cur_poc_diff);
+  return true;
+}
+
+bool SliceDecoder::temporal_mv(int xPb, int yPb, int w, int h, int X, int ref_idx, Mv& out) {
+  if (!sh_.slice_temporal_mvp_enabled_flag || !in_.col_pic) return false;
+  const int xBr = xPb + w, yBr = yPb + h;
+  if ((yPb >> log2_ctb_) == (yBr >> log2_ctb_) && yBr < sps_.height && xBr < sps_.width) {
+    if (col_mv(xBr, yBr, X, ref_idx, out)) return true;
+  }
+  return col_mv(xPb + (w >> 1), yPb + (h >> 1), X, ref_idx, out);
+}
+
+void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx,
+                                int merge_idx, PuMotion& out) {
+  const int orig_w = w, orig_h = h;
+  const int pml = pps_.log2_parallel_merge_level;
+  if (pml > 2 && nCbS == 8) {
+    xPb = xCb;
+    yPb = yCb;
+    w = h = nCbS;
+    part_idx = 0;
+  }
+  Cand list[5];
+  int n = 0;
+  auto read = [&](int x, int y) {
+    Cand c;
+    const size_t k = g(x, y);
+    const int dir = pr_.inter_dir[k];
+    for (int l = 0; l < 2; ++l) {
+      c.pf[l] = (dir >> l) & 1;
+      c.ref_idx[l] = pr_.ref_idx[k * 2 + l];
+      c.mv[l] = {pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]};
+    }
+    return c;
+  };
+  auto same_mer = [&](int xN, int yN) { return (xPb >> pml) == (xN >> pml) && (yPb >> pml) == (yN >> pml); };
+  // A1
+  const int xA1 = xPb - 1, yA1 = yPb + h - 1;
+  bool avA1 = !same_mer(xA1, yA1) &&
+              !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
+              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
+  Cand A1, B1;
+  if (avA1) {
+    A1 = read(xA1, yA1);
+    list[n++] = A1;
+  }
+  // B1
+  const int xB1 = xPb + w - 1, yB1 = yPb - 1;
+  bool avB1 = !same_mer(xB1, yB1) &&
+              !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
+              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
+  if (avB1) {
+    B1 = read(xB1, yB1);
+    if (avA1 && same_motion(A1, B1))
+      avB1 = false;
+    else
+      list[n++] = B1;
+  }
+  // B0
+  const int xB0 = xPb + w, yB0 = yPb - 1;
+  bool avB0 = !same_mer(xB0, yB0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB0, yB0);
+  if (avB0) {
+    Cand B0 = read(xB0, yB0);
+    // pruning against B1 uses the neighbour's motion whether or not B1 itself was kept
+    bool b1_exists = !same_mer(xB1, yB1) &&
+                     !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
+                     available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
+    if (b1_exists && same_motion(read(xB1, yB1), B0))
+      avB0 = false;
+    else
+      list[n++] = B0;
+  }
+  // A0
+  const int xA0 = xPb - 1, yA0 = yPb + h;
+  bool avA0 = !same_mer(xA0, yA0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA0, yA0);
+  if (avA0) {
+    Cand A0 = read(xA0, yA0);
+    if (avA1 && same_motion(A1, A0))
+      avA0 = false;
+    else
+      list[n++] = A0;
+  }
+  // B2
+  if (!(avA0 && avA1 && avB0 && avB1)) {
+    const int xB2 = xPb - 1, yB2 = yPb - 1;
+    bool avB2 = !same_mer(xB2, yB2) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB2, yB2);
+    if (avB2) {
+      Cand B2 = read(xB2, yB2);
+      bool b1_exists = !same_mer(xB1, yB1) &&
+                       !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
+                       available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
+      if ((avA1 && same_motion(A1, B2)) || (b1_exists && same_motion(read(xB1, yB1), B2)))
+        avB2 = false;
+      else
+        list[n++] = B2;
+    }
+  }
+  const int max_cand = sh_.max_num_merge_cand;
+  if (n > max_cand) n = max_cand;
+  // temporal
+  if (n <= merge_idx || n < max_cand) {
+    if (n < max_cand && sh_.slice_temporal_mvp_enabled_flag) {
+      Cand col;
+      col.pf[0] = temporal_mv(xPb, yPb, w, h, 0, 0, col.mv[0]);
+      col.ref_idx[0] = col.pf[0] ? 0 : -1;
+      col.pf[1] = 0;
+      col.ref_idx[1] = -1;
+      col.mv[1] = {0, 0};
+      if (sh_.slice_type == SLICE_B) {
+        col.pf[1] = temporal_mv(xPb, yPb, w, h, 1, 0, col.mv[1]);
+        col.ref_idx[1] = col.pf[1] ? 0 : -1;
+      }
+      if (!col.pf[0]) col.mv[0] = {0, 0};
+      if (col.pf[0] || col.pf[1]) list[n++] = col;
+    }
+  }
+  // combined bi-predictive
+  if (sh_.slice_type == SLICE_B && n > 1 && n < max_cand) {
+    static const int kComb[12][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
+                                     {0, 3}, {3, 0}, {1, 3}, {3, 1}, {2, 3}, {3, 2}};
+    const int orig = n;
+    for (int ci = 0; ci < orig * (orig - 1) && n < max_cand; ++ci) {
+      const Cand& l0 = list[kComb[ci][0]];
+      const Cand& l1 = list[kComb[ci][1]];
+      if (l0.pf[0] && l1.pf[1] &&
+          (in_.lists[0].poc[l0.ref_idx[0]] != in_.lists[1].poc[l1.ref_idx[1]] || l0.mv[0].x != l1.mv[1].x ||
+           l0.mv[0].y != l1.mv[1].y)) {
+        Cand c;
+        c.pf[0] = c.pf[1] = 1;
+        c.ref_idx[0] = l0.ref_idx[0];
+        c.ref_idx[1] = l1.ref_idx[1];
+        c.mv[0] = l0.mv[0];
+        c.mv[1] = l1.mv[1];
+        list[n++] = c;
+      }
+    }
+  }
+  // zero candidates
+  if (n < max_cand) {
+    const int num_ref = sh_.slice_type == SLICE_P ? sh_.num_ref_idx_active[0]
+                                                   : std::min(sh_.num_ref_idx_active[0], sh_.num_ref_idx_active[1]);
+    int zi = 0;
+    while (n < max_cand) {
+      Cand c;
+      const int r = zi < num_ref ? zi : 0;
+      c.pf[0] = 1;
+      c.ref_idx[0] = r;
+      c.mv[0] = {0, 0};
+      c.mv[1] = {0, 0};
+      if (sh_.slice_type == SLICE_P) {
+        c.pf[1] = 0;
+        c.ref_idx[1] = -1;
+      } else {
+        c.pf[1] = 1;
+        c.ref_idx[1] = r;
+      }
+      list[n++] = c;
+      ++zi;
+    }
+  }
+  if (merge_idx >= n) fail("merge_idx", "merge_idx beyond the merge candidate list");
+  const Cand& s = list[merge_idx];
+  for (int l = 0; l < 2; ++l) {
+    out.pred_flag[l] = s.pf[l];
+    out.ref_idx[l] = s.pf[l] ? s.ref_idx[l] : -1;
+    out.mv[l] = s.pf[l] ? s.mv[l] : Mv{0, 0};
+  }
+  if (out.pred_flag[0] && out.pred_flag[1] && orig_w + orig_h == 12) {
+    out.pred_flag[1] = 0;
+    out.ref_idx[1] = -1;
+    out.mv[1] = {0, 0};
+  }
+}
+
+Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int X,
+                             int ref_idx, int mvp_flag) {
+  const int Y = 1 - X;
+  const RefList* L = in_.lists;
+  const int32_t target_poc = L[X].poc[ref_idx];
+  const bool target_lt = L[X].is_lt[ref_idx];
+  auto nb_pf = [&](size_t k, int l) { return (pr_.inter_dir[k] >> l) & 1; };
+  auto nb_mv = [&](size_t k, int l) { return Mv{pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]}; };
+  // A
+  const int xA[2] = {xPb - 1, xPb - 1}, yA[2] = {yPb + h, yPb + h - 1};
+  bool avA[2];
+  for (int i = 0; i < 2; ++i) avA[i] = available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA[i], yA[i]);
+  const bool is_scaled = avA[0] || avA[1];
+  bool have_a = false;
+  Mv mvA{0, 0};
+  for (int i = 0; i < 2 && !have_a; ++i) {
+    if (!avA[i]) continue;
+    const size_t k = g(xA[i], yA[i]);
+    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+      have_a = true;
+      mvA = nb_mv(k, X);
+    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+      have_a = true;
+      mvA = nb_mv(k, Y);
+    }
+  }
+  for (int i = 0; i < 2 && !have_a; ++i) {
+    if (!avA[i]) continue;
+    const size_t k = g(xA[i], yA[i]);
+    int l = -1;
+    if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+      l = X;
+    else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+      l = Y;
+    if (l < 0) continue;
+    have_a = true;
+    mvA = nb_mv(k, l);
+    const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
+    if (!nb_lt && !target_lt) mvA = scale_mv(mvA, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+  }
+  // B
+  const int xB[3] = {xPb + w, xPb + w - 1, xPb - 1}, yB[3] = {yPb - 1, yPb - 1, yPb - 1};
+  bool avB[3];
+  for (int i = 0; i < 3; ++i) avB[i] = available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB[i], yB[i]);
+  bool have_b = false;
+  Mv mvB{0, 0};
+  for (int i = 0; i < 3 && !have_b; ++i) {
+    if (!avB[i]) continue;
+    const size_t k = g(xB[i], yB[i]);
+    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+      have_b = true;
+      mvB = nb_mv(k, X);
+    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+      have_b = true;
+      mvB = nb_mv(k, Y);
+    }
+  }
+  if (!is_scaled && have_b) {
+    have_a = true;
+    mvA = mvB;
+  }
+  if (!is_scaled) {
+    have_b = false;
+    for (int i = 0; i < 3 && !have_b; ++i) {
+      if (!avB[i]) continue;
+      const size_t k = g(xB[i], yB[i]);
+      int l = -1;
+      if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+        l = X;
+      else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+        l = Y;
+      if (l < 0) continue;
+      have_b = true;
+      mvB = nb_mv(k, l);
+      const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
+      if (!nb_lt && !target_lt) mvB = scale_mv(mvB, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+    }
+  }
+  Mv cand[3];
+  int n = 0;
+  if (have_a) cand[n++] = mvA;
+  if (have_b && !(have_a && mvA.x == mvB.x && mvA.y == mvB.y)) cand[n++] = mvB;
+  if (n < 2) {
+    Mv col;
+    if (temporal_mv(xPb, yPb, w, h, X, ref_idx, col)) cand[n++] = col;
+  }
+  while (n < 2) cand[n++] = {0, 0};
+  return cand[mvp_flag];
+}
+
+}  // namespace bitsr

@@ -1,0 +1,275 @@
+// residual_coding() (7.3.8.11): every coefficient syntax element is consumed, with the
+// context selection of 9.3.4.2.4-9.3.4.2.7 and the Rice parameter derivation of 9.3.3.11
+// (including persistent_rice_adaptation and the limited prefix of extended precision).
+#include <algorithm>
+
+#include "common/error.h"
+#include "hevc/slice_decoder.h"
+
+namespace bitsr {
+
+namespace {
+
+struct ScanTables {
+  // [log2 block size 0..3][scanIdx][pos] -> x | (y << 4)
+  uint8_t pos[4][3][64];
+  ScanTables() {
+    for (int l = 0; l < 4; ++l) {
+      const int n = 1 << l;
+      // up-right diagonal (6.5.3)
+      int i = 0, x = 0, y = 0;
+      bool stop = false;
+      while (!stop) {
+        while (y >= 0) {
+          if (x < n && y < n) pos[l][0][i++] = (uint8_t)(x | (y << 4));
+          y--;
+          x++;
+        }
+        y = x;
+        x = 0;
+        if (i >= n * n) stop = true;
+      }
+      // horizontal (6.5.4) and vertical (6.5.5)
+      i = 0;
+      for (int yy = 0; yy < n; ++yy)
+        for (int xx = 0; xx < n; ++xx) pos[l][1][i++] = (uint8_t)(xx | (yy << 4));
+      i = 0;
+      for (int xx = 0; xx < n; ++xx)
+        for (int yy = 0; yy < n; ++yy) pos[l][2][i++] = (uint8_t)(xx | (yy << 4));
+    }
+  }
+};
+const ScanTables kScan;
+
+const uint8_t kCtxIdxMap[16] = {0, 1, 4, 5, 2, 3, 4, 5, 6, 6, 8, 8, 7, 7, 8, 8};
+
+}  // namespace
+
+int SliceDecoder::coeff_abs_level_remaining(int rice) {
+  int prefix = 0;
+  if (!sps_.extended_precision_processing_flag) {
+    while (prefix < 32 && eng_.bypass()) ++prefix;
+    if (prefix <= 3) return (prefix << rice) + (int)eng_.bypass_bits(rice);
+    const int nbits = prefix - 3 + rice;
+    if (nbits > 30) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining is too long");
+    int64_t v = (((int64_t)1 << (prefix - 3)) + 2) << rice;
+    v += eng_.bypass_bits(nbits);
+    if (v > (1 << 30)) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining out of range");
+    return (int)v;
+  }
+  // Limited prefix (extended_precision_processing_flag): the escape is at most
+  // log2TransformRange bits long.
+  const int range = std::max(15, sps_.bit_depth_luma + 6);
+  const int max_prefix_ext = 32 - (3 + range);
+  const int longest = max_prefix_ext + 3;
+  while (prefix < longest && eng_.bypass()) ++prefix;
+  if (prefix < 3) return (prefix << rice) + (int)eng_.bypass_bits(rice);
+  const int prefix_ext = prefix - 3;
+  const int suffix_len = prefix_ext == max_prefix_ext ? range - rice : prefix_ext;
+  if (suffix_len + rice > 31 || suffix_len < 0) fail("coeff_abs_level_remaining");
+  int64_t v = ((((int64_t)1 << prefix_ext) - 1) + 3) << rice;
+  v += eng_.bypass_bits(suffix_len + rice);
+  if (v > ((int64_t)1 << 31) - 1) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining out of range");
+  return (int)v;
+}
+
+void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
+  const bool bypass = cu_transquant_bypass_;
+  bool ts = false;
+  if (pps_.transform_skip_enabled_flag && !bypass && log2_size <= pps_.log2_max_transform_skip_block_size)
+    ts = dec(ctx::TRANSFORM_SKIP_FLAG + (c ? 1 : 0));
+  bool explicit_rdpcm = false;
+  if (cu_pred_mode_ != PM_INTRA && sps_.explicit_rdpcm_enabled_flag && (ts || bypass)) {
+    explicit_rdpcm = dec(ctx::EXPLICIT_RDPCM_FLAG + (c ? 1 : 0));
+    if (explicit_rdpcm) dec(ctx::EXPLICIT_RDPCM_DIR_FLAG + (c ? 1 : 0));
+  }
+  // last_sig_coeff_{x,y}_prefix / suffix
+  const int cmax = (log2_size << 1) - 1;
+  int off, shift;
+  if (c == 0) {
+    off = 3 * (log2_size - 2) + ((log2_size - 1) >> 2);
+    shift = (log2_size + 1) >> 2;
+  } else {
+    off = 15;
+    shift = log2_size - 2;
+  }
+  int px = 0, py = 0;
+  while (px < cmax && dec(ctx::LAST_X_PREFIX + off + (px >> shift))) ++px;
+  while (py < cmax && dec(ctx::LAST_Y_PREFIX + off + (py >> shift))) ++py;
+  int last_x = px, last_y = py;
+  if (px > 3) {
+    const int nb = (px >> 1) - 1;
+    last_x = (1 << nb) * (2 + (px & 1)) + (int)eng_.bypass_bits(nb);
+  }
+  if (py > 3) {
+    const int nb = (py >> 1) - 1;
+    last_y = (1 << nb) * (2 + (py & 1)) + (int)eng_.bypass_bits(nb);
+  }
+  // scanIdx (7.4.9.11)
+  int scan_idx = 0;
+  int pred_mode_intra = -1;
+  if (cu_pred_mode_ == PM_INTRA) {
+    pred_mode_intra = c == 0 ? pr_.intra_mode[g(x0, y0)] : intra_mode_c_[pu_index_at(x0, y0)];
+    if (log2_size == 2 || (log2_size == 3 && (c == 0 || sps_.ChromaArrayType == 3))) {
+      if (pred_mode_intra >= 6 && pred_mode_intra <= 14)
+        scan_idx = 2;
+      else if (pred_mode_intra >= 22 && pred_mode_intra <= 30)
+        scan_idx = 1;
+    }
+  }
+  if (scan_idx == 2) std::swap(last_x, last_y);
+  const int tb = 1 << log2_size;
+  if (last_x >= tb || last_y >= tb) fail("last_sig_coeff_prefix", "last significant coefficient outside the block");
+
+  const int lsb = log2_size - 2;  // log2 of the sub-block grid size
+  const int sbw = 1 << lsb;
+  const uint8_t* sb_scan = kScan.pos[lsb][scan_idx];
+  const uint8_t* c_scan = kScan.pos[2][scan_idx];
+  // locate the last sub-block and scan position
+  int last_sb = 0, last_pos = 0;
+  {
+    const int xs = last_x >> 2, ys = last_y >> 2;
+    const uint8_t key = (uint8_t)(xs | (ys << 4));
+    for (int i = 0; i < sbw * sbw; ++i)
+      if (sb_scan[i] == key) {
+        last_sb = i;
+        break;
+      }
+    const uint8_t kp = (uint8_t)((last_x & 3) | ((last_y & 3) << 4));
+    for (int n = 0; n < 16; ++n)
+      if (c_scan[n] == kp) {
+        last_pos = n;
+        break;
+      }
+  }
+  uint8_t csbf[8][8] = {};
+  const bool ts_ctx = sps_.transform_skip_context_enabled_flag && (ts || bypass);
+  const bool sign_hiding_off = bypass ||
+                               (cu_pred_mode_ == PM_INTRA && sps_.implicit_rdpcm_enabled_flag && ts &&
+                                (pred_mode_intra == 10 || pred_mode_intra == 26)) ||
+                               explicit_rdpcm;
+  const int sb_type = (c == 0 ? 2 : 0) + ((ts || bypass) ? 1 : 0);
+  int c1 = 1;  // greater1Ctx carried between sub-blocks
+  for (int i = last_sb; i >= 0; --i) {
+    const int xs = sb_scan[i] & 15, ys = sb_scan[i] >> 4;
+    bool infer_dc = false;
+    int coded = 1;
+    if (i < last_sb && i > 0) {
+      int cctx = 0;
+      if (xs < sbw - 1) cctx += csbf[xs + 1][ys];
+      if (ys < sbw - 1) cctx += csbf[xs][ys + 1];
+      coded = dec(ctx::CODED_SUB_BLOCK_FLAG + std::min(cctx, 1) + (c ? 2 : 0));
+      infer_dc = true;
+    }
+    csbf[xs][ys] = (uint8_t)coded;
+    uint32_t sig = 0;
+    int n_start = 15;
+    if (i == last_sb) {
+      sig = 1u << last_pos;
+      n_start = last_pos - 1;
+    }
+    if (coded) {
+      const int prev_csbf = ((xs < sbw - 1) ? csbf[xs + 1][ys] : 0) | (((ys < sbw - 1) ? csbf[xs][ys + 1] : 0) << 1);
+      for (int n = n_start; n >= 0; --n) {
+        const int xp = c_scan[n] & 15, yp = c_scan[n] >> 4;
+        if (n > 0 || !infer_dc) {
+          int sctx;
+          if (ts_ctx) {
+            sctx = c == 0 ? 42 : 16;
+          } else if (log2_size == 2) {
+            sctx = kCtxIdxMap[(yp << 2) + xp];
+          } else if (xs == 0 && ys == 0 && xp == 0 && yp == 0) {
+            sctx = 0;
+          } else {
+            if (prev_csbf == 0)
+              sctx = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
+            else if (prev_csbf == 1)
+              sctx = yp == 0 ? 2 : yp == 1 ? 1 : 0;
+            else if (prev_csbf == 2)
+              sctx = xp == 0 ? 2 : xp == 1 ? 1 : 0;
+            else
+              sctx = 2;
+            if (c == 0) {
+              if (xs > 0 || ys > 0) sctx += 3;
+              sctx += log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21;
+            } else {
+              sctx += log2_size == 3 ? 9 : 12;
+            }
+          }
+          if (dec(ctx::SIG_COEFF_FLAG + (c == 0 ? sctx : 27 + sctx))) {
+            sig |= 1u << n;
+            infer_dc = false;
+          }
+        } else {
+          sig |= 1u;  // inferred DC of a coded sub-block with no other significant coefficient
+        }
+      }
+    }
+    if (!sig) continue;
+    // coeff_abs_level_greater1_flag / greater2_flag
+    int ctx_set = (i == 0 || c > 0) ? 0 : 2;
+    if (c1 == 0) ctx_set++;
+    c1 = 1;
+    uint32_t g1 = 0;
+    int first_g1 = -1;
+    int num_g1 = 0;
+    bool escape = false;
+    int first_sig = 16, last_sig = -1;
+    for (int n = 15; n >= 0; --n) {
+      if (!(sig >> n & 1)) continue;
+      if (num_g1 < 8) {
+        const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
+        ++num_g1;
+        if (f) {
+          g1 |= 1u << n;
+          c1 = 0;
+          if (first_g1 == -1)
+            first_g1 = n;
+          else
+            escape = true;
+        } else if (c1 > 0 && c1 < 3) {
+          c1++;
+        }
+      } else {
+        escape = true;
+      }
+      if (last_sig == -1) last_sig = n;
+      first_sig = n;
+    }
+    int g2 = 0;
+    if (first_g1 != -1) {
+      g2 = dec(ctx::GREATER2_FLAG + ctx_set + (c ? 4 : 0));
+      if (g2) escape = true;
+    }
+    const bool sign_hidden = !sign_hiding_off && pps_.sign_data_hiding_enabled_flag && (last_sig - first_sig > 3);
+    if (sps_.cabac_bypass_alignment_enabled_flag && escape) eng_.align_bypass();
+    const int nsig = __builtin_popcount(sig);
+    eng_.bypass_bits(nsig - (sign_hidden ? 1 : 0));
+    // coeff_abs_level_remaining
+    int rice = sps_.persistent_rice_adaptation_enabled_flag ? cc_.stat_coeff[sb_type] / 4 : 0;
+    bool first_rem = true;
+    int num_sig = 0;
+    for (int n = 15; n >= 0; --n) {
+      if (!(sig >> n & 1)) continue;
+      const int base = 1 + ((g1 >> n) & 1) + (n == first_g1 ? g2 : 0);
+      const int thr = num_sig < 8 ? (n == first_g1 ? 3 : 2) : 1;
+      if (base == thr) {
+        const int rem = coeff_abs_level_remaining(rice);
+        if (sps_.persistent_rice_adaptation_enabled_flag && first_rem) {
+          int& s = cc_.stat_coeff[sb_type];
+          if (rem >= (3 << (s / 4)))
+            s++;
+          else if (2 * rem < (1 << (s / 4)) && s > 0)
+            s--;
+          first_rem = false;
+        }
+        if (base + rem > 3 * (1 << rice))
+          rice = sps_.persistent_rice_adaptation_enabled_flag ? rice + 1 : std::min(rice + 1, 4);
+        if (rice > 30) fail("coeff_abs_level_remaining", "Rice parameter out of range");
+      }
+      ++num_sig;
+    }
+  }
+}
+
+}  // namespace bitsr

@@ -1,0 +1,133 @@
+// Internal: the state of one slice segment being parsed. Its member functions are split by
+// syntax layer: syntax.cpp (CTU, CU, PU, TU), residual.cpp (residual_coding), motion.cpp
+// (merge, AMVP, TMVP).
+#pragma once
+#include <cstdint>
+
+#include "hevc/cabac.h"
+#include "hevc/slice_data.h"
+
+namespace bitsr {
+
+struct PictureStateImpl {
+  CabacContexts wpp;  // storage after the second CTB of a CTB row (9.3.2.4)
+  bool wpp_valid = false;
+  int wpp_ctb_rs = -1;  // CTB after which `wpp` was stored
+  CabacContexts ds;   // storage at the end of a slice segment, for dependent slices
+  bool ds_valid = false;
+  int last_qpy = 0;   // QpY of the last CU, carried into dependent slice segments
+  int slice_addr_rs = 0;  // SliceAddrRs of the current slice
+};
+
+struct Mv {
+  int32_t x, y;
+};
+
+struct PuMotion {
+  Mv mv[2];
+  int ref_idx[2];
+  int pred_flag[2];
+};
+
+class SliceDecoder {
+ public:
+  SliceDecoder(PictureState& st, const SliceDataInput& in);
+  void run();
+
+ private:
+  // syntax.cpp
+  void init_contexts();
+  void start_substream(const uint8_t* p);
+  void coding_tree_unit();
+  void sao(int rx, int ry);
+  void coding_quadtree(int x0, int y0, int log2_cb, int depth);
+  void coding_unit(int x0, int y0, int log2_cb);
+  void prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, bool skip);
+  void mvd_coding(Mv& mvd);
+  void pcm_sample(int x0, int y0, int log2_cb);
+  void intra_modes(int x0, int y0, int log2_cb, bool nxn);
+  void transform_tree(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx, int parent_cbf_cb,
+                      int parent_cbf_cr);
+  void transform_unit(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx, int cbf_luma,
+                      int cbf_cb, int cbf_cr);
+  void cu_qp_delta();
+  void chroma_qp_offset();
+  void cross_comp_pred(int c);
+  int set_qp_for_cu(int xCb, int yCb);
+  bool available_zs(int xCurr, int yCurr, int xNb, int yNb) const;
+  int pu_index_at(int x, int y) const;  // chroma PU of a 4:4:4 NxN CU, else 0
+
+  // residual.cpp
+  void residual_coding(int x0, int y0, int log2_size, int c_idx);
+  int coeff_abs_level_remaining(int rice);
+
+  // motion.cpp
+  void derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int merge_idx,
+                    PuMotion& out);
+  Mv derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int X, int ref_idx,
+                 int mvp_flag);
+  bool temporal_mv(int xPb, int yPb, int w, int h, int X, int ref_idx, Mv& out);
+  bool col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out);
+  bool available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int xNb, int yNb) const;
+  void store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge);
+
+  // helpers
+  size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }
+  template <class T>
+  void fill(T* a, int x, int y, int w, int h, T v) {
+    const int x4 = x >> 2, y4 = y >> 2, w4 = w >> 2, h4 = h >> 2;
+    for (int j = 0; j < h4; ++j) {
+      T* row = a + (size_t)(y4 + j) * gw_ + x4;
+      for (int i = 0; i < w4; ++i) row[i] = v;
+    }
+  }
+  int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
+
+  PictureState& st_;
+  PictureStateImpl& impl_;
+  const SliceDataInput& in_;
+  const SliceHeader& sh_;
+  const Sps& sps_;
+  const Pps& pps_;
+  const ScanMaps& maps_;
+  Picture& pic_;
+  Priors& pr_;
+  int gw_;
+  CabacEngine eng_;
+  CabacContexts cc_;
+
+  // position
+  int ctb_addr_ts_ = 0, ctb_addr_rs_ = 0;
+  int x_ctb_ = 0, y_ctb_ = 0;
+  int slice_addr_rs_ = 0;
+  int log2_ctb_ = 4;
+  int min_qg_log2_ = 6;
+  int min_cqo_log2_ = 6;
+
+  // CU state
+  bool cu_transquant_bypass_ = false;
+  int cu_pred_mode_ = PM_INTRA;
+  int part_mode_ = 0;
+  int ct_depth_ = 0;
+  bool merge_flag_2nx2n_ = false;
+  int max_trafo_depth_ = 0;
+  bool intra_split_ = false;
+  int cu_residual_ = 0;
+  int intra_chroma_pred_mode_[4] = {};  // syntax value per PU (4 only for 4:4:4 NxN)
+  int intra_mode_c_[4] = {};            // IntraPredModeC per PU
+  int intra_mode_y_[4] = {};
+  int cu_x_ = 0, cu_y_ = 0, cu_log2_ = 3;
+
+  // QP state
+  bool is_cu_qp_delta_coded_ = false;
+  int cu_qp_delta_val_ = 0;
+  bool is_cu_chroma_qp_offset_coded_ = false;
+  int qp_y_pred_ = 26;
+  int qp_y_ = 26;  // QpY of the last CU (qPY_PREV at the next group); SliceQpY after a reset
+
+  // residual state
+  bool transform_skip_flag_ = false;
+  bool explicit_rdpcm_flag_ = false;
+};
+
+}  // namespace bitsr

@@ -1,0 +1,737 @@
+// slice_segment_data(), coding_tree_unit(), sao(), coding_quadtree(), coding_unit(),
+// prediction_unit(), pcm_sample(), transform_tree(), transform_unit() of H.265 7.3.8,
+// with the context selection of 9.3.4.2 and the intra mode derivation of 8.4.2/8.4.3.
+#include <algorithm>
+#include <cstring>
+
+#include "common/error.h"
+#include "hevc/slice_decoder.h"
+
+namespace bitsr {
+
+PictureState::PictureState(Picture& p, const ActiveParams& params) : pic(p), params(params) {
+  const Sps& sps = *params.sps;
+  ctb_slice_addr.assign(sps.PicSizeInCtbsY, -1);
+  pic.ctb_ok.assign(sps.PicSizeInCtbsY, 0);
+  pic.num_ctb_ok = 0;
+  pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4);
+  impl = std::make_unique<PictureStateImpl>();
+}
+PictureState::~PictureState() = default;
+
+void decode_slice_data(PictureState& st, const SliceDataInput& in) {
+  SliceDecoder d(st, in);
+  d.run();
+}
+
+namespace {
+enum PartModeValue { PART_2Nx2N = 0, PART_2NxN, PART_Nx2N, PART_NxN, PART_2NxnU, PART_2NxnD, PART_nLx2N, PART_nRx2N };
+// Table 8-3: 4:2:2 chroma intra mode mapping.
+const uint8_t kMode422[35] = {0,  1,  2,  2,  2,  2,  3,  5,  7,  8,  10, 11, 13, 15, 16, 18, 19, 20,
+                              21, 22, 23, 23, 24, 24, 25, 25, 26, 27, 27, 28, 28, 29, 29, 30, 31};
+}  // namespace
+
+static void fill_ctb_intra(Priors& pr, int x4, int y4, int w4, int h4, int qp) {
+  for (int j = 0; j < h4; ++j) {
+    size_t o = (size_t)(y4 + j) * pr.gw + x4;
+    std::memset(&pr.pred_mode[o], PM_INTRA, w4);
+    std::memset(&pr.merge_flag[o], 0, w4);
+    std::memset(&pr.inter_dir[o], 0, w4);
+    std::memset(&pr.mv[o * 4], 0, w4 * 4 * sizeof(int16_t));
+    std::memset(&pr.ref_idx[o * 2], 0xff, w4 * 2);
+    for (int i = 0; i < w4 * 2; ++i) pr.ref_poc[o * 2 + i] = kNoRefPoc;
+    std::memset(&pr.qp_y[o], (int8_t)qp, w4);
+    std::memset(&pr.residual[o], 0, w4);
+    std::memset(&pr.intra_mode[o], 1, w4);
+    std::memset(&pr.pcm_flag[o], 0, w4);
+    std::memset(&pr.transquant_bypass[o], 0, w4);
+    std::memset(&pr.ref_lt[o], 0, w4);
+    std::memset(&pr.part_mode[o], 0, w4);
+  }
+}
+
+void fill_intra(Picture& pic, int qp) {
+  const Sps& sps = *pic.sps;
+  Priors& pr = pic.pr;
+  fill_ctb_intra(pr, 0, 0, pr.gw, pr.gh, qp);
+  // CU/TU size: one CTB-sized CU, clipped to the picture
+  std::memset(pr.cu_log2.data(), sps.log2_ctb, pr.cu_log2.size());
+  std::memset(pr.tu_log2.data(), sps.log2_ctb, pr.tu_log2.size());
+}
+
+void conceal_missing_ctbs(PictureState& st) {
+  Picture& pic = st.pic;
+  const Sps& sps = *st.params.sps;
+  if (pic.num_ctb_ok == sps.PicSizeInCtbsY) return;
+  const int qp = pic.slices.empty() ? 26 + st.params.pps->init_qp_minus26 : pic.slices.front().slice_qp;
+  const int c4 = sps.CtbSizeY / 4;
+  for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs) {
+    if (pic.ctb_ok[rs]) continue;
+    int x4 = (rs % sps.PicWidthInCtbsY) * c4, y4 = (rs / sps.PicWidthInCtbsY) * c4;
+    int w4 = std::min(c4, pic.pr.gw - x4), h4 = std::min(c4, pic.pr.gh - y4);
+    fill_ctb_intra(pic.pr, x4, y4, w4, h4, qp);
+    for (int j = 0; j < h4; ++j) {
+      size_t o = (size_t)(y4 + j) * pic.pr.gw + x4;
+      std::memset(&pic.pr.cu_log2[o], sps.log2_ctb, w4);
+      std::memset(&pic.pr.tu_log2[o], sps.log2_ctb, w4);
+    }
+  }
+}
+
+SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
+    : st_(st),
+      impl_(*st.impl),
+      in_(in),
+      sh_(*in.sh),
+      sps_(*st.params.sps),
+      pps_(*st.params.pps),
+      maps_(*st.params.maps),
+      pic_(st.pic),
+      pr_(st.pic.pr),
+      gw_(st.pic.pr.gw) {
+  log2_ctb_ = sps_.log2_ctb;
+  min_qg_log2_ = sps_.log2_ctb - pps_.diff_cu_qp_delta_depth;
+  min_cqo_log2_ = sps_.log2_ctb - pps_.diff_cu_chroma_qp_offset_depth;
+}
+
+void SliceDecoder::init_contexts() {
+  int init_type;
+  if (sh_.slice_type == SLICE_I)
+    init_type = 0;
+  else if (sh_.slice_type == SLICE_P)
+    init_type = sh_.cabac_init_flag ? 2 : 1;
+  else
+    init_type = sh_.cabac_init_flag ? 1 : 2;
+  cc_.init(init_type, sh_.SliceQpY);
+}
+
+bool SliceDecoder::available_zs(int xCurr, int yCurr, int xNb, int yNb) const {
+  if (xNb < 0 || yNb < 0 || xNb >= sps_.width || yNb >= sps_.height) return false;
+  const int stride = maps_.min_tb_stride;
+  if (maps_.min_tb_addr_zs[(size_t)(yNb >> 2) * stride + (xNb >> 2)] >
+      maps_.min_tb_addr_zs[(size_t)(yCurr >> 2) * stride + (xCurr >> 2)])
+    return false;
+  const int ctb = (yNb >> log2_ctb_) * sps_.PicWidthInCtbsY + (xNb >> log2_ctb_);
+  if (st_.ctb_slice_addr[ctb] != slice_addr_rs_) return false;
+  if (maps_.tile_id[maps_.ctb_rs_to_ts[ctb]] != maps_.tile_id[ctb_addr_ts_]) return false;
+  return true;
+}
+
+void SliceDecoder::start_substream(const uint8_t* p) { eng_.start(p, in_.data + in_.size); }
+
+void SliceDecoder::run() {
+  const int W = sps_.PicWidthInCtbsY;
+  if (!sh_.dependent_slice_segment_flag) impl_.slice_addr_rs = sh_.slice_segment_address;
+  slice_addr_rs_ = impl_.slice_addr_rs;
+  ctb_addr_rs_ = sh_.slice_segment_address;
+  ctb_addr_ts_ = maps_.ctb_rs_to_ts[ctb_addr_rs_];
+  if (sh_.dependent_slice_segment_flag && ctb_addr_ts_ > 0 &&
+      st_.ctb_slice_addr[maps_.ctb_ts_to_rs[ctb_addr_ts_ - 1]] != slice_addr_rs_)
+    fail("slice_segment_address", "dependent slice segment does not continue its slice");
+  start_substream(in_.data);
+  size_t next_entry = 0;
+
+  auto is_tile_start = [&](int ts) { return ts == 0 || maps_.tile_id[ts] != maps_.tile_id[ts - 1]; };
+  auto is_row_start = [&](int rs) {
+    return rs % W == 0 || maps_.tile_id[maps_.ctb_rs_to_ts[rs]] != maps_.tile_id[maps_.ctb_rs_to_ts[rs - 1]];
+  };
+  // Context initialisation / synchronisation at the start of a substream (9.3.1).
+  auto sync_contexts = [&](bool slice_start) {
+    if (is_tile_start(ctb_addr_ts_)) {
+      init_contexts();
+      qp_y_ = sh_.SliceQpY;
+    } else if (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_)) {
+      const int x0 = (ctb_addr_rs_ % W) << log2_ctb_, y0 = (ctb_addr_rs_ / W) << log2_ctb_;
+      const int tr = ctb_addr_rs_ - W + 1;
+      if (available_zs(x0, y0, x0 + sps_.CtbSizeY, y0 - sps_.CtbSizeY) && impl_.wpp_valid && impl_.wpp_ctb_rs == tr) {
+        std::memcpy(&cc_, &impl_.wpp, sizeof(cc_));
+      } else {
+        init_contexts();
+      }
+      qp_y_ = sh_.SliceQpY;
+    } else if (slice_start && sh_.dependent_slice_segment_flag) {
+      if (!impl_.ds_valid) fail("dependent_slice_segment_flag", "no stored contexts for a dependent slice segment");
+      std::memcpy(&cc_, &impl_.ds, sizeof(cc_));
+      qp_y_ = impl_.last_qpy;
+    } else {
+      init_contexts();
+      qp_y_ = sh_.SliceQpY;
+    }
+  };
+  // ctb_slice_addr must be set before availability checks of the first CTB
+  if (st_.ctb_slice_addr[ctb_addr_rs_] != -1) fail("slice_segment_address", "slice segment overlaps an earlier one");
+  st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+  sync_contexts(true);
+
+  for (;;) {
+    x_ctb_ = (ctb_addr_rs_ % W) << log2_ctb_;
+    y_ctb_ = (ctb_addr_rs_ / W) << log2_ctb_;
+    st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+    coding_tree_unit();
+    if (eng_.overrun()) fail("slice_segment_data", "slice data ends inside a coding tree unit");
+    // WPP storage after the second CTB of a row of a tile (9.3.2.2 end).
+    if (pps_.entropy_coding_sync_enabled_flag) {
+      const int col_in_tile = (ctb_addr_rs_ % W) - maps_.col_bd[maps_.ctb_col_to_tile_x[ctb_addr_rs_ % W]];
+      if (col_in_tile == 1) {
+        std::memcpy(&impl_.wpp, &cc_, sizeof(cc_));
+        impl_.wpp_valid = true;
+        impl_.wpp_ctb_rs = ctb_addr_rs_;
+      }
+    }
+    const int end_of_slice_segment = eng_.terminate();
+    pic_.ctb_ok[ctb_addr_rs_] = 1;
+    pic_.num_ctb_ok++;
+    ++ctb_addr_ts_;
+    if (end_of_slice_segment) {
+      if (!eng_.check_stop_pattern()) fail("end_of_slice_segment_flag", "slice data does not end at end_of_slice_segment_flag");
+      if (pps_.dependent_slice_segments_enabled_flag) {
+        std::memcpy(&impl_.ds, &cc_, sizeof(cc_));
+        impl_.ds_valid = true;
+      }
+      impl_.last_qpy = qp_y_;
+      break;
+    }
+    if (ctb_addr_ts_ >= sps_.PicSizeInCtbsY) fail("end_of_slice_segment_flag", "slice data runs past the last CTB");
+    ctb_addr_rs_ = maps_.ctb_ts_to_rs[ctb_addr_ts_];
+    if (st_.ctb_slice_addr[ctb_addr_rs_] != -1) fail("slice_segment_address", "slice segment overlaps an earlier one");
+    st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+    const bool new_substream = (pps_.tiles_enabled_flag && is_tile_start(ctb_addr_ts_)) ||
+                               (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_));
+    if (new_substream) {
+      if (!eng_.terminate()) fail("end_of_subset_one_bit", "end_of_subset_one_bit is not 1");
+      if (!eng_.check_stop_pattern()) fail("end_of_subset_one_bit", "substream does not end byte-aligned after end_of_subset_one_bit");
+      const uint8_t* p = eng_.position();
+      if (next_entry < in_.entry_points.size() && in_.data + in_.entry_points[next_entry++] != p)
+        fail("entry_point_offset_minus1", "entry point does not match the end of the previous substream");
+      start_substream(p);
+      sync_contexts(false);
+    }
+  }
+}
+
+void SliceDecoder::coding_tree_unit() {
+  if (sh_.slice_sao_luma_flag || sh_.slice_sao_chroma_flag) sao(x_ctb_ >> log2_ctb_, y_ctb_ >> log2_ctb_);
+  coding_quadtree(x_ctb_, y_ctb_, log2_ctb_, 0);
+}
+
+void SliceDecoder::sao(int rx, int ry) {
+  const int W = sps_.PicWidthInCtbsY;
+  int merge_left = 0, merge_up = 0;
+  if (rx > 0) {
+    bool in_slice = ctb_addr_rs_ > slice_addr_rs_;  // CtbAddrInRs - 1 >= SliceAddrRs
+    bool in_tile = maps_.tile_id[ctb_addr_ts_] == maps_.tile_id[maps_.ctb_rs_to_ts[ctb_addr_rs_ - 1]];
+    if (in_slice && in_tile) merge_left = dec(ctx::SAO_MERGE);
+  }
+  if (ry > 0 && !merge_left) {
+    bool in_slice = ctb_addr_rs_ - W >= slice_addr_rs_;
+    bool in_tile = maps_.tile_id[ctb_addr_ts_] == maps_.tile_id[maps_.ctb_rs_to_ts[ctb_addr_rs_ - W]];
+    if (in_slice && in_tile) merge_up = dec(ctx::SAO_MERGE);
+  }
+  if (merge_left || merge_up) return;
+  int type[3] = {0, 0, 0};
+  const int ncomp = sps_.ChromaArrayType != 0 ? 3 : 1;
+  for (int c = 0; c < ncomp; ++c) {
+    if (!((sh_.slice_sao_luma_flag && c == 0) || (sh_.slice_sao_chroma_flag && c > 0))) continue;
+    if (c < 2) {
+      type[c] = dec(ctx::SAO_TYPE_IDX) ? (eng_.bypass() ? 2 : 1) : 0;
+    } else {
+      type[2] = type[1];
+    }
+    if (!type[c]) continue;
+    const int bd = c == 0 ? sps_.bit_depth_luma : sps_.bit_depth_chroma;
+    const int cmax = (1 << (std::min(bd, 10) - 5)) - 1;
+    int abs_v[4];
+    for (int i = 0; i < 4; ++i) {
+      int v = 0;
+      while (v < cmax && eng_.bypass()) ++v;
+      abs_v[i] = v;
+    }
+    if (type[c] == 1) {
+      for (int i = 0; i < 4; ++i)
+        if (abs_v[i]) eng_.bypass();
+      eng_.bypass_bits(5);  // sao_band_position
+    } else if (c < 2) {
+      eng_.bypass_bits(2);  // sao_eo_class
+    }
+  }
+}
+
+void SliceDecoder::coding_quadtree(int x0, int y0, int log2_cb, int depth) {
+  const int size = 1 << log2_cb;
+  int split;
+  if (x0 + size <= sps_.width && y0 + size <= sps_.height && log2_cb > sps_.log2_min_cb) {
+    int inc = 0;
+    if (available_zs(x0, y0, x0 - 1, y0) && (log2_ctb_ - pr_.cu_log2[g(x0 - 1, y0)]) > depth) inc++;
+    if (available_zs(x0, y0, x0, y0 - 1) && (log2_ctb_ - pr_.cu_log2[g(x0, y0 - 1)]) > depth) inc++;
+    split = dec(ctx::SPLIT_CU_FLAG + inc);
+  } else {
+    split = log2_cb > sps_.log2_min_cb;
+  }
+  if (pps_.cu_qp_delta_enabled_flag && log2_cb >= min_qg_log2_) {
+    // Start of a quantization group: qPY_PRED (8.6.1).
+    is_cu_qp_delta_coded_ = false;
+    cu_qp_delta_val_ = 0;
+    const int prev = qp_y_;  // QpY of the last CU of the previous group, or SliceQpY
+    const int mask = sps_.CtbSizeY - 1;
+    const int qa = (x0 & mask) ? pr_.qp_y[g(x0 - 1, y0)] : prev;
+    const int qb = (y0 & mask) ? pr_.qp_y[g(x0, y0 - 1)] : prev;
+    qp_y_pred_ = (qa + qb + 1) >> 1;
+  }
+  if (sh_.cu_chroma_qp_offset_enabled_flag && log2_cb >= min_cqo_log2_) is_cu_chroma_qp_offset_coded_ = false;
+  if (split) {
+    const int h = size >> 1;
+    coding_quadtree(x0, y0, log2_cb - 1, depth + 1);
+    if (x0 + h < sps_.width) coding_quadtree(x0 + h, y0, log2_cb - 1, depth + 1);
+    if (y0 + h < sps_.height) coding_quadtree(x0, y0 + h, log2_cb - 1, depth + 1);
+    if (x0 + h < sps_.width && y0 + h < sps_.height) coding_quadtree(x0 + h, y0 + h, log2_cb - 1, depth + 1);
+  } else {
+    ct_depth_ = depth;
+    coding_unit(x0, y0, log2_cb);
+  }
+}
+
+int SliceDecoder::pu_index_at(int x, int y) const {
+  if (sps_.ChromaArrayType == 3 && part_mode_ == PART_NxN) {
+    const int half = 1 << (cu_log2_ - 1);
+    return ((y - cu_y_) >= half) * 2 + ((x - cu_x_) >= half);
+  }
+  return 0;
+}
+
+void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
+  const int n = 1 << log2_cb;
+  cu_x_ = x0;
+  cu_y_ = y0;
+  cu_log2_ = log2_cb;
+  cu_transquant_bypass_ = pps_.transquant_bypass_enabled_flag ? dec(ctx::CU_TRANSQUANT_BYPASS_FLAG) : 0;
+  int skip = 0;
+  if (sh_.slice_type != SLICE_I) {
+    int inc = 0;
+    if (available_zs(x0, y0, x0 - 1, y0) && pr_.pred_mode[g(x0 - 1, y0)] == PM_SKIP) inc++;
+    if (available_zs(x0, y0, x0, y0 - 1) && pr_.pred_mode[g(x0, y0 - 1)] == PM_SKIP) inc++;
+    skip = dec(ctx::CU_SKIP_FLAG + inc);
+  }
+  int pcm = 0;
+  part_mode_ = PART_2Nx2N;
+  cu_residual_ = 0;
+  intra_split_ = false;
+  merge_flag_2nx2n_ = false;
+  fill<uint8_t>(pr_.cu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
+  fill<uint8_t>(pr_.transquant_bypass.data(), x0, y0, n, n, (uint8_t)cu_transquant_bypass_);
+  bool tu_written = false;
+  if (skip) {
+    cu_pred_mode_ = PM_SKIP;
+    fill<int8_t>(pr_.pred_mode.data(), x0, y0, n, n, PM_SKIP);
+    fill<uint8_t>(pr_.part_mode.data(), x0, y0, n, n, PART_2Nx2N);
+    fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 255);
+    prediction_unit(x0, y0, n, x0, y0, n, n, 0, true);
+  } else {
+    const int intra = sh_.slice_type == SLICE_I ? 1 : dec(ctx::PRED_MODE_FLAG);
+    cu_pred_mode_ = intra ? PM_INTRA : PM_INTER;
+    fill<int8_t>(pr_.pred_mode.data(), x0, y0, n, n, (int8_t)cu_pred_mode_);
+    if (!intra || log2_cb == sps_.log2_min_cb) {
+      // part_mode (9.3.3.7, contexts per Table 9-41)
+      if (dec(ctx::PART_MODE + 0)) {
+        part_mode_ = PART_2Nx2N;
+      } else if (intra) {
+        part_mode_ = PART_NxN;
+      } else if (log2_cb == sps_.log2_min_cb) {
+        if (dec(ctx::PART_MODE + 1))
+          part_mode_ = PART_2NxN;
+        else if (log2_cb == 3)
+          part_mode_ = PART_Nx2N;
+        else
+          part_mode_ = dec(ctx::PART_MODE + 2) ? PART_Nx2N : PART_NxN;
+      } else if (!sps_.amp_enabled_flag) {
+        part_mode_ = dec(ctx::PART_MODE + 1) ? PART_2NxN : PART_Nx2N;
+      } else if (dec(ctx::PART_MODE + 1)) {
+        part_mode_ = dec(ctx::PART_MODE + 3) ? PART_2NxN : (eng_.bypass() ? PART_2NxnD : PART_2NxnU);
+      } else {
+        part_mode_ = dec(ctx::PART_MODE + 3) ? PART_Nx2N : (eng_.bypass() ? PART_nRx2N : PART_nLx2N);
+      }
+    }
+    fill<uint8_t>(pr_.part_mode.data(), x0, y0, n, n, (uint8_t)part_mode_);
+    if (intra) {
+      intra_split_ = part_mode_ == PART_NxN;
+      if (part_mode_ == PART_2Nx2N && sps_.pcm_enabled_flag && log2_cb >= sps_.log2_min_pcm_cb &&
+          log2_cb <= sps_.log2_max_pcm_cb)
+        pcm = eng_.terminate();
+      fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, (uint8_t)pcm);  // read by the MPM derivation of later PUs
+      // intra blocks carry no motion
+      for (int j = 0; j < n >> 2; ++j) {
+        size_t o = g(x0, y0 + 4 * j);
+        std::memset(&pr_.merge_flag[o], 0, n >> 2);
+        std::memset(&pr_.inter_dir[o], 0, n >> 2);
+        std::memset(&pr_.mv[o * 4], 0, (n >> 2) * 4 * sizeof(int16_t));
+        std::memset(&pr_.ref_idx[o * 2], 0xff, (n >> 2) * 2);
+        std::memset(&pr_.ref_lt[o], 0, n >> 2);
+        for (int i = 0; i < (n >> 2) * 2; ++i) pr_.ref_poc[o * 2 + i] = kNoRefPoc;
+      }
+      if (pcm) {
+        pcm_sample(x0, y0, log2_cb);
+        fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 1);
+      } else {
+        intra_modes(x0, y0, log2_cb, part_mode_ == PART_NxN);
+      }
+    } else {
+      fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 255);
+      const int h = n / 2, q = n / 4;
+      switch (part_mode_) {
+        case PART_2Nx2N: prediction_unit(x0, y0, n, x0, y0, n, n, 0, false); break;
+        case PART_2NxN:
+          prediction_unit(x0, y0, n, x0, y0, n, h, 0, false);
+          prediction_unit(x0, y0, n, x0, y0 + h, n, h, 1, false);
+          break;
+        case PART_Nx2N:
+          prediction_unit(x0, y0, n, x0, y0, h, n, 0, false);
+          prediction_unit(x0, y0, n, x0 + h, y0, h, n, 1, false);
+          break;
+        case PART_2NxnU:
+          prediction_unit(x0, y0, n, x0, y0, n, q, 0, false);
+          prediction_unit(x0, y0, n, x0, y0 + q, n, n * 3 / 4, 1, false);
+          break;
+        case PART_2NxnD:
+          prediction_unit(x0, y0, n, x0, y0, n, n * 3 / 4, 0, false);
+          prediction_unit(x0, y0, n, x0, y0 + n * 3 / 4, n, q, 1, false);
+          break;
+        case PART_nLx2N:
+          prediction_unit(x0, y0, n, x0, y0, q, n, 0, false);
+          prediction_unit(x0, y0, n, x0 + q, y0, n * 3 / 4, n, 1, false);
+          break;
+        case PART_nRx2N:
+          prediction_unit(x0, y0, n, x0, y0, n * 3 / 4, n, 0, false);
+          prediction_unit(x0, y0, n, x0 + n * 3 / 4, y0, q, n, 1, false);
+          break;
+        default:  // NxN
+          prediction_unit(x0, y0, n, x0, y0, h, h, 0, false);
+          prediction_unit(x0, y0, n, x0 + h, y0, h, h, 1, false);
+          prediction_unit(x0, y0, n, x0, y0 + h, h, h, 2, false);
+          prediction_unit(x0, y0, n, x0 + h, y0 + h, h, h, 3, false);
+          break;
+      }
+    }
+    if (!pcm) {
+      int rqt_root_cbf = 1;
+      if (!intra && !(part_mode_ == PART_2Nx2N && merge_flag_2nx2n_)) rqt_root_cbf = dec(ctx::RQT_ROOT_CBF);
+      if (rqt_root_cbf) {
+        max_trafo_depth_ = intra ? sps_.max_transform_hierarchy_depth_intra + intra_split_
+                                 : sps_.max_transform_hierarchy_depth_inter;
+        transform_tree(x0, y0, x0, y0, log2_cb, 0, 0, 0, 0);
+        tu_written = true;
+      }
+    }
+  }
+  if (!tu_written) fill<uint8_t>(pr_.tu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
+  if (cu_pred_mode_ != PM_INTRA) fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, 0);
+  fill<uint8_t>(pr_.residual.data(), x0, y0, n, n, (uint8_t)(cu_residual_ != 0));
+  // QpY (8.6.1); without cu_qp_delta every CU has the slice QP.
+  if (pps_.cu_qp_delta_enabled_flag) {
+    const int off = sps_.QpBdOffsetY;
+    qp_y_ = ((qp_y_pred_ + cu_qp_delta_val_ + 52 + 2 * off) % (52 + off)) - off;
+  } else {
+    qp_y_ = sh_.SliceQpY;
+  }
+  fill<int8_t>(pr_.qp_y.data(), x0, y0, n, n, (int8_t)qp_y_);
+}
+
+void SliceDecoder::pcm_sample(int x0, int y0, int log2_cb) {
+  if (!eng_.check_stop_pattern()) fail("pcm_flag", "PCM samples are not byte-aligned after pcm_flag");
+  const int n = 1 << log2_cb;
+  int64_t bits = (int64_t)n * n * sps_.pcm_bit_depth_luma;
+  if (sps_.ChromaArrayType != 0)
+    bits += 2 * (int64_t)(n / sps_.SubWidthC) * (n / sps_.SubHeightC) * sps_.pcm_bit_depth_chroma;
+  const int64_t bytes = (bits + 7) / 8;
+  const uint8_t* p = eng_.position();
+  if (bytes > eng_.end() - p) fail("pcm_sample", "PCM samples run past the slice data");
+  eng_.start(p + bytes, eng_.end());
+}
+
+void SliceDecoder::intra_modes(int x0, int y0, int log2_cb, bool nxn) {
+  const int nparts = nxn ? 4 : 1;
+  const int pb = nxn ? (1 << (log2_cb - 1)) : (1 << log2_cb);
+  int prev[4], idx[4];
+  for (int k = 0; k < nparts; ++k) prev[k] = dec(ctx::PREV_INTRA_LUMA_PRED_FLAG);
+  for (int k = 0; k < nparts; ++k) {
+    if (prev[k]) {
+      idx[k] = eng_.bypass() ? (eng_.bypass() ? 2 : 1) : 0;
+    } else {
+      idx[k] = (int)eng_.bypass_bits(5);
+    }
+  }
+  for (int k = 0; k < nparts; ++k) {
+    const int xPb = x0 + (k & 1) * pb, yPb = y0 + (k >> 1) * pb;
+    int cand[2];
+    for (int c = 0; c < 2; ++c) {
+      const int xN = c == 0 ? xPb - 1 : xPb, yN = c == 0 ? yPb : yPb - 1;
+      int m = 1;  // INTRA_DC
+      if (available_zs(xPb, yPb, xN, yN)) {
+        size_t o = g(xN, yN);
+        if (pr_.pred_mode[o] == PM_INTRA && !pr_.pcm_flag[o]) {
+          if (c == 1 && yPb - 1 < ((yPb >> log2_ctb_) << log2_ctb_))
+            m = 1;
+          else
+            m = pr_.intra_mode[o];
+        }
+      }
+      cand[c] = m;
+    }
+    int list[3];
+    if (cand[0] == cand[1]) {
+      if (cand[0] < 2) {
+        list[0] = 0;
+        list[1] = 1;
+        list[2] = 26;
+      } else {
+        list[0] = cand[0];
+        list[1] = 2 + ((cand[0] + 29) % 32);
+        list[2] = 2 + ((cand[0] - 2 + 1) % 32);
+      }
+    } else {
+      list[0] = cand[0];
+      list[1] = cand[1];
+      if (cand[0] != 0 && cand[1] != 0)
+        list[2] = 0;
+      else if (cand[0] != 1 && cand[1] != 1)
+        list[2] = 1;
+      else
+        list[2] = 26;
+    }
+    int mode;
+    if (prev[k]) {
+      mode = list[idx[k]];
+    } else {
+      std::sort(list, list + 3);
+      mode = idx[k];
+      for (int i = 0; i < 3; ++i)
+        if (mode >= list[i]) mode++;
+    }
+    intra_mode_y_[k] = mode;
+    fill<uint8_t>(pr_.intra_mode.data(), xPb, yPb, pb, pb, (uint8_t)mode);
+  }
+  // chroma
+  int nc = 0;
+  if (sps_.ChromaArrayType == 3)
+    nc = nparts;
+  else if (sps_.ChromaArrayType != 0)
+    nc = 1;
+  for (int k = 0; k < nc; ++k) {
+    intra_chroma_pred_mode_[k] = dec(ctx::INTRA_CHROMA_PRED_MODE) ? (int)eng_.bypass_bits(2) : 4;
+  }
+  for (int k = 0; k < nc; ++k) {
+    const int luma = intra_mode_y_[sps_.ChromaArrayType == 3 ? k : 0];
+    int m;
+    const int icpm = intra_chroma_pred_mode_[k];
+    if (icpm == 4) {
+      m = luma;
+    } else {
+      static const int kModes[4] = {0, 26, 10, 1};
+      m = kModes[icpm];
+      if (m == luma) m = 34;
+    }
+    if (sps_.ChromaArrayType == 2) m = kMode422[m];
+    intra_mode_c_[k] = m;
+  }
+  if (nc == 1)
+    for (int k = 1; k < 4; ++k) {
+      intra_mode_c_[k] = intra_mode_c_[0];
+      intra_chroma_pred_mode_[k] = intra_chroma_pred_mode_[0];
+    }
+}
+
+void SliceDecoder::mvd_coding(Mv& mvd) {
+  const int g0x = dec(ctx::ABS_MVD_GREATER0);
+  const int g0y = dec(ctx::ABS_MVD_GREATER0);
+  const int g1x = g0x ? dec(ctx::ABS_MVD_GREATER1) : 0;
+  const int g1y = g0y ? dec(ctx::ABS_MVD_GREATER1) : 0;
+  int32_t v[2] = {0, 0};
+  const int g0[2] = {g0x, g0y}, g1[2] = {g1x, g1y};
+  for (int c = 0; c < 2; ++c) {
+    if (!g0[c]) continue;
+    int32_t a = 1;
+    if (g1[c]) {
+      // abs_mvd_minus2: EG1
+      int k = 1;
+      uint32_t base = 0;
+      while (eng_.bypass()) {
+        base += 1u << k;
+        if (++k > 16) fail("abs_mvd_minus2", "abs_mvd_minus2 exceeds the MV range");
+      }
+      a = 2 + (int32_t)(base + eng_.bypass_bits(k));
+      if (a > (1 << 15)) fail("abs_mvd_minus2", "abs_mvd_minus2 exceeds the MV range");
+    }
+    v[c] = eng_.bypass() ? -a : a;
+  }
+  mvd.x = v[0];
+  mvd.y = v[1];
+}
+
+void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx,
+                                   bool skip) {
+  int merge = skip;
+  if (!skip) merge = dec(ctx::MERGE_FLAG);
+  if (part_idx == 0) merge_flag_2nx2n_ = merge;
+  PuMotion m;
+  if (merge) {
+    int merge_idx = 0;
+    if (sh_.max_num_merge_cand > 1) {
+      if (dec(ctx::MERGE_IDX)) {
+        merge_idx = 1;
+        while (merge_idx < sh_.max_num_merge_cand - 1 && eng_.bypass()) ++merge_idx;
+      }
+    }
+    derive_merge(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, merge_idx, m);
+  } else {
+    int idc = 0;  // 0 PRED_L0, 1 PRED_L1, 2 PRED_BI
+    if (sh_.slice_type == SLICE_B) {
+      if (w + h != 12 && dec(ctx::INTER_PRED_IDC + ct_depth_))
+        idc = 2;
+      else
+        idc = dec(ctx::INTER_PRED_IDC + 4);
+    }
+    int ref_idx[2] = {-1, -1}, mvp[2] = {0, 0};
+    Mv mvd[2] = {{0, 0}, {0, 0}};
+    for (int X = 0; X < 2; ++X) {
+      if ((X == 0 && idc == 1) || (X == 1 && idc == 0)) continue;
+      int r = 0;
+      const int nref = sh_.num_ref_idx_active[X];
+      if (nref > 1) {
+        while (r < nref - 1) {
+          int bin = r < 2 ? dec(ctx::REF_IDX + r) : eng_.bypass();
+          if (!bin) break;
+          ++r;
+        }
+      }
+      ref_idx[X] = r;
+      if (X == 1 && sh_.mvd_l1_zero_flag && idc == 2)
+        mvd[1] = {0, 0};
+      else
+        mvd_coding(mvd[X]);
+      mvp[X] = dec(ctx::MVP_FLAG);
+    }
+    for (int X = 0; X < 2; ++X) {
+      m.pred_flag[X] = ref_idx[X] >= 0;
+      m.ref_idx[X] = ref_idx[X];
+      m.mv[X] = {0, 0};
+      if (!m.pred_flag[X]) continue;
+      Mv p = derive_amvp(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, X, ref_idx[X], mvp[X]);
+      // 8-272..8-275: the sum wraps to 16 bits
+      uint32_t ux = (uint32_t)(p.x + mvd[X].x + 65536) & 0xffff;
+      uint32_t uy = (uint32_t)(p.y + mvd[X].y + 65536) & 0xffff;
+      m.mv[X].x = ux >= 32768 ? (int32_t)ux - 65536 : (int32_t)ux;
+      m.mv[X].y = uy >= 32768 ? (int32_t)uy - 65536 : (int32_t)uy;
+    }
+  }
+  store_pu(xPb, yPb, w, h, m, merge);
+}
+
+void SliceDecoder::transform_tree(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx,
+                                  int parent_cbf_cb, int parent_cbf_cr) {
+  int split;
+  if (log2_size <= sps_.log2_max_tb && log2_size > sps_.log2_min_tb && depth < max_trafo_depth_ &&
+      !(intra_split_ && depth == 0)) {
+    split = dec(ctx::SPLIT_TRANSFORM_FLAG + 5 - log2_size);
+  } else {
+    const bool inter_split = sps_.max_transform_hierarchy_depth_inter == 0 && cu_pred_mode_ == PM_INTER &&
+                             part_mode_ != PART_2Nx2N && depth == 0;
+    split = log2_size > sps_.log2_max_tb || (intra_split_ && depth == 0) || inter_split;
+  }
+  const int cat = sps_.ChromaArrayType;
+  int cbf_cb = 0, cbf_cr = 0;
+  if ((log2_size > 2 && cat != 0) || cat == 3) {
+    const bool two = cat == 2 && (!split || log2_size == 3);
+    if (depth == 0 || parent_cbf_cb) {
+      cbf_cb = dec(ctx::CBF_CHROMA + depth);
+      if (two) cbf_cb |= dec(ctx::CBF_CHROMA + depth) << 1;
+    }
+    if (depth == 0 || parent_cbf_cr) {
+      cbf_cr = dec(ctx::CBF_CHROMA + depth);
+      if (two) cbf_cr |= dec(ctx::CBF_CHROMA + depth) << 1;
+    }
+    cu_residual_ |= cbf_cb | cbf_cr;
+  } else if (cat != 0) {
+    // 4x4 luma blocks of 4:2:0/4:2:2: chroma is coded once, with blkIdx 3, using the parent's flags
+    cbf_cb = parent_cbf_cb;
+    cbf_cr = parent_cbf_cr;
+  }
+  if (split) {
+    const int h = 1 << (log2_size - 1);
+    transform_tree(x0, y0, x0, y0, log2_size - 1, depth + 1, 0, cbf_cb, cbf_cr);
+    transform_tree(x0 + h, y0, x0, y0, log2_size - 1, depth + 1, 1, cbf_cb, cbf_cr);
+    transform_tree(x0, y0 + h, x0, y0, log2_size - 1, depth + 1, 2, cbf_cb, cbf_cr);
+    transform_tree(x0 + h, y0 + h, x0, y0, log2_size - 1, depth + 1, 3, cbf_cb, cbf_cr);
+  } else {
+    int cbf_luma = 1;
+    if (cu_pred_mode_ == PM_INTRA || depth != 0 || cbf_cb || cbf_cr) cbf_luma = dec(ctx::CBF_LUMA + (depth == 0 ? 1 : 0));
+    cu_residual_ |= cbf_luma;
+    transform_unit(x0, y0, xBase, yBase, log2_size, depth, blk_idx, cbf_luma, cbf_cb, cbf_cr);
+  }
+}
+
+void SliceDecoder::cu_qp_delta() {
+  int v = 0;
+  while (v < 5 && dec(ctx::CU_QP_DELTA_ABS + (v == 0 ? 0 : 1))) ++v;
+  if (v == 5) {
+    // EG0 suffix
+    int k = 0;
+    uint32_t base = 0;
+    while (eng_.bypass()) {
+      base += 1u << k;
+      if (++k > 16) fail("cu_qp_delta_abs", "cu_qp_delta_abs out of range");
+    }
+    v += (int)(base + eng_.bypass_bits(k));
+  }
+  const int lim = 26 + sps_.QpBdOffsetY / 2;
+  if (v > lim) fail("cu_qp_delta_abs", "cu_qp_delta_abs out of range");
+  int val = v;
+  if (v && eng_.bypass()) val = -v;
+  if (val > 25 + sps_.QpBdOffsetY / 2) fail("cu_qp_delta_abs", "CuQpDeltaVal out of range");
+  is_cu_qp_delta_coded_ = true;
+  cu_qp_delta_val_ = val;
+}
+
+void SliceDecoder::chroma_qp_offset() {
+  const int flag = dec(ctx::CU_CHROMA_QP_OFFSET_FLAG);
+  if (flag && pps_.chroma_qp_offset_list_len > 1) {
+    int i = 0;
+    while (i < pps_.chroma_qp_offset_list_len - 1 && dec(ctx::CU_CHROMA_QP_OFFSET_IDX)) ++i;
+  }
+  is_cu_chroma_qp_offset_coded_ = true;
+}
+
+void SliceDecoder::cross_comp_pred(int c) {
+  int v = 0;
+  while (v < 4 && dec(ctx::LOG2_RES_SCALE_ABS + 4 * c + v)) ++v;
+  if (v) dec(ctx::RES_SCALE_SIGN_FLAG + c);
+}
+
+void SliceDecoder::transform_unit(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx,
+                                  int cbf_luma, int cbf_cb, int cbf_cr) {
+  const int cat = sps_.ChromaArrayType;
+  const int cbf_chroma = cbf_cb | cbf_cr;
+  fill<uint8_t>(pr_.tu_log2.data(), x0, y0, 1 << log2_size, 1 << log2_size, (uint8_t)log2_size);
+  if (!(cbf_luma || cbf_chroma)) return;
+  if (pps_.cu_qp_delta_enabled_flag && !is_cu_qp_delta_coded_) cu_qp_delta();
+  if (sh_.cu_chroma_qp_offset_enabled_flag && cbf_chroma && !cu_transquant_bypass_ && !is_cu_chroma_qp_offset_coded_)
+    chroma_qp_offset();
+  if (cbf_luma) residual_coding(x0, y0, log2_size, 0);
+  if (cat == 0) return;
+  const int ntb = cat == 2 ? 2 : 1;
+  if (log2_size > 2 || cat == 3) {
+    const int log2c = cat == 3 ? log2_size : log2_size - 1;
+    const bool cross = pps_.cross_component_prediction_enabled_flag && cbf_luma &&
+                       (cu_pred_mode_ != PM_INTRA || intra_chroma_pred_mode_[pu_index_at(x0, y0)] == 4);
+    if (cross) cross_comp_pred(0);
+    for (int t = 0; t < ntb; ++t)
+      if (cbf_cb & (1 << t)) residual_coding(x0, y0 + (t << log2c), log2c, 1);
+    if (cross) cross_comp_pred(1);
+    for (int t = 0; t < ntb; ++t)
+      if (cbf_cr & (1 << t)) residual_coding(x0, y0 + (t << log2c), log2c, 2);
+  } else if (blk_idx == 3) {
+    for (int t = 0; t < ntb; ++t)
+      if (cbf_cb & (1 << t)) residual_coding(xBase, yBase + (t << 2), 2, 1);
+    for (int t = 0; t < ntb; ++t)
+      if (cbf_cr & (1 << t)) residual_coding(xBase, yBase + (t << 2), 2, 2);
+  }
+}
+
+}  // namespace bitsr

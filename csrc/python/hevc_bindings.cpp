@@ -1,0 +1,276 @@
+// Python face of the HEVC parser: Decoder, Picture (priors as zero-copy NumPy arrays) and
+// the exception types.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "common/error.h"
+#include "hevc/decoder.h"
+
+namespace py = pybind11;
+using namespace bitsr;
+
+namespace {
+
+py::object g_bitstream_error, g_unsupported_error, g_limit_error;
+
+template <class T>
+py::array view(const std::shared_ptr<Picture>& pic, const T* data, std::vector<py::ssize_t> shape) {
+  // The capsule keeps the picture (and so the buffer) alive as long as the array lives.
+  auto* keep = new std::shared_ptr<Picture>(pic);
+  py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<Picture>*>(p); });
+  py::array_t<T> a(shape, data, owner);
+  // read-only: the same memory is the reference motion field of later pictures
+  py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+  return std::move(a);
+}
+
+py::dict picture_arrays(const std::shared_ptr<Picture>& p) {
+  const Priors& r = p->pr;
+  const py::ssize_t h = r.gh, w = r.gw;
+  py::dict d;
+  d["pred_mode"] = view(p, r.pred_mode.data(), {h, w});
+  d["cu_log2"] = view(p, r.cu_log2.data(), {h, w});
+  d["part_mode"] = view(p, r.part_mode.data(), {h, w});
+  d["merge_flag"] = view(p, r.merge_flag.data(), {h, w});
+  d["inter_dir"] = view(p, r.inter_dir.data(), {h, w});
+  d["mv"] = view(p, r.mv.data(), {h, w, 2, 2});
+  d["ref_idx"] = view(p, r.ref_idx.data(), {h, w, 2});
+  d["ref_poc"] = view(p, r.ref_poc.data(), {h, w, 2});
+  d["qp_y"] = view(p, r.qp_y.data(), {h, w});
+  d["tu_log2"] = view(p, r.tu_log2.data(), {h, w});
+  d["residual"] = view(p, r.residual.data(), {h, w});
+  d["intra_mode"] = view(p, r.intra_mode.data(), {h, w});
+  d["pcm_flag"] = view(p, r.pcm_flag.data(), {h, w});
+  d["transquant_bypass"] = view(p, r.transquant_bypass.data(), {h, w});
+  return d;
+}
+
+py::dict slice_dict(const SliceInfo& s) {
+  py::dict d;
+  d["slice_segment_address"] = s.slice_segment_address;
+  d["dependent"] = s.dependent;
+  d["slice_type"] = s.slice_type;
+  d["slice_qp"] = s.slice_qp;
+  py::list refs, lts;
+  for (int l = 0; l < 2; ++l) {
+    py::list r, t;
+    for (int i = 0; i < s.num_ref_idx[l]; ++i) {
+      r.append(s.ref_poc[l][i]);
+      t.append((bool)s.ref_is_lt[l][i]);
+    }
+    refs.append(r);
+    lts.append(t);
+  }
+  d["ref_poc"] = refs;
+  d["ref_is_long_term"] = lts;
+  d["temporal_mvp"] = s.temporal_mvp;
+  d["collocated_from_l0"] = s.collocated_from_l0;
+  d["collocated_ref_idx"] = s.collocated_ref_idx;
+  d["max_num_merge_cand"] = s.max_num_merge_cand;
+  d["deblocking_disabled"] = s.deblocking_disabled;
+  d["sao_luma"] = s.sao_luma;
+  d["sao_chroma"] = s.sao_chroma;
+  d["nal_index"] = s.nal_index;
+  if (s.has_weights) {
+    py::dict w;
+    const PredWeightTable& t = s.pwt;
+    w["luma_log2_weight_denom"] = t.luma_log2_weight_denom;
+    w["chroma_log2_weight_denom"] = t.chroma_log2_weight_denom;
+    py::list lw, lo, cw, co;
+    for (int l = 0; l < 2; ++l) {
+      py::list a, b, c, e;
+      for (int i = 0; i < s.num_ref_idx[l]; ++i) {
+        a.append(t.luma_weight[l][i]);
+        b.append(t.luma_offset[l][i]);
+        c.append(py::make_tuple(t.chroma_weight[l][i][0], t.chroma_weight[l][i][1]));
+        e.append(py::make_tuple(t.chroma_offset[l][i][0], t.chroma_offset[l][i][1]));
+      }
+      lw.append(a);
+      lo.append(b);
+      cw.append(c);
+      co.append(e);
+    }
+    w["luma_weight"] = lw;
+    w["luma_offset"] = lo;
+    w["chroma_weight"] = cw;
+    w["chroma_offset"] = co;
+    d["weights"] = w;
+  } else {
+    d["weights"] = py::none();
+  }
+  return d;
+}
+
+void raise_py(py::object cls, const std::string& msg, int64_t nal, int64_t off, const std::string& elem) {
+  py::object e = cls(msg);
+  e.attr("nal_index") = nal >= 0 ? py::object(py::int_(nal)) : py::object(py::none());
+  e.attr("byte_offset") = off >= 0 ? py::object(py::int_(off)) : py::object(py::none());
+  e.attr("element") = elem.empty() ? py::object(py::none()) : py::object(py::str(elem));
+  PyErr_SetObject(cls.ptr(), e.ptr());
+}
+
+}  // namespace
+
+void bind_hevc(py::module_& m) {
+  py::object value_error = py::reinterpret_borrow<py::object>(PyExc_ValueError);
+  py::object builtins = py::module_::import("builtins");
+  py::object type = builtins.attr("type");
+  py::dict ns;
+  ns["__module__"] = "bitsr";
+  ns["__doc__"] =
+      "Malformed HEVC data. Attributes: nal_index (index of the NAL unit in the stream), "
+      "byte_offset (its position), element (the syntax element being read).";
+  g_bitstream_error = type("BitstreamError", py::make_tuple(value_error), ns);
+  py::dict ns2;
+  ns2["__module__"] = "bitsr";
+  ns2["__doc__"] = "Valid HEVC that bitsr does not implement (SCC, multi-layer, 3D).";
+  g_unsupported_error = type("UnsupportedStreamError", py::make_tuple(g_bitstream_error), ns2);
+  py::dict ns3;
+  ns3["__module__"] = "bitsr";
+  ns3["__doc__"] = "A configured resource limit (picture size, slices, NAL size, ...) was exceeded.";
+  g_limit_error = type("LimitError", py::make_tuple(g_bitstream_error), ns3);
+  m.attr("BitstreamError") = g_bitstream_error;
+  m.attr("UnsupportedStreamError") = g_unsupported_error;
+  m.attr("LimitError") = g_limit_error;
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const BitstreamError& e) {
+      std::string msg = e.what();
+      if (e.nal_index >= 0) msg += " (NAL " + std::to_string(e.nal_index) + ", byte " + std::to_string(e.byte_offset) + ")";
+      raise_py(g_bitstream_error, msg, e.nal_index, e.byte_offset, e.element);
+    } catch (const UnsupportedError& e) {
+      raise_py(g_unsupported_error, e.what(), -1, -1, "");
+    } catch (const LimitError& e) {
+      raise_py(g_limit_error, e.what(), -1, -1, "");
+    }
+  });
+
+  py::class_<Picture, std::shared_ptr<Picture>>(m, "Picture", "Priors of one decoded picture (decode order).")
+      .def_readonly("poc", &Picture::poc)
+      .def_readonly("nal_type", &Picture::nal_type)
+      .def_readonly("slice_type", &Picture::slice_type)
+      .def_readonly("temporal_id", &Picture::temporal_id)
+      .def_readonly("decode_index", &Picture::decode_index)
+      .def_readonly("cvs_index", &Picture::cvs_index)
+      .def_readonly("pic_output_flag", &Picture::pic_output_flag)
+      .def_readonly("num_slice_segments", &Picture::num_slice_segments)
+      .def_readonly("generated", &Picture::generated)
+      .def_readonly("errors", &Picture::errors)
+      .def_property_readonly("num_ctb_decoded", [](const Picture& p) { return p.num_ctb_ok; })
+      .def_property_readonly("ctb_decoded",
+                             [](const std::shared_ptr<Picture>& p) {
+                               const Sps& s = *p->sps;
+                               py::array_t<uint8_t> a({s.PicHeightInCtbsY, s.PicWidthInCtbsY});
+                               std::memcpy(a.mutable_data(), p->ctb_ok.data(), p->ctb_ok.size());
+                               return a;
+                             })
+      .def_property_readonly("width", [](const Picture& p) { return p.sps->width; })
+      .def_property_readonly("height", [](const Picture& p) { return p.sps->height; })
+      .def_property_readonly("conf_win",
+                             [](const Picture& p) {
+                               return py::make_tuple(p.sps->conf_win[0], p.sps->conf_win[1], p.sps->conf_win[2],
+                                                     p.sps->conf_win[3]);
+                             })
+      .def_property_readonly("bit_depth", [](const Picture& p) { return p.sps->bit_depth_luma; })
+      .def_property_readonly("bit_depth_chroma", [](const Picture& p) { return p.sps->bit_depth_chroma; })
+      .def_property_readonly("chroma_format", [](const Picture& p) { return p.sps->chroma_format_idc; })
+      .def_property_readonly("ctb_size", [](const Picture& p) { return p.sps->CtbSizeY; })
+      .def_property_readonly("min_cb_size", [](const Picture& p) { return p.sps->MinCbSizeY; })
+      .def_property_readonly("slices",
+                             [](const Picture& p) {
+                               py::list l;
+                               for (auto& s : p.slices) l.append(slice_dict(s));
+                               return l;
+                             })
+      .def("arrays", &picture_arrays, "Per-4x4 priors as read-only NumPy arrays sharing the parser's memory.")
+      .def("__repr__", [](const Picture& p) {
+        return "<bitsr._core.Picture poc=" + std::to_string(p.poc) + " decode_index=" + std::to_string(p.decode_index) +
+               " nal_type=" + std::to_string(p.nal_type) + ">";
+      });
+
+  py::class_<Decoder>(m, "Decoder", "Parse-only HEVC decoder fed with NAL units in decoding order.")
+      .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension,
+                       int max_slice_segments, int max_dpb_pictures, int64_t max_nal_size) {
+             DecoderOptions o;
+             o.strict = strict;
+             o.parse_ctu = parse_ctu;
+             if (max_luma_samples > 0) o.limits.max_luma_samples = max_luma_samples;
+             if (max_dimension > 0) o.limits.max_dimension = max_dimension;
+             if (max_slice_segments > 0) o.limits.max_slice_segments_per_picture = max_slice_segments;
+             if (max_dpb_pictures > 0) o.limits.max_dpb_pictures = max_dpb_pictures;
+             if (max_nal_size > 0) o.limits.max_nal_size = max_nal_size;
+             return new Decoder(o);
+           }),
+           py::arg("strict") = false, py::arg("parse_ctu") = true, py::arg("max_luma_samples") = 0,
+           py::arg("max_dimension") = 0, py::arg("max_slice_segments") = 0, py::arg("max_dpb_pictures") = 0,
+           py::arg("max_nal_size") = 0)
+      .def(
+          "push_annexb",
+          [](Decoder& d, py::buffer b, bool final) {
+            py::buffer_info i = b.request();
+            py::gil_scoped_release nogil;
+            d.push_annexb_chunk(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize, final);
+          },
+          py::arg("data"), py::arg("final") = false,
+          "Feed part of an Annex B byte stream; NAL units are parsed once complete.")
+      .def(
+          "push_nal",
+          [](Decoder& d, py::buffer b, int64_t offset) {
+            py::buffer_info i = b.request();
+            py::gil_scoped_release nogil;
+            d.push_nal(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize, offset);
+          },
+          py::arg("data"), py::arg("offset") = -1)
+      .def(
+          "push_packet",
+          [](Decoder& d, py::buffer b, int length_size, int64_t offset) {
+            py::buffer_info i = b.request();
+            py::gil_scoped_release nogil;
+            const uint8_t* p = static_cast<const uint8_t*>(i.ptr);
+            const size_t n = (size_t)i.size * i.itemsize;
+            if (length_size == 0)
+              d.push_annexb(p, n, offset);
+            else
+              d.push_length_prefixed(p, n, length_size, offset);
+            d.end_access_unit();
+          },
+          py::arg("data"), py::arg("length_size") = 0, py::arg("offset") = 0,
+          "Feed one access unit (a container packet): Annex B if length_size is 0, else length-prefixed.")
+      .def(
+          "push_hvcc",
+          [](Decoder& d, py::buffer b) {
+            py::buffer_info i = b.request();
+            return d.push_hvcc(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize);
+          },
+          "Feed an hvcC record (MP4/MKV extradata); returns the NAL length size.")
+      .def("end_access_unit", &Decoder::end_access_unit)
+      .def("flush", [](Decoder& d) {
+        py::gil_scoped_release nogil;
+        d.flush();
+      })
+      .def("bump_one", &Decoder::bump_one, "Move the next picture in output order to the output queue now.")
+      .def("pop_decoded",
+           [](Decoder& d) {
+             std::vector<std::shared_ptr<Picture>> v(d.decoded.begin(), d.decoded.end());
+             d.decoded.clear();
+             return v;
+           },
+           "Finished pictures in decoding order since the last call.")
+      .def("pop_output",
+           [](Decoder& d) {
+             std::vector<std::shared_ptr<Picture>> v(d.output.begin(), d.output.end());
+             d.output.clear();
+             return v;
+           },
+           "Pictures in output order since the last call.")
+      .def_property_readonly("num_pending_output", [](const Decoder& d) { return d.output.size(); })
+      .def_property_readonly("num_nals", &Decoder::num_nals)
+      .def_property_readonly("num_skipped_pictures", &Decoder::num_skipped_pictures)
+      .def_property_readonly("warnings", &Decoder::warnings);
+}

@@ -1,0 +1,50 @@
+"""Build bitsr._core into the source tree for development and tests.
+
+`pip install .` builds the same extension through scikit-build-core; this script only
+keeps a persistent CMake build directory so that edits to csrc/ rebuild incrementally.
+Usage: python tools/build_inplace.py [--debug] [--sanitize] [--build-dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true", help="RelWithDebInfo instead of Release")
+    ap.add_argument("--sanitize", action="store_true", help="ASan+UBSan build (needs LD_PRELOAD of libasan to import)")
+    ap.add_argument("--build-dir", default=None, help="CMake build directory (default build/dev[-asan])")
+    ap.add_argument("-j", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+
+    import pybind11
+
+    bdir = Path(args.build_dir or ROOT / "build" / ("dev-asan" if args.sanitize else "dev"))
+    cfg = [
+        "cmake", "-S", str(ROOT), "-B", str(bdir),
+        f"-DCMAKE_BUILD_TYPE={'RelWithDebInfo' if args.debug else 'Release'}",
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+        f"-DPython_EXECUTABLE={sys.executable}",
+        f"-DBITSR_SANITIZE={'ON' if args.sanitize else 'OFF'}",
+        f"-DBITSR_INPLACE_DIR={ROOT / 'bitsr'}",
+    ]
+    try:
+        import ninja  # noqa: F401
+
+        if not (bdir / "CMakeCache.txt").exists():
+            cfg += ["-G", "Ninja"]
+    except ImportError:
+        pass
+    subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(bdir), "-j", str(args.j)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
