@@ -184,6 +184,9 @@ void SliceDecoder::run() {
     ++ctb_addr_ts_;
     if (end_of_slice_segment) {
       if (!eng_.check_stop_pattern()) fail("end_of_slice_segment_flag", "slice data does not end at end_of_slice_segment_flag");
+      // only cabac_zero_words (0x0000) may follow rbsp_slice_segment_trailing_bits
+      for (const uint8_t* q = eng_.position(); q < in_.data + in_.size; ++q)
+        if (*q != 0) fail("end_of_slice_segment_flag", "data follows the end of the slice segment");
       if (pps_.dependent_slice_segments_enabled_flag) {
         std::memcpy(&impl_.ds, &cc_, sizeof(cc_));
         impl_.ds_valid = true;

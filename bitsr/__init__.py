@@ -1,0 +1,18 @@
+"""bitsr: super-resolution of HEVC-compressed video guided by the bitstream.
+
+The C++ core parses HEVC down to the CTU syntax and exports, per picture, the motion
+vectors, partitions, prediction modes, QP and residual flags the encoder chose. Those
+priors replace optical flow and patch classifiers in the SR network.
+"""
+from ._core import BitstreamError, LimitError, UnsupportedStreamError
+from .priors import PicturePriors, extract
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BitstreamError",
+    "LimitError",
+    "UnsupportedStreamError",
+    "PicturePriors",
+    "extract",
+]

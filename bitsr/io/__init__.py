@@ -1,0 +1,1 @@
+"""Containers and pixels through PyAV; the parser gets the same packets."""

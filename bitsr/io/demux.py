@@ -1,0 +1,34 @@
+"""HEVC packets from MP4/MOV/MKV (and raw streams) via PyAV, without decoding pixels."""
+from __future__ import annotations
+
+from typing import Iterator, Union
+
+import av
+
+
+def hevc_stream(container: "av.container.InputContainer"):
+    for s in container.streams.video:
+        if s.codec_context.name == "hevc":
+            return s
+    names = [s.codec_context.name for s in container.streams.video]
+    from .._core import UnsupportedStreamError
+
+    raise UnsupportedStreamError(f"no HEVC video stream (video streams: {names or 'none'})")
+
+
+def iter_hevc_packets(path) -> Iterator[tuple[Union[str, int], bytes]]:
+    """Yields ('hvcc', record) or ('annexb_extradata', bytes) once, then (length_size, packet)
+    for every packet; length_size 0 means Annex B packets."""
+    with av.open(str(path)) as c:
+        s = hevc_stream(c)
+        extra = bytes(s.codec_context.extradata or b"")
+        length_size = 0
+        if extra[:1] == b"\x01" and len(extra) >= 23:
+            length_size = (extra[21] & 3) + 1
+            yield "hvcc", extra
+        elif extra:
+            yield "annexb_extradata", extra
+        for pkt in c.demux(s):
+            if pkt.size == 0:
+                continue
+            yield length_size, bytes(pkt)

@@ -1,0 +1,169 @@
+"""Per-picture bitstream priors in decoding order (no pixel decoding)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import _core
+
+# Per-4x4 arrays, in the order of ../shared/corpus/SCHEMA.md.
+BLOCK_ARRAYS = (
+    "pred_mode",
+    "cu_log2",
+    "part_mode",
+    "merge_flag",
+    "inter_dir",
+    "mv",
+    "ref_idx",
+    "ref_poc",
+    "qp_y",
+    "tu_log2",
+    "residual",
+    "intra_mode",
+    "pcm_flag",
+    "transquant_bypass",
+)
+
+SLICE_TYPES = {0: "B", 1: "P", 2: "I"}
+RAW_EXTENSIONS = {".hevc", ".265", ".h265", ".bit", ".bin"}
+
+
+class PicturePriors:
+    """What the bitstream says about one picture.
+
+    Attributes mirror the schema: ``poc``, ``nal_type``, ``slice_type`` (0 B, 1 P, 2 I),
+    ``temporal_id``, ``decode_index``, coded ``width``/``height``, ``conf_win`` (left, right,
+    top, bottom), ``bit_depth``, ``chroma_format``. Per-4x4 arrays (``pred_mode``, ``mv``,
+    ...) are read-only NumPy views of the parser's memory, shaped ``[Gh, Gw, ...]`` over the
+    coded picture.
+    """
+
+    __slots__ = ("_pic", "_arrays")
+
+    def __init__(self, pic: "_core.Picture"):
+        self._pic = pic
+        self._arrays = None
+
+    # picture level
+    poc = property(lambda self: self._pic.poc)
+    nal_type = property(lambda self: self._pic.nal_type)
+    slice_type = property(lambda self: self._pic.slice_type)
+    temporal_id = property(lambda self: self._pic.temporal_id)
+    decode_index = property(lambda self: self._pic.decode_index)
+    cvs_index = property(lambda self: self._pic.cvs_index)
+    output_flag = property(lambda self: self._pic.pic_output_flag)
+    width = property(lambda self: self._pic.width)
+    height = property(lambda self: self._pic.height)
+    conf_win = property(lambda self: self._pic.conf_win)
+    bit_depth = property(lambda self: self._pic.bit_depth)
+    bit_depth_chroma = property(lambda self: self._pic.bit_depth_chroma)
+    chroma_format = property(lambda self: self._pic.chroma_format)
+    ctb_size = property(lambda self: self._pic.ctb_size)
+    num_slice_segments = property(lambda self: self._pic.num_slice_segments)
+    errors = property(lambda self: list(self._pic.errors))
+    slices = property(lambda self: self._pic.slices)
+
+    @property
+    def picture_type(self) -> str:
+        """'I', 'P' or 'B' from the first slice."""
+        return SLICE_TYPES[self._pic.slice_type]
+
+    @property
+    def cropped_size(self) -> tuple[int, int]:
+        """(width, height) after the conformance window."""
+        l, r, t, b = self.conf_win
+        return self.width - l - r, self.height - t - b
+
+    @property
+    def ctb_decoded(self) -> np.ndarray:
+        """uint8 [H_ctb, W_ctb]: 1 where the CTB's slice data was decoded without error."""
+        return self._pic.ctb_decoded
+
+    @property
+    def complete(self) -> bool:
+        return self._pic.num_ctb_decoded == self.ctb_decoded.size
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = self._pic.arrays()
+        return self._arrays
+
+    def __getattr__(self, name):
+        if name in BLOCK_ARRAYS:
+            return self.arrays[name]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PicturePriors decode_index={self.decode_index} poc={self.poc} "
+            f"type={self.picture_type} nal_type={self.nal_type} {self.width}x{self.height}>"
+        )
+
+
+def _decoder(strict: bool, **limits) -> "_core.Decoder":
+    return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
+
+
+def is_raw_hevc(path: str | os.PathLike) -> bool:
+    """True for an Annex B elementary stream (by extension or by its first bytes)."""
+    p = Path(path)
+    if p.suffix.lower() in RAW_EXTENSIONS:
+        return True
+    with open(p, "rb") as f:
+        head = f.read(4)
+    return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
+
+
+def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
+    """Feeds Annex B chunks and yields finished pictures as they complete."""
+    for chunk in chunks:
+        decoder.push_annexb(chunk)
+        yield from decoder.pop_decoded()
+    decoder.push_annexb(b"", final=True)
+    decoder.flush()
+    yield from decoder.pop_decoded()
+
+
+def _file_chunks(path, size=1 << 20):
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(size)
+            if not b:
+                return
+            yield b
+
+
+def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:
+    """Yields the priors of every decoded picture of an HEVC file, in decoding order.
+
+    Raw Annex B files are read by the C++ parser directly; MP4/MOV/MKV are demuxed with PyAV
+    (no pixel decoding). ``strict=True`` raises :class:`bitsr.BitstreamError` on the first
+    damaged NAL unit instead of concealing it. Memory stays bounded: only pictures still
+    needed as references are kept by the parser.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    dec = _decoder(strict, **limits)
+    if is_raw_hevc(path):
+        for pic in iter_pictures(dec, _file_chunks(path)):
+            yield PicturePriors(pic)
+        return
+    from .io.demux import iter_hevc_packets
+
+    for kind, data in iter_hevc_packets(path):
+        if kind == "hvcc":
+            dec.push_hvcc(data)
+        elif kind == "annexb_extradata":
+            dec.push_annexb(data, final=True)
+        else:
+            dec.push_packet(data, length_size=kind)
+            for pic in dec.pop_decoded():
+                yield PicturePriors(pic)
+    dec.flush()
+    for pic in dec.pop_decoded():
+        yield PicturePriors(pic)
