@@ -6,6 +6,7 @@ priors replace optical flow and patch classifiers in the SR network.
 """
 from ._core import BitstreamError, LimitError, UnsupportedStreamError
 from .priors import PicturePriors, extract
+from .io.reader import Frame, Reader, open  # noqa: A004
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,7 @@ __all__ = [
     "UnsupportedStreamError",
     "PicturePriors",
     "extract",
+    "open",
+    "Frame",
+    "Reader",
 ]
