@@ -80,25 +80,15 @@ void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, b
       rp[l] = kNoRefPoc;
     }
   }
-  const int x4 = xPb >> 2, y4 = yPb >> 2, w4 = w >> 2, h4 = h >> 2;
-  for (int j = 0; j < h4; ++j) {
-    const size_t o = (size_t)(y4 + j) * gw_ + x4;
-    for (int i = 0; i < w4; ++i) {
-      const size_t k = o + i;
-      pr_.merge_flag[k] = (uint8_t)merge;
-      pr_.inter_dir[k] = dir;
-      int16_t* mv = &pr_.mv[k * 4];
-      mv[0] = mv4[0];
-      mv[1] = mv4[1];
-      mv[2] = mv4[2];
-      mv[3] = mv4[3];
-      pr_.ref_idx[k * 2] = ri[0];
-      pr_.ref_idx[k * 2 + 1] = ri[1];
-      pr_.ref_poc[k * 2] = rp[0];
-      pr_.ref_poc[k * 2 + 1] = rp[1];
-      pr_.ref_lt[k] = lt;
-    }
-  }
+  const size_t k = g(xPb, yPb);
+  const int w4 = w >> 2, h4 = h >> 2;
+  const uint8_t mf = (uint8_t)merge;
+  fill_blocks<1>(&pr_.merge_flag[k], gw_, w4, h4, &mf);
+  fill_blocks<1>(&pr_.inter_dir[k], gw_, w4, h4, &dir);
+  fill_blocks<8>(reinterpret_cast<uint8_t*>(&pr_.mv[k * 4]), (size_t)gw_ * 8, w4, h4, mv4);
+  fill_blocks<2>(reinterpret_cast<uint8_t*>(&pr_.ref_idx[k * 2]), (size_t)gw_ * 2, w4, h4, ri);
+  fill_blocks<8>(reinterpret_cast<uint8_t*>(&pr_.ref_poc[k * 2]), (size_t)gw_ * 8, w4, h4, rp);
+  if (lt) fill_blocks<1>(&pr_.ref_lt[k], gw_, w4, h4, &lt);  // cleared per picture
 }
 
 bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
@@ -152,12 +142,13 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
                                 int merge_idx, PuMotion& out) {
   const int orig_w = w, orig_h = h;
   const int pml = pps_.log2_parallel_merge_level;
-  if (pml > 2 && nCbS == 8) {
+  if (pml > 2 && nCbS == 8) {  // singleMCLFlag: all PUs of an 8x8 CU share the 2Nx2N list
     xPb = xCb;
     yPb = yCb;
     w = h = nCbS;
     part_idx = 0;
   }
+  const int max_cand = sh_.max_num_merge_cand;
   Cand list[5];
   int n = 0;
   auto read = [&](int x, int y) {
@@ -172,71 +163,73 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     return c;
   };
   auto same_mer = [&](int xN, int yN) { return (xPb >> pml) == (xN >> pml) && (yPb >> pml) == (yN >> pml); };
-  // A1
-  const int xA1 = xPb - 1, yA1 = yPb + h - 1;
-  bool avA1 = !same_mer(xA1, yA1) &&
-              !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
-              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
-  Cand A1, B1;
-  if (avA1) {
-    A1 = read(xA1, yA1);
-    list[n++] = A1;
-  }
-  // B1
-  const int xB1 = xPb + w - 1, yB1 = yPb - 1;
-  bool avB1 = !same_mer(xB1, yB1) &&
-              !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-  if (avB1) {
-    B1 = read(xB1, yB1);
-    if (avA1 && same_motion(A1, B1))
-      avB1 = false;
-    else
-      list[n++] = B1;
-  }
-  // B0
-  const int xB0 = xPb + w, yB0 = yPb - 1;
-  bool avB0 = !same_mer(xB0, yB0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB0, yB0);
-  if (avB0) {
-    Cand B0 = read(xB0, yB0);
-    // pruning against B1 uses the neighbour's motion whether or not B1 itself was kept
-    bool b1_exists = !same_mer(xB1, yB1) &&
-                     !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-                     available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-    if (b1_exists && same_motion(read(xB1, yB1), B0))
-      avB0 = false;
-    else
-      list[n++] = B0;
-  }
-  // A0
-  const int xA0 = xPb - 1, yA0 = yPb + h;
-  bool avA0 = !same_mer(xA0, yA0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA0, yA0);
-  if (avA0) {
-    Cand A0 = read(xA0, yA0);
-    if (avA1 && same_motion(A1, A0))
-      avA0 = false;
-    else
-      list[n++] = A0;
-  }
-  // B2
-  if (!(avA0 && avA1 && avB0 && avB1)) {
-    const int xB2 = xPb - 1, yB2 = yPb - 1;
-    bool avB2 = !same_mer(xB2, yB2) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB2, yB2);
-    if (avB2) {
-      Cand B2 = read(xB2, yB2);
-      bool b1_exists = !same_mer(xB1, yB1) &&
-                       !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-                       available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-      if ((avA1 && same_motion(A1, B2)) || (b1_exists && same_motion(read(xB1, yB1), B2)))
-        avB2 = false;
-      else
-        list[n++] = B2;
+  // The list is built in order and later candidates never change earlier ones, so
+  // construction stops as soon as the entry merge_idx selects exists.
+  do {
+    // A1
+    const int xA1 = xPb - 1, yA1 = yPb + h - 1;
+    const bool avA1 = !same_mer(xA1, yA1) &&
+                      !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
+                      available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
+    Cand A1, B1;
+    if (avA1) {
+      A1 = read(xA1, yA1);
+      list[n++] = A1;
+      if (n > merge_idx) break;
     }
-  }
-  const int max_cand = sh_.max_num_merge_cand;
-  if (n > max_cand) n = max_cand;
-  // temporal
-  if (n <= merge_idx || n < max_cand) {
+    // B1 (availableB1 before pruning is what B0 and B2 compare against)
+    const int xB1 = xPb + w - 1, yB1 = yPb - 1;
+    const bool b1_exists =
+        !same_mer(xB1, yB1) &&
+        !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
+        available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
+    bool avB1 = b1_exists;
+    if (b1_exists) {
+      B1 = read(xB1, yB1);
+      if (avA1 && same_motion(A1, B1)) {
+        avB1 = false;
+      } else {
+        list[n++] = B1;
+        if (n > merge_idx) break;
+      }
+    }
+    // B0
+    const int xB0 = xPb + w, yB0 = yPb - 1;
+    bool avB0 = !same_mer(xB0, yB0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB0, yB0);
+    if (avB0) {
+      const Cand B0 = read(xB0, yB0);
+      if (b1_exists && same_motion(B1, B0)) {
+        avB0 = false;
+      } else {
+        list[n++] = B0;
+        if (n > merge_idx) break;
+      }
+    }
+    // A0
+    const int xA0 = xPb - 1, yA0 = yPb + h;
+    bool avA0 = !same_mer(xA0, yA0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA0, yA0);
+    if (avA0) {
+      const Cand A0 = read(xA0, yA0);
+      if (avA1 && same_motion(A1, A0)) {
+        avA0 = false;
+      } else {
+        list[n++] = A0;
+        if (n > merge_idx) break;
+      }
+    }
+    // B2, only when fewer than four spatial candidates were found
+    if (!(avA0 && avA1 && avB0 && avB1)) {
+      const int xB2 = xPb - 1, yB2 = yPb - 1;
+      if (!same_mer(xB2, yB2) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB2, yB2)) {
+        const Cand B2 = read(xB2, yB2);
+        if (!((avA1 && same_motion(A1, B2)) || (b1_exists && same_motion(B1, B2)))) {
+          list[n++] = B2;
+          if (n > merge_idx) break;
+        }
+      }
+    }
+    if (n > max_cand) n = max_cand;
+    // temporal
     if (n < max_cand && sh_.slice_temporal_mvp_enabled_flag) {
       Cand col;
       col.pf[0] = temporal_mv(xPb, yPb, w, h, 0, 0, col.mv[0]);
@@ -249,53 +242,48 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
         col.ref_idx[1] = col.pf[1] ? 0 : -1;
       }
       if (!col.pf[0]) col.mv[0] = {0, 0};
-      if (col.pf[0] || col.pf[1]) list[n++] = col;
-    }
-  }
-  // combined bi-predictive
-  if (sh_.slice_type == SLICE_B && n > 1 && n < max_cand) {
-    static const int kComb[12][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
-                                     {0, 3}, {3, 0}, {1, 3}, {3, 1}, {2, 3}, {3, 2}};
-    const int orig = n;
-    for (int ci = 0; ci < orig * (orig - 1) && n < max_cand; ++ci) {
-      const Cand& l0 = list[kComb[ci][0]];
-      const Cand& l1 = list[kComb[ci][1]];
-      if (l0.pf[0] && l1.pf[1] &&
-          (in_.lists[0].poc[l0.ref_idx[0]] != in_.lists[1].poc[l1.ref_idx[1]] || l0.mv[0].x != l1.mv[1].x ||
-           l0.mv[0].y != l1.mv[1].y)) {
-        Cand c;
-        c.pf[0] = c.pf[1] = 1;
-        c.ref_idx[0] = l0.ref_idx[0];
-        c.ref_idx[1] = l1.ref_idx[1];
-        c.mv[0] = l0.mv[0];
-        c.mv[1] = l1.mv[1];
-        list[n++] = c;
+      if (col.pf[0] || col.pf[1]) {
+        list[n++] = col;
+        if (n > merge_idx) break;
       }
     }
-  }
-  // zero candidates
-  if (n < max_cand) {
+    // combined bi-predictive
+    if (sh_.slice_type == SLICE_B && n > 1 && n < max_cand) {
+      static const int kComb[12][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
+                                       {0, 3}, {3, 0}, {1, 3}, {3, 1}, {2, 3}, {3, 2}};
+      const int orig = n;
+      for (int ci = 0; ci < orig * (orig - 1) && n < max_cand && n <= merge_idx; ++ci) {
+        const Cand& l0 = list[kComb[ci][0]];
+        const Cand& l1 = list[kComb[ci][1]];
+        if (l0.pf[0] && l1.pf[1] &&
+            (in_.lists[0].poc[l0.ref_idx[0]] != in_.lists[1].poc[l1.ref_idx[1]] || l0.mv[0].x != l1.mv[1].x ||
+             l0.mv[0].y != l1.mv[1].y)) {
+          Cand c;
+          c.pf[0] = c.pf[1] = 1;
+          c.ref_idx[0] = l0.ref_idx[0];
+          c.ref_idx[1] = l1.ref_idx[1];
+          c.mv[0] = l0.mv[0];
+          c.mv[1] = l1.mv[1];
+          list[n++] = c;
+        }
+      }
+      if (n > merge_idx) break;
+    }
+    // zero candidates
     const int num_ref = sh_.slice_type == SLICE_P ? sh_.num_ref_idx_active[0]
                                                    : std::min(sh_.num_ref_idx_active[0], sh_.num_ref_idx_active[1]);
-    int zi = 0;
-    while (n < max_cand) {
+    for (int zi = 0; n < max_cand && n <= merge_idx; ++zi) {
       Cand c;
       const int r = zi < num_ref ? zi : 0;
       c.pf[0] = 1;
       c.ref_idx[0] = r;
       c.mv[0] = {0, 0};
       c.mv[1] = {0, 0};
-      if (sh_.slice_type == SLICE_P) {
-        c.pf[1] = 0;
-        c.ref_idx[1] = -1;
-      } else {
-        c.pf[1] = 1;
-        c.ref_idx[1] = r;
-      }
+      c.pf[1] = sh_.slice_type == SLICE_P ? 0 : 1;
+      c.ref_idx[1] = c.pf[1] ? r : -1;
       list[n++] = c;
-      ++zi;
     }
-  }
+  } while (false);
   if (merge_idx >= n) fail("merge_idx", "merge_idx beyond the merge candidate list");
   const Cand& s = list[merge_idx];
   for (int l = 0; l < 2; ++l) {
@@ -303,7 +291,7 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     out.ref_idx[l] = s.pf[l] ? s.ref_idx[l] : -1;
     out.mv[l] = s.pf[l] ? s.mv[l] : Mv{0, 0};
   }
-  if (out.pred_flag[0] && out.pred_flag[1] && orig_w + orig_h == 12) {
+  if (out.pred_flag[0] && out.pred_flag[1] && orig_w + orig_h == 12) {  // 8x4/4x8: bi to uni
     out.pred_flag[1] = 0;
     out.ref_idx[1] = -1;
     out.mv[1] = {0, 0};

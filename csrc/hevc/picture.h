@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hevc/ps.h"
@@ -15,33 +16,34 @@
 
 namespace bitsr {
 
-// Uninitialised heap array: priors are written block by block, and undecoded areas are
-// filled explicitly at the end of a picture, so zero-filling would be wasted work.
+// A typed view into a picture's prior storage.
 template <class T>
-class Buf {
+struct Arr {
+  T* p = nullptr;
+  size_t n = 0;
+  T* data() { return p; }
+  const T* data() const { return p; }
+  T& operator[](size_t i) { return p[i]; }
+  const T& operator[](size_t i) const { return p[i]; }
+  size_t size() const { return n; }
+};
+
+// One uninitialised allocation per picture, recycled through a small process-wide pool:
+// a 1080p picture holds ~4 MB of priors, and fresh pages for every picture would cost
+// more (page faults, kernel zeroing) than parsing a skip-heavy picture. Priors are written
+// block by block and undecoded areas are filled explicitly, so no zero-filling is needed.
+class PriorStorage {
  public:
-  Buf() = default;
-  explicit Buf(size_t n) { reset(n); }
-  void reset(size_t n) {
-    p_.reset(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr);
-    if (n && !p_) throw std::bad_alloc();
-    n_ = n;
-    // BITSR_POISON=1 fills new buffers with a pattern so reads of unwritten priors show up
-    static const bool poison = std::getenv("BITSR_POISON") != nullptr;
-    if (poison && n) std::memset(p_.get(), 0xA5, n * sizeof(T));
-  }
-  T* data() { return p_.get(); }
-  const T* data() const { return p_.get(); }
-  T& operator[](size_t i) { return p_.get()[i]; }
-  const T& operator[](size_t i) const { return p_.get()[i]; }
-  size_t size() const { return n_; }
+  PriorStorage() = default;
+  PriorStorage(const PriorStorage&) = delete;
+  PriorStorage& operator=(const PriorStorage&) = delete;
+  ~PriorStorage() { release(); }
+  void* allocate(size_t bytes);
+  void release();
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> p_;
-  size_t n_ = 0;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 enum PredModeValue : int8_t { PM_INTER = 0, PM_INTRA = 1, PM_SKIP = 2 };
@@ -49,33 +51,63 @@ constexpr int32_t kNoRefPoc = INT32_MIN;
 
 struct Priors {
   int gw = 0, gh = 0;  // grid of 4x4 blocks over the coded picture
-  Buf<int8_t> pred_mode;
-  Buf<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;
-  Buf<int16_t> mv;       // [n][list][x,y]
-  Buf<int8_t> ref_idx;   // [n][list]
-  Buf<int32_t> ref_poc;  // [n][list]
-  Buf<int8_t> qp_y;
-  Buf<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
-  Buf<uint8_t> ref_lt;   // bit l: list l refers to a long-term picture (TMVP needs it)
+  Arr<int8_t> pred_mode;
+  Arr<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;
+  Arr<int16_t> mv;       // [n][list][x,y]
+  Arr<int8_t> ref_idx;   // [n][list]
+  Arr<int32_t> ref_poc;  // [n][list]
+  Arr<int8_t> qp_y;
+  Arr<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
+  Arr<uint8_t> ref_lt;   // bit l: list l refers to a long-term picture (TMVP needs it)
+  PriorStorage storage;
+
   void allocate(int w4, int h4) {
     gw = w4;
     gh = h4;
-    size_t n = (size_t)w4 * h4;
-    pred_mode.reset(n);
-    cu_log2.reset(n);
-    part_mode.reset(n);
-    merge_flag.reset(n);
-    inter_dir.reset(n);
-    mv.reset(n * 4);
-    ref_idx.reset(n * 2);
-    ref_poc.reset(n * 2);
-    qp_y.reset(n);
-    tu_log2.reset(n);
-    residual.reset(n);
-    intra_mode.reset(n);
-    pcm_flag.reset(n);
-    transquant_bypass.reset(n);
-    ref_lt.reset(n);
+    const size_t n = (size_t)w4 * h4;
+    size_t off = 0;
+    auto place = [&](auto& a, size_t count) {
+      using T = std::remove_reference_t<decltype(a[0])>;
+      off = (off + 63) & ~(size_t)63;
+      a.n = count;
+      a.p = reinterpret_cast<T*>(off);  // rebased below
+      off += count * sizeof(T);
+    };
+    place(mv, n * 4);
+    place(ref_poc, n * 2);
+    place(ref_idx, n * 2);
+    place(pred_mode, n);
+    place(cu_log2, n);
+    place(part_mode, n);
+    place(merge_flag, n);
+    place(inter_dir, n);
+    place(qp_y, n);
+    place(tu_log2, n);
+    place(residual, n);
+    place(intra_mode, n);
+    place(pcm_flag, n);
+    place(transquant_bypass, n);
+    place(ref_lt, n);
+    char* base = static_cast<char*>(storage.allocate(off));
+    auto rebase = [&](auto& a) {
+      using T = std::remove_reference_t<decltype(a[0])>;
+      a.p = reinterpret_cast<T*>(base + reinterpret_cast<size_t>(a.p));
+    };
+    rebase(mv);
+    rebase(ref_poc);
+    rebase(ref_idx);
+    rebase(pred_mode);
+    rebase(cu_log2);
+    rebase(part_mode);
+    rebase(merge_flag);
+    rebase(inter_dir);
+    rebase(qp_y);
+    rebase(tu_log2);
+    rebase(residual);
+    rebase(intra_mode);
+    rebase(pcm_flag);
+    rebase(transquant_bypass);
+    rebase(ref_lt);
   }
 };
 

@@ -214,9 +214,10 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     int first_g1 = -1;
     int num_g1 = 0;
     bool escape = false;
-    int first_sig = 16, last_sig = -1;
+    int first_sig = 16, last_sig = -1, nsig = 0;
     for (int n = 15; n >= 0; --n) {
       if (!(sig >> n & 1)) continue;
+      ++nsig;
       if (num_g1 < 8) {
         const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
         ++num_g1;
@@ -243,7 +244,6 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     const bool sign_hidden = !sign_hiding_off && pps_.sign_data_hiding_enabled_flag && (last_sig - first_sig > 3);
     if (sps_.cabac_bypass_alignment_enabled_flag && escape) eng_.align_bypass();
-    const int nsig = __builtin_popcount(sig);
     eng_.bypass_bits(nsig - (sign_hidden ? 1 : 0));
     // coeff_abs_level_remaining
     int rice = sps_.persistent_rice_adaptation_enabled_flag ? cc_.stat_coeff[sb_type] / 4 : 0;

@@ -2,7 +2,9 @@
 // syntax layer: syntax.cpp (CTU, CU, PU, TU), residual.cpp (residual_coding), motion.cpp
 // (merge, AMVP, TMVP).
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "hevc/cabac.h"
 #include "hevc/slice_data.h"
@@ -54,7 +56,15 @@ class SliceDecoder {
   void chroma_qp_offset();
   void cross_comp_pred(int c);
   int set_qp_for_cu(int xCb, int yCb);
-  bool available_zs(int xCurr, int yCurr, int xNb, int yNb) const;
+  // 6.4.1 z-scan order availability.
+  bool available_zs(int xCurr, int yCurr, int xNb, int yNb) const {
+    if (xNb < 0 || yNb < 0 || xNb >= sps_.width || yNb >= sps_.height) return false;
+    if (zs_[(size_t)(yNb >> 2) * zs_stride_ + (xNb >> 2)] > zs_[(size_t)(yCurr >> 2) * zs_stride_ + (xCurr >> 2)])
+      return false;
+    if ((xNb >> log2_ctb_) == (x_ctb_ >> log2_ctb_) && (yNb >> log2_ctb_) == (y_ctb_ >> log2_ctb_)) return true;
+    const int ctb = (yNb >> log2_ctb_) * pic_w_ctb_ + (xNb >> log2_ctb_);
+    return ctb_slice_addr_[ctb] == slice_addr_rs_ && tile_id_rs_[ctb] == tile_id_rs_[ctb_addr_rs_];
+  }
   int pu_index_at(int x, int y) const;  // chroma PU of a 4:4:4 NxN CU, else 0
 
   // residual.cpp
@@ -73,12 +83,34 @@ class SliceDecoder {
 
   // helpers
   size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }
+  // Fills a rectangle of 4x4 blocks (pixel coordinates) with one value per block.
   template <class T>
   void fill(T* a, int x, int y, int w, int h, T v) {
-    const int x4 = x >> 2, y4 = y >> 2, w4 = w >> 2, h4 = h >> 2;
-    for (int j = 0; j < h4; ++j) {
-      T* row = a + (size_t)(y4 + j) * gw_ + x4;
-      for (int i = 0; i < w4; ++i) row[i] = v;
+    fill_blocks<sizeof(T)>(reinterpret_cast<uint8_t*>(a + g(x, y)), (size_t)gw_ * sizeof(T), w >> 2, h >> 2, &v);
+  }
+  // Same with a block value of B bytes (e.g. the 4 int16 of a block's mv).
+  template <size_t B>
+  static void fill_blocks(uint8_t* p, size_t stride, int w4, int h4, const void* value) {
+    uint8_t row[16 * B];
+    const int n = w4 < 16 ? w4 : 16;
+    for (int i = 0; i < n; ++i) std::memcpy(row + i * B, value, B);
+    switch (w4) {  // constant-size copies for the widths CUs and PUs have
+#define BITSR_FILL_CASE(W) \
+  case W:                  \
+    for (int j = 0; j < h4; ++j, p += stride) std::memcpy(p, row, (W)*B); \
+    return;
+      BITSR_FILL_CASE(1)
+      BITSR_FILL_CASE(2)
+      BITSR_FILL_CASE(3)
+      BITSR_FILL_CASE(4)
+      BITSR_FILL_CASE(6)
+      BITSR_FILL_CASE(8)
+      BITSR_FILL_CASE(12)
+      BITSR_FILL_CASE(16)
+#undef BITSR_FILL_CASE
+      default:
+        for (int j = 0; j < h4; ++j, p += stride)
+          for (int i = 0; i < w4; i += 16) std::memcpy(p + (size_t)i * B, row, (size_t)std::min(16, w4 - i) * B);
     }
   }
   int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
@@ -93,6 +125,11 @@ class SliceDecoder {
   Picture& pic_;
   Priors& pr_;
   int gw_;
+  const int* zs_;
+  int zs_stride_;
+  const int32_t* ctb_slice_addr_;
+  const int* tile_id_rs_;  // tile of each CTB by raster address
+  int pic_w_ctb_;
   CabacEngine eng_;
   CabacContexts cc_;
 

@@ -15,6 +15,12 @@ PictureState::PictureState(Picture& p, const ActiveParams& params) : pic(p), par
   pic.ctb_ok.assign(sps.PicSizeInCtbsY, 0);
   pic.num_ctb_ok = 0;
   pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4);
+  // Arrays that stay zero unless a tool is enabled are cleared once per picture, and the
+  // CU/PU code writes them only when needed.
+  std::memset(pic.pr.ref_lt.data(), 0, pic.pr.ref_lt.size());
+  if (!sps.pcm_enabled_flag) std::memset(pic.pr.pcm_flag.data(), 0, pic.pr.pcm_flag.size());
+  if (!params.pps->transquant_bypass_enabled_flag)
+    std::memset(pic.pr.transquant_bypass.data(), 0, pic.pr.transquant_bypass.size());
   impl = std::make_unique<PictureStateImpl>();
 }
 PictureState::~PictureState() = default;
@@ -88,7 +94,12 @@ SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
       maps_(*st.params.maps),
       pic_(st.pic),
       pr_(st.pic.pr),
-      gw_(st.pic.pr.gw) {
+      gw_(st.pic.pr.gw),
+      zs_(st.params.maps->min_tb_addr_zs.data()),
+      zs_stride_(st.params.maps->min_tb_stride),
+      ctb_slice_addr_(st.ctb_slice_addr.data()),
+      tile_id_rs_(st.params.maps->tile_id_rs.data()),
+      pic_w_ctb_(st.params.sps->PicWidthInCtbsY) {
   log2_ctb_ = sps_.log2_ctb;
   min_qg_log2_ = sps_.log2_ctb - pps_.diff_cu_qp_delta_depth;
   min_cqo_log2_ = sps_.log2_ctb - pps_.diff_cu_chroma_qp_offset_depth;
@@ -103,18 +114,6 @@ void SliceDecoder::init_contexts() {
   else
     init_type = sh_.cabac_init_flag ? 1 : 2;
   cc_.init(init_type, sh_.SliceQpY);
-}
-
-bool SliceDecoder::available_zs(int xCurr, int yCurr, int xNb, int yNb) const {
-  if (xNb < 0 || yNb < 0 || xNb >= sps_.width || yNb >= sps_.height) return false;
-  const int stride = maps_.min_tb_stride;
-  if (maps_.min_tb_addr_zs[(size_t)(yNb >> 2) * stride + (xNb >> 2)] >
-      maps_.min_tb_addr_zs[(size_t)(yCurr >> 2) * stride + (xCurr >> 2)])
-    return false;
-  const int ctb = (yNb >> log2_ctb_) * sps_.PicWidthInCtbsY + (xNb >> log2_ctb_);
-  if (st_.ctb_slice_addr[ctb] != slice_addr_rs_) return false;
-  if (maps_.tile_id[maps_.ctb_rs_to_ts[ctb]] != maps_.tile_id[ctb_addr_ts_]) return false;
-  return true;
 }
 
 void SliceDecoder::start_substream(const uint8_t* p) { eng_.start(p, in_.data + in_.size); }
@@ -320,7 +319,8 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
   intra_split_ = false;
   merge_flag_2nx2n_ = false;
   fill<uint8_t>(pr_.cu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
-  fill<uint8_t>(pr_.transquant_bypass.data(), x0, y0, n, n, (uint8_t)cu_transquant_bypass_);
+  if (pps_.transquant_bypass_enabled_flag)
+    fill<uint8_t>(pr_.transquant_bypass.data(), x0, y0, n, n, (uint8_t)cu_transquant_bypass_);
   bool tu_written = false;
   if (skip) {
     cu_pred_mode_ = PM_SKIP;
@@ -359,16 +359,12 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
       if (part_mode_ == PART_2Nx2N && sps_.pcm_enabled_flag && log2_cb >= sps_.log2_min_pcm_cb &&
           log2_cb <= sps_.log2_max_pcm_cb)
         pcm = eng_.terminate();
-      fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, (uint8_t)pcm);  // read by the MPM derivation of later PUs
+      if (sps_.pcm_enabled_flag) fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, (uint8_t)pcm);  // read by later PUs' MPM
       // intra blocks carry no motion
-      for (int j = 0; j < n >> 2; ++j) {
-        size_t o = g(x0, y0 + 4 * j);
-        std::memset(&pr_.merge_flag[o], 0, n >> 2);
-        std::memset(&pr_.inter_dir[o], 0, n >> 2);
-        std::memset(&pr_.mv[o * 4], 0, (n >> 2) * 4 * sizeof(int16_t));
-        std::memset(&pr_.ref_idx[o * 2], 0xff, (n >> 2) * 2);
-        std::memset(&pr_.ref_lt[o], 0, n >> 2);
-        for (int i = 0; i < (n >> 2) * 2; ++i) pr_.ref_poc[o * 2 + i] = kNoRefPoc;
+      {
+        PuMotion none;
+        none.pred_flag[0] = none.pred_flag[1] = 0;
+        store_pu(x0, y0, n, n, none, false);
       }
       if (pcm) {
         pcm_sample(x0, y0, log2_cb);
@@ -425,7 +421,7 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
     }
   }
   if (!tu_written) fill<uint8_t>(pr_.tu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
-  if (cu_pred_mode_ != PM_INTRA) fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, 0);
+  if (cu_pred_mode_ != PM_INTRA && sps_.pcm_enabled_flag) fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, 0);
   fill<uint8_t>(pr_.residual.data(), x0, y0, n, n, (uint8_t)(cu_residual_ != 0));
   // QpY (8.6.1); without cu_qp_delta every CU has the slice QP.
   if (pps_.cu_qp_delta_enabled_flag) {
