@@ -122,9 +122,11 @@ def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]
     """Feeds Annex B chunks and yields finished pictures as they complete."""
     for chunk in chunks:
         decoder.push_annexb(chunk)
+        decoder.pop_output()  # output order is not needed here; don't let it accumulate
         yield from decoder.pop_decoded()
     decoder.push_annexb(b"", final=True)
     decoder.flush()
+    decoder.pop_output()
     yield from decoder.pop_decoded()
 
 
@@ -162,6 +164,7 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
             dec.push_annexb(data, final=True)
         else:
             dec.push_packet(data, length_size=kind)
+            dec.pop_output()
             for pic in dec.pop_decoded():
                 yield PicturePriors(pic)
     dec.flush()

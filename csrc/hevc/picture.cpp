@@ -16,8 +16,8 @@ struct Pool {
   std::mutex mu;
   std::vector<std::pair<size_t, void*>> free_list;
   size_t held = 0;
-  static constexpr size_t kMaxBuffers = 24;
-  static constexpr size_t kMaxBytes = size_t(256) << 20;
+  static constexpr size_t kMaxBuffers = 8;
+  static constexpr size_t kMaxBytes = size_t(96) << 20;
 
   void* get(size_t bytes) {
     {
