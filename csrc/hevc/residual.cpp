@@ -2,6 +2,7 @@
 // context selection of 9.3.4.2.4-9.3.4.2.7 and the Rice parameter derivation of 9.3.3.11
 // (including persistent_rice_adaptation and the limited prefix of extended precision).
 #include <algorithm>
+#include <cstring>
 
 #include "common/error.h"
 #include "hevc/slice_decoder.h"
@@ -42,6 +43,29 @@ struct ScanTables {
 const ScanTables kScan;
 
 const uint8_t kCtxIdxMap[16] = {0, 1, 4, 5, 2, 3, 4, 5, 6, 6, 8, 8, 7, 7, 8, 8};
+
+// sigCtx inside a sub-block of a TB larger than 4x4 (9.3.4.2.5), by prevCsbf and the
+// position (xP, yP) within the sub-block, indexed [prevCsbf][(yP << 2) + xP].
+struct SigPattern {
+  uint8_t v[4][16];
+  SigPattern() {
+    for (int pc = 0; pc < 4; ++pc)
+      for (int yp = 0; yp < 4; ++yp)
+        for (int xp = 0; xp < 4; ++xp) {
+          int c;
+          if (pc == 0)
+            c = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
+          else if (pc == 1)
+            c = yp == 0 ? 2 : yp == 1 ? 1 : 0;
+          else if (pc == 2)
+            c = xp == 0 ? 2 : xp == 1 ? 1 : 0;
+          else
+            c = 2;
+          v[pc][(yp << 2) + xp] = (uint8_t)c;
+        }
+  }
+};
+const SigPattern kSigPattern;
 
 }  // namespace
 
@@ -170,33 +194,27 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     if (coded) {
       const int prev_csbf = ((xs < sbw - 1) ? csbf[xs + 1][ys] : 0) | (((ys < sbw - 1) ? csbf[xs][ys + 1] : 0) << 1);
+      // Context index of every position of this sub-block, computed once (9.3.4.2.5).
+      uint8_t ctx_of[16];
+      if (ts_ctx) {
+        std::memset(ctx_of, c == 0 ? 42 : 27 + 16, 16);
+      } else if (log2_size == 2) {
+        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(kCtxIdxMap[p] + (c ? 27 : 0));
+      } else {
+        int add;
+        if (c == 0)
+          add = ((xs > 0 || ys > 0) ? 3 : 0) + (log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21);
+        else
+          add = 27 + (log2_size == 3 ? 9 : 12);
+        const uint8_t* pat = kSigPattern.v[prev_csbf];
+        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(pat[p] + add);
+        if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB: sigCtx 0
+      }
+      ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
       for (int n = n_start; n >= 0; --n) {
-        const int xp = c_scan[n] & 15, yp = c_scan[n] >> 4;
         if (n > 0 || !infer_dc) {
-          int sctx;
-          if (ts_ctx) {
-            sctx = c == 0 ? 42 : 16;
-          } else if (log2_size == 2) {
-            sctx = kCtxIdxMap[(yp << 2) + xp];
-          } else if (xs == 0 && ys == 0 && xp == 0 && yp == 0) {
-            sctx = 0;
-          } else {
-            if (prev_csbf == 0)
-              sctx = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
-            else if (prev_csbf == 1)
-              sctx = yp == 0 ? 2 : yp == 1 ? 1 : 0;
-            else if (prev_csbf == 2)
-              sctx = xp == 0 ? 2 : xp == 1 ? 1 : 0;
-            else
-              sctx = 2;
-            if (c == 0) {
-              if (xs > 0 || ys > 0) sctx += 3;
-              sctx += log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21;
-            } else {
-              sctx += log2_size == 3 ? 9 : 12;
-            }
-          }
-          if (dec(ctx::SIG_COEFF_FLAG + (c == 0 ? sctx : 27 + sctx))) {
+          const int pos = c_scan[n];
+          if (eng_.decode(sig_ctx[ctx_of[((pos >> 4) << 2) + (pos & 15)]])) {
             sig |= 1u << n;
             infer_dc = false;
           }
