@@ -55,40 +55,28 @@ bool SliceDecoder::available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     avail = false;
   else
     avail = true;
-  if (avail && pr_.pred_mode[g(xNb, yNb)] == PM_INTRA) avail = false;
+  if (avail && rec(xNb, yNb).pred_mode == PM_INTRA) avail = false;
   return avail;
 }
 
 void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge) {
   const RefList* L = in_.lists;
-  const uint8_t dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
-  int16_t mv4[4];
-  int8_t ri[2];
-  int32_t rp[2];
-  uint8_t lt = 0;
+  PuRec r = cu_rec_;
+  r.merge_flag = (uint8_t)merge;
+  r.inter_dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
   for (int l = 0; l < 2; ++l) {
     if (m.pred_flag[l]) {
       if (m.ref_idx[l] < 0 || m.ref_idx[l] >= L[l].n) fail("ref_idx", "reference index outside the reference list");
-      mv4[l * 2] = (int16_t)m.mv[l].x;
-      mv4[l * 2 + 1] = (int16_t)m.mv[l].y;
-      ri[l] = (int8_t)m.ref_idx[l];
-      rp[l] = L[l].poc[m.ref_idx[l]];
-      lt |= (uint8_t)(L[l].is_lt[m.ref_idx[l]] << l);
+      r.mv[l * 2] = (int16_t)m.mv[l].x;
+      r.mv[l * 2 + 1] = (int16_t)m.mv[l].y;
+      r.ref_idx[l] = (int8_t)m.ref_idx[l];
+      r.ref_lt |= (uint8_t)(L[l].is_lt[m.ref_idx[l]] << l);
     } else {
-      mv4[l * 2] = mv4[l * 2 + 1] = 0;
-      ri[l] = -1;
-      rp[l] = kNoRefPoc;
+      r.mv[l * 2] = r.mv[l * 2 + 1] = 0;
+      r.ref_idx[l] = -1;
     }
   }
-  const size_t k = g(xPb, yPb);
-  const int w4 = w >> 2, h4 = h >> 2;
-  const uint8_t mf = (uint8_t)merge;
-  fill_blocks<1>(&pr_.merge_flag[k], gw_, w4, h4, &mf);
-  fill_blocks<1>(&pr_.inter_dir[k], gw_, w4, h4, &dir);
-  fill_blocks<8>(reinterpret_cast<uint8_t*>(&pr_.mv[k * 4]), (size_t)gw_ * 8, w4, h4, mv4);
-  fill_blocks<2>(reinterpret_cast<uint8_t*>(&pr_.ref_idx[k * 2]), (size_t)gw_ * 2, w4, h4, ri);
-  fill_blocks<8>(reinterpret_cast<uint8_t*>(&pr_.ref_poc[k * 2]), (size_t)gw_ * 8, w4, h4, rp);
-  if (lt) fill_blocks<1>(&pr_.ref_lt[k], gw_, w4, h4, &lt);  // cleared per picture
+  add_rec(xPb, yPb, w, h, r);
 }
 
 bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
@@ -96,9 +84,9 @@ bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
   const Priors& cp = col->pr;
   xCol = (xCol >> 4) << 4;
   yCol = (yCol >> 4) << 4;
-  const size_t k = (size_t)(yCol >> 2) * cp.gw + (xCol >> 2);
-  if (cp.pred_mode[k] == PM_INTRA) return false;
-  const int dir = cp.inter_dir[k];
+  const PuRec& cr = cp.at((size_t)(yCol >> 2) * cp.gw + (xCol >> 2));
+  if (cr.pred_mode == PM_INTRA) return false;
+  const int dir = cr.inter_dir;
   if (dir == 0) return false;
   int list_col;
   if (!(dir & 1)) {
@@ -116,11 +104,13 @@ bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
         }
     list_col = no_backward ? X : (sh_.collocated_from_l0_flag ? 1 : 0);
   }
-  const Mv mv_col = {cp.mv[k * 4 + list_col * 2], cp.mv[k * 4 + list_col * 2 + 1]};
-  const bool col_lt = (cp.ref_lt[k] >> list_col) & 1;
+  const Mv mv_col = {cr.mv[list_col * 2], cr.mv[list_col * 2 + 1]};
+  const bool col_lt = (cr.ref_lt >> list_col) & 1;
+  if (cr.slice_idx >= col->slices.size()) return false;
+  const int32_t col_ref_poc = col->slices[cr.slice_idx].ref_poc[list_col][cr.ref_idx[list_col]];
   const bool cur_lt = in_.lists[X].is_lt[ref_idx];
   if (col_lt != cur_lt) return false;
-  const int col_poc_diff = col->poc - cp.ref_poc[k * 2 + list_col];
+  const int col_poc_diff = col->poc - col_ref_poc;
   const int cur_poc_diff = pic_.poc - in_.lists[X].poc[ref_idx];
   if (cur_lt || col_poc_diff == cur_poc_diff)
     out = mv_col;
@@ -153,12 +143,11 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
   int n = 0;
   auto read = [&](int x, int y) {
     Cand c;
-    const size_t k = g(x, y);
-    const int dir = pr_.inter_dir[k];
+    const PuRec& r = rec(x, y);
     for (int l = 0; l < 2; ++l) {
-      c.pf[l] = (dir >> l) & 1;
-      c.ref_idx[l] = pr_.ref_idx[k * 2 + l];
-      c.mv[l] = {pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]};
+      c.pf[l] = (r.inter_dir >> l) & 1;
+      c.ref_idx[l] = r.ref_idx[l];
+      c.mv[l] = {r.mv[l * 2], r.mv[l * 2 + 1]};
     }
     return c;
   };
@@ -304,8 +293,11 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   const RefList* L = in_.lists;
   const int32_t target_poc = L[X].poc[ref_idx];
   const bool target_lt = L[X].is_lt[ref_idx];
-  auto nb_pf = [&](size_t k, int l) { return (pr_.inter_dir[k] >> l) & 1; };
-  auto nb_mv = [&](size_t k, int l) { return Mv{pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]}; };
+  // Neighbours passing available_pb are in the current slice, so their reference indices
+  // index this slice's lists.
+  auto nb_pf = [&](const PuRec& r, int l) { return (r.inter_dir >> l) & 1; };
+  auto nb_mv = [&](const PuRec& r, int l) { return Mv{r.mv[l * 2], r.mv[l * 2 + 1]}; };
+  auto nb_poc = [&](const PuRec& r, int l) { return L[l].poc[r.ref_idx[l]]; };
   // A
   const int xA[2] = {xPb - 1, xPb - 1}, yA[2] = {yPb + h, yPb + h - 1};
   bool avA[2];
@@ -315,28 +307,28 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   Mv mvA{0, 0};
   for (int i = 0; i < 2 && !have_a; ++i) {
     if (!avA[i]) continue;
-    const size_t k = g(xA[i], yA[i]);
-    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+    const PuRec& k = rec(xA[i], yA[i]);
+    if (nb_pf(k, X) && nb_poc(k, X) == target_poc) {
       have_a = true;
       mvA = nb_mv(k, X);
-    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+    } else if (nb_pf(k, Y) && nb_poc(k, Y) == target_poc) {
       have_a = true;
       mvA = nb_mv(k, Y);
     }
   }
   for (int i = 0; i < 2 && !have_a; ++i) {
     if (!avA[i]) continue;
-    const size_t k = g(xA[i], yA[i]);
+    const PuRec& k = rec(xA[i], yA[i]);
     int l = -1;
-    if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+    if (nb_pf(k, X) && (((k.ref_lt >> X) & 1) == target_lt))
       l = X;
-    else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+    else if (nb_pf(k, Y) && (((k.ref_lt >> Y) & 1) == target_lt))
       l = Y;
     if (l < 0) continue;
     have_a = true;
     mvA = nb_mv(k, l);
-    const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
-    if (!nb_lt && !target_lt) mvA = scale_mv(mvA, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+    const bool nb_lt = (k.ref_lt >> l) & 1;
+    if (!nb_lt && !target_lt) mvA = scale_mv(mvA, pic_.poc - nb_poc(k, l), pic_.poc - target_poc);
   }
   // B
   const int xB[3] = {xPb + w, xPb + w - 1, xPb - 1}, yB[3] = {yPb - 1, yPb - 1, yPb - 1};
@@ -346,11 +338,11 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   Mv mvB{0, 0};
   for (int i = 0; i < 3 && !have_b; ++i) {
     if (!avB[i]) continue;
-    const size_t k = g(xB[i], yB[i]);
-    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+    const PuRec& k = rec(xB[i], yB[i]);
+    if (nb_pf(k, X) && nb_poc(k, X) == target_poc) {
       have_b = true;
       mvB = nb_mv(k, X);
-    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+    } else if (nb_pf(k, Y) && nb_poc(k, Y) == target_poc) {
       have_b = true;
       mvB = nb_mv(k, Y);
     }
@@ -363,17 +355,17 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
     have_b = false;
     for (int i = 0; i < 3 && !have_b; ++i) {
       if (!avB[i]) continue;
-      const size_t k = g(xB[i], yB[i]);
+      const PuRec& k = rec(xB[i], yB[i]);
       int l = -1;
-      if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+      if (nb_pf(k, X) && (((k.ref_lt >> X) & 1) == target_lt))
         l = X;
-      else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+      else if (nb_pf(k, Y) && (((k.ref_lt >> Y) & 1) == target_lt))
         l = Y;
       if (l < 0) continue;
       have_b = true;
       mvB = nb_mv(k, l);
-      const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
-      if (!nb_lt && !target_lt) mvB = scale_mv(mvB, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+      const bool nb_lt = (k.ref_lt >> l) & 1;
+      if (!nb_lt && !target_lt) mvB = scale_mv(mvB, pic_.poc - nb_poc(k, l), pic_.poc - target_poc);
     }
   }
   Mv cand[3];

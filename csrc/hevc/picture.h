@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hevc/ps.h"
@@ -37,6 +38,12 @@ class PriorStorage {
   PriorStorage() = default;
   PriorStorage(const PriorStorage&) = delete;
   PriorStorage& operator=(const PriorStorage&) = delete;
+  PriorStorage(PriorStorage&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  PriorStorage& operator=(PriorStorage&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
   ~PriorStorage() { release(); }
   void* allocate(size_t bytes);
   void release();
@@ -49,8 +56,32 @@ class PriorStorage {
 enum PredModeValue : int8_t { PM_INTER = 0, PM_INTRA = 1, PM_SKIP = 2 };
 constexpr int32_t kNoRefPoc = INT32_MIN;
 
-struct Priors {
-  int gw = 0, gh = 0;  // grid of 4x4 blocks over the coded picture
+// One prediction unit (for intra CUs: one per luma prediction block; for undecoded CTBs:
+// one per CTB) with the CU-level fields it inherits. The picture's block grid stores only
+// the index of the record covering each 4x4 block, so a 64x64 skip CU costs one record
+// and a 4-byte fill instead of a dozen per-block arrays; the schema arrays are
+// materialised from the records when someone asks for them.
+struct PuRec {
+  int16_t mv[4];       // [list][x, y], quarter luma samples
+  int8_t ref_idx[2];
+  uint8_t inter_dir;   // bit l: list l used
+  uint8_t ref_lt;      // bit l: list l refers to a long-term picture
+  int8_t pred_mode;    // PredModeValue
+  uint8_t cu_log2;
+  uint8_t part_mode;
+  uint8_t intra_mode;  // IntraPredModeY; 255 inter/skip; 1 (DC) for PCM
+  int8_t qp_y;
+  uint8_t merge_flag, residual, pcm_flag, transquant_bypass;
+  uint8_t has_tt;      // tu_log2 comes from the TU grid rather than cu_log2
+  uint16_t slice_idx;  // index into Picture::slices (reference POCs for this PU)
+  uint16_t x4, y4;     // top-left block
+  uint8_t w4, h4;      // size in blocks
+  uint8_t pad_[2];
+};
+static_assert(sizeof(PuRec) == 32, "PuRec layout");
+
+// The schema arrays (SCHEMA.md), row-major [Gh][Gw] on the 4x4 grid.
+struct SchemaArrays {
   Arr<int8_t> pred_mode;
   Arr<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;
   Arr<int16_t> mv;       // [n][list][x,y]
@@ -58,57 +89,42 @@ struct Priors {
   Arr<int32_t> ref_poc;  // [n][list]
   Arr<int8_t> qp_y;
   Arr<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
-  Arr<uint8_t> ref_lt;   // bit l: list l refers to a long-term picture (TMVP needs it)
   PriorStorage storage;
+  bool ready = false;
+  void allocate(size_t n);
+};
 
-  void allocate(int w4, int h4) {
-    gw = w4;
-    gh = h4;
-    const size_t n = (size_t)w4 * h4;
-    size_t off = 0;
-    auto place = [&](auto& a, size_t count) {
-      using T = std::remove_reference_t<decltype(a[0])>;
-      off = (off + 63) & ~(size_t)63;
-      a.n = count;
-      a.p = reinterpret_cast<T*>(off);  // rebased below
-      off += count * sizeof(T);
-    };
-    place(mv, n * 4);
-    place(ref_poc, n * 2);
-    place(ref_idx, n * 2);
-    place(pred_mode, n);
-    place(cu_log2, n);
-    place(part_mode, n);
-    place(merge_flag, n);
-    place(inter_dir, n);
-    place(qp_y, n);
-    place(tu_log2, n);
-    place(residual, n);
-    place(intra_mode, n);
-    place(pcm_flag, n);
-    place(transquant_bypass, n);
-    place(ref_lt, n);
-    char* base = static_cast<char*>(storage.allocate(off));
-    auto rebase = [&](auto& a) {
-      using T = std::remove_reference_t<decltype(a[0])>;
-      a.p = reinterpret_cast<T*>(base + reinterpret_cast<size_t>(a.p));
-    };
-    rebase(mv);
-    rebase(ref_poc);
-    rebase(ref_idx);
-    rebase(pred_mode);
-    rebase(cu_log2);
-    rebase(part_mode);
-    rebase(merge_flag);
-    rebase(inter_dir);
-    rebase(qp_y);
-    rebase(tu_log2);
-    rebase(residual);
-    rebase(intra_mode);
-    rebase(pcm_flag);
-    rebase(transquant_bypass);
-    rebase(ref_lt);
+struct SliceInfo;
+
+struct Priors {
+  int gw = 0, gh = 0;  // grid of 4x4 blocks over the coded picture
+  Arr<uint32_t> pu;    // record index of each block
+  Arr<uint8_t> tu;     // tu_log2 of blocks inside transform trees
+  PuRec* recs = nullptr;
+  size_t nrec = 0, cap = 0;
+  PriorStorage storage, rec_storage;
+  SchemaArrays schema;
+
+  void allocate(int w4, int h4, size_t rec_hint);
+  // Appends a record; the grid is not touched.
+  uint32_t add(const PuRec& r) {
+    if (nrec == cap) grow();
+    recs[nrec] = r;
+    return (uint32_t)nrec++;
   }
+  // Record covering block k. Reading a block no record was written for means the caller's
+  // availability logic is wrong; that must not become an out-of-bounds read.
+  const PuRec& at(size_t k) const {
+    const uint32_t i = pu[k];
+    if (i >= nrec) unwritten_block();
+    return recs[i];
+  }
+  // Builds the schema arrays from the records (once).
+  void materialize(const std::vector<SliceInfo>& slices);
+
+ private:
+  void grow();
+  [[noreturn]] static void unwritten_block();
 };
 
 // Per-slice reference lists, kept with the picture for reporting and for the exact-MC

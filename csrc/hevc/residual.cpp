@@ -133,7 +133,7 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
   int scan_idx = 0;
   int pred_mode_intra = -1;
   if (cu_pred_mode_ == PM_INTRA) {
-    pred_mode_intra = c == 0 ? pr_.intra_mode[g(x0, y0)] : intra_mode_c_[pu_index_at(x0, y0)];
+    pred_mode_intra = c == 0 ? intra_mode_y_[luma_pu_index_at(x0, y0)] : intra_mode_c_[pu_index_at(x0, y0)];
     if (log2_size == 2 || (log2_size == 3 && (c == 0 || sps_.ChromaArrayType == 3))) {
       if (pred_mode_intra >= 6 && pred_mode_intra <= 14)
         scan_idx = 2;

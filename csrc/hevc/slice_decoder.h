@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "hevc/cabac.h"
+#include "hevc/fill.h"
 #include "hevc/slice_data.h"
 
 namespace bitsr {
@@ -66,6 +67,7 @@ class SliceDecoder {
     return ctb_slice_addr_[ctb] == slice_addr_rs_ && tile_id_rs_[ctb] == tile_id_rs_[ctb_addr_rs_];
   }
   int pu_index_at(int x, int y) const;  // chroma PU of a 4:4:4 NxN CU, else 0
+  int luma_pu_index_at(int x, int y) const;  // luma PU of an NxN intra CU, else 0
 
   // residual.cpp
   void residual_coding(int x0, int y0, int log2_size, int c_idx);
@@ -83,35 +85,17 @@ class SliceDecoder {
 
   // helpers
   size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }
-  // Fills a rectangle of 4x4 blocks (pixel coordinates) with one value per block.
-  template <class T>
-  void fill(T* a, int x, int y, int w, int h, T v) {
-    fill_blocks<sizeof(T)>(reinterpret_cast<uint8_t*>(a + g(x, y)), (size_t)gw_ * sizeof(T), w >> 2, h >> 2, &v);
-  }
-  // Same with a block value of B bytes (e.g. the 4 int16 of a block's mv).
-  template <size_t B>
-  static void fill_blocks(uint8_t* p, size_t stride, int w4, int h4, const void* value) {
-    uint8_t row[16 * B];
-    const int n = w4 < 16 ? w4 : 16;
-    for (int i = 0; i < n; ++i) std::memcpy(row + i * B, value, B);
-    switch (w4) {  // constant-size copies for the widths CUs and PUs have
-#define BITSR_FILL_CASE(W) \
-  case W:                  \
-    for (int j = 0; j < h4; ++j, p += stride) std::memcpy(p, row, (W)*B); \
-    return;
-      BITSR_FILL_CASE(1)
-      BITSR_FILL_CASE(2)
-      BITSR_FILL_CASE(3)
-      BITSR_FILL_CASE(4)
-      BITSR_FILL_CASE(6)
-      BITSR_FILL_CASE(8)
-      BITSR_FILL_CASE(12)
-      BITSR_FILL_CASE(16)
-#undef BITSR_FILL_CASE
-      default:
-        for (int j = 0; j < h4; ++j, p += stride)
-          for (int i = 0; i < w4; i += 16) std::memcpy(p + (size_t)i * B, row, (size_t)std::min(16, w4 - i) * B);
-    }
+  const PuRec& rec(int x, int y) const { return pr_.at(g(x, y)); }
+  // Adds a record for the w x h rectangle at (x, y) and points its blocks at it.
+  uint32_t add_rec(int x, int y, int w, int h, PuRec r) {
+    r.x4 = (uint16_t)(x >> 2);
+    r.y4 = (uint16_t)(y >> 2);
+    r.w4 = (uint8_t)(w >> 2);
+    r.h4 = (uint8_t)(h >> 2);
+    const uint32_t id = pr_.add(r);
+    fill_rect<uint32_t>(pr_.pu.data(), g(x, y), gw_, w >> 2, h >> 2, id);
+    if (cu_nrec_ < 4) cu_recs_[cu_nrec_++] = id;
+    return id;
   }
   int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
 
@@ -154,6 +138,10 @@ class SliceDecoder {
   int intra_mode_c_[4] = {};            // IntraPredModeC per PU
   int intra_mode_y_[4] = {};
   int cu_x_ = 0, cu_y_ = 0, cu_log2_ = 3;
+  PuRec cu_rec_{};          // CU-level fields every record of the current CU starts from
+  uint32_t cu_recs_[4] = {};  // records of the current CU
+  int cu_nrec_ = 0;
+  uint16_t slice_idx_ = 0;
 
   // QP state
   bool is_cu_qp_delta_coded_ = false;
