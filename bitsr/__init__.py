@@ -7,6 +7,7 @@ priors replace optical flow and patch classifiers in the SR network.
 from ._core import BitstreamError, LimitError, UnsupportedStreamError
 from .priors import PicturePriors, extract
 from .io.reader import Frame, Reader, open  # noqa: A004
+from .pipeline import upscale
 
 __version__ = "0.1.0"
 
@@ -19,4 +20,5 @@ __all__ = [
     "open",
     "Frame",
     "Reader",
+    "upscale",
 ]
