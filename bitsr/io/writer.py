@@ -106,7 +106,8 @@ class _Passthrough:
                 else:
                     dec = s.codec_context
                     enc = out.add_stream("aac", rate=dec.sample_rate or 48000)
-                    enc.layout = dec.layout if dec.layout.nb_channels <= 8 else "stereo"
+                    # AAC needs a channel order; an unordered source layout gets the default one.
+                    enc.layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(dec.layout.nb_channels, "stereo")
                     self._copy_metadata(s, enc)
                     self._routes[s.index] = ("transcode", enc)
                     self._note(f"{what}: {out.format.name} cannot hold {name}; transcoded to AAC")
@@ -217,11 +218,14 @@ class VideoWriter:
         self.time_base = Fraction(time_base) if time_base else 1 / self.rate
         self._tick = max(1, round(1 / (self.rate * self.time_base)))
         self._last_pts: Optional[int] = None
+        self._dts_shift: Optional[int] = None
         self._threads = threads
-        opts = {}
+        # Streams are interleaved here (copied packets follow the video), so the muxer need not
+        # wait for sparse streams such as subtitles: its default would buffer up to 10 s.
+        opts = {"max_interleave_delta": str(_FRAGMENT_US // 2)}
         if fmt in ("mp4", "mov"):
-            opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov",
-                    "frag_duration": str(_FRAGMENT_US), "flush_packets": "1"}
+            opts.update(movflags="frag_keyframe+empty_moov+default_base_moof+delay_moov",
+                        frag_duration=str(_FRAGMENT_US), flush_packets="1")
         self._out = av.open(os.fspath(path), "w", format=fmt, options=opts)
         self._pass: Optional[_Passthrough] = None
         try:
@@ -279,10 +283,22 @@ class VideoWriter:
         f = f.reformat(format=self._stream.pix_fmt, dst_colorspace=self._matrix, dst_color_range=1,
                        threads=self._threads)
         f.pts, f.time_base = self._last_pts, self.time_base
-        self._out.mux(self._stream.encode(f))
+        self._mux_video(self._stream.encode(f))
         self.frames_written += 1
         if self._pass is not None:
             self._pass.pump(float(self._last_pts * self.time_base))
+
+    def _mux_video(self, packets) -> None:
+        for p in packets:
+            if self._dts_shift is None:
+                # x265 derives DTS from a B-frame delay it measures on its first frames; with
+                # fewer frames than that delay it adds an uninitialised value. Every packet
+                # carries the same error, and the first packet's DTS must equal its PTS.
+                bad = p.dts is None or p.dts > p.pts or p.pts - p.dts > 64 * self._tick
+                self._dts_shift = (p.dts or 0) - p.pts if bad else 0
+            if self._dts_shift:
+                p.dts -= self._dts_shift
+            self._out.mux(p)
 
     @property
     def end_time(self) -> Optional[float]:
@@ -298,7 +314,7 @@ class VideoWriter:
             return
         self._closed = True
         try:
-            self._out.mux(self._stream.encode(None))
+            self._mux_video(self._stream.encode(None))
             if self._pass is not None:
                 self._pass.finish(None if complete else self.end_time)
         finally:
