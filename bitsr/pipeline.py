@@ -15,6 +15,7 @@ import collections
 import os
 import signal
 import threading
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
@@ -24,7 +25,7 @@ import torch
 
 from ._standin_upscaler import Upscaler  # TEMPORARY: bitsr.upscale.Upscaler once the model branch lands
 from .io.reader import open as bitsr_open
-from .io.writer import ENCODERS, VideoWriter, output_format
+from .io.writer import ENCODERS, StreamNote, VideoWriter, output_format
 
 
 def resolve_device(device: str) -> str:
@@ -159,6 +160,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
                 pts = tap.pts.popleft()
                 if writer is None:
                     writer = _open_writer(dst, hr, pts, tap.first, reader, src, encoder, crf, preset, threads)
+                    for msg in writer.notes:
+                        warnings.warn(msg, StreamNote, stacklevel=2)
                 h, w = writer._stream.height, writer._stream.width
                 writer.write(hr[:h, :w], pts)
                 n += 1
@@ -196,4 +199,4 @@ def _open_writer(dst, hr, first_pts, first, reader, src, encoder, crf, preset, t
     tb = reader.time_base if first_pts is not None and reader.time_base else 1 / Fraction(fps)
     color = (first.colorspace, first.color_primaries, first.color_trc) if first is not None else (2, 2, 2)
     return VideoWriter(dst, w, h, rate=fps, time_base=tb, encoder=encoder, crf=crf, preset=preset,
-                       threads=threads, color=color, source=src)
+                       threads=threads, color=color, source=src, warn=False)

@@ -133,7 +133,6 @@ class _Passthrough:
 
     def _note(self, msg: str) -> None:
         self.notes.append(msg)
-        warnings.warn(msg, StreamNote, stacklevel=4)
 
     @staticmethod
     def _copy_metadata(src, dst) -> None:
@@ -198,6 +197,8 @@ class VideoWriter:
     timestamps survive exactly); ``rate``: nominal frame rate (used when a pts is missing).
     ``color``: the source's (colorspace, color_primaries, color_trc) as FFmpeg ints; frames are
     converted to YUV with the same matrix FFmpeg used to make the RGB, and tagged accordingly.
+    ``notes`` lists what happened to source streams that were not copied as they are (also
+    :class:`StreamNote` warnings unless ``warn=False``).
     Use as a context manager, or call :meth:`close`; closing after an exception still finalizes
     the file (with ``complete=False`` the copied streams stop where the video stops).
     """
@@ -205,7 +206,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, width: int, height: int, *, rate: Fraction,
                  time_base: Optional[Fraction] = None, encoder: str = "libx265", crf: Optional[int] = None,
                  preset: Optional[str] = None, threads: int = 0, color: tuple = (2, 2, 2),
-                 source: Optional[str | os.PathLike] = None, pix_fmt: str = "yuv420p"):
+                 source: Optional[str | os.PathLike] = None, pix_fmt: str = "yuv420p", warn: bool = True):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         if width % 2 or height % 2:
@@ -233,6 +234,9 @@ class VideoWriter:
             if source is not None:
                 self._pass = _Passthrough(self._out, os.fspath(source))
                 self.notes = self._pass.notes
+                if warn:
+                    for msg in self.notes:
+                        warnings.warn(msg, StreamNote, stacklevel=2)
         except BaseException:
             self._out.close()
             if self._pass is not None:
