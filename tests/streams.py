@@ -61,9 +61,13 @@ def make_hevc(
     fps: int = 25,
     source: str = "city",
     crf: int = 28,
+    fade: float = 0.0,
 ) -> Path:
-    """Encodes a clip with libx265 and returns its path (cached by parameters)."""
-    key = hashlib.sha1(repr((frames, width, height, x265_params, container, pix_fmt, fps, source, crf)).encode()).hexdigest()[:12]
+    """Encodes a clip with libx265 and returns its path (cached by parameters). `fade` dims
+    the clip linearly to (1 - fade) of its brightness by the last frame (for weighted
+    prediction)."""
+    key = (frames, width, height, x265_params, container, pix_fmt, fps, source, crf) + ((fade,) if fade else ())
+    key = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
@@ -77,6 +81,8 @@ def make_hevc(
         params = f"log-level=error:crf={crf}" + (":" + x265_params if x265_params else "")
         st.options = {"x265-params": params}
         for i, rgb in enumerate(source_frames(frames, width, height, source)):
+            if fade:
+                rgb = (rgb * (1.0 - fade * i / max(frames - 1, 1)) + 0.5).astype(np.uint8)
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
             vf.pts = i
             vf.time_base = Fraction(1, fps)
