@@ -148,6 +148,12 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
+    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
+    from .io.h264 import extract_h264, is_h264
+
+    if is_h264(path):
+        yield from extract_h264(path, strict=strict, **limits)
+        return
     dec = _decoder(strict, **limits)
     if is_raw_hevc(path):
         for pic in iter_pictures(dec, _file_chunks(path)):

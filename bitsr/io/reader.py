@@ -183,4 +183,9 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **l
     ...     for frame in video:
     ...         frame.rgb, frame.priors.mv
     """
+    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
+    from .h264 import H264Reader, is_h264
+
+    if is_h264(path):
+        return H264Reader(path, strict=strict, threads=threads, **limits)
     return Reader(path, strict=strict, threads=threads, **limits)
