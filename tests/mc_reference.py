@@ -230,3 +230,103 @@ def predict(priors, refs: dict, block_mask: np.ndarray, *, high_precision_offset
                 pred[m] = explicit_weighted(p1[m], None, tw1[ridx1[m]], None, to1[ridx1[m]], None, denom, bd)
         out.append(PlanePrediction(ys, xs, pred, valid, bi, explicit, wp_weight, wp_offset))
     return out
+
+
+# ---- H.264 (8.4.2.2): 6-tap half-sample luma filter, bilinear quarter samples and chroma ----
+
+def _tap6(v):
+    """E - 5F + 20G + 20H - 5I + J over the last axis (6 samples)."""
+    return v[..., 0] - 5 * v[..., 1] + 20 * v[..., 2] + 20 * v[..., 3] - 5 * v[..., 4] + v[..., 5]
+
+
+def h264_luma(ref: np.ndarray, x: np.ndarray, y: np.ndarray, fx: np.ndarray, fy: np.ndarray,
+              bit_depth: int = 8) -> np.ndarray:
+    """Luma prediction samples (Table 8-12) at integer positions (x, y), quarter phases (fx, fy);
+    coordinates clamped to the picture (8-228, 8-229)."""
+    h, w = ref.shape
+    hi = (1 << bit_depth) - 1
+    k = np.arange(-2, 4)
+    rows = np.clip(y[:, None] + k, 0, h - 1)  # [N, 6]
+    cols = np.clip(x[:, None] + k, 0, w - 1)
+    win = ref[rows[:, :, None], cols[:, None, :]].astype(np.int32)  # [N, 6 rows, 6 cols]; G at [2, 2]
+    # half samples: b (row 0), s (row +1) horizontal; h (col 0), m (col +1) vertical; j centre
+    b1_rows = _tap6(win)  # [N, 6]: b1 of rows -2..3
+    b = np.clip((b1_rows[:, 2] + 16) >> 5, 0, hi)
+    s = np.clip((b1_rows[:, 3] + 16) >> 5, 0, hi)
+    h1 = _tap6(win[:, :, 2])
+    hh = np.clip((h1 + 16) >> 5, 0, hi)
+    m1 = _tap6(ref[rows, np.clip(x + 1, 0, w - 1)[:, None]].astype(np.int32))
+    m = np.clip((m1 + 16) >> 5, 0, hi)
+    j = np.clip((_tap6(b1_rows) + 512) >> 10, 0, hi)
+    G, H, M = win[:, 2, 2], win[:, 2, 3], win[:, 3, 2]
+    avg = lambda p, q: (p + q + 1) >> 1  # noqa: E731
+    table = {
+        (0, 0): G, (0, 1): avg(G, hh), (0, 2): hh, (0, 3): avg(M, hh),
+        (1, 0): avg(G, b), (1, 1): avg(b, hh), (1, 2): avg(hh, j), (1, 3): avg(hh, s),
+        (2, 0): b, (2, 1): avg(b, j), (2, 2): j, (2, 3): avg(j, s),
+        (3, 0): avg(H, b), (3, 1): avg(b, m), (3, 2): avg(j, m), (3, 3): avg(m, s),
+    }
+    out = np.empty(x.shape, np.int32)
+    for (a, c), v in table.items():
+        sel = (fx == a) & (fy == c)
+        out[sel] = v[sel]
+    return out
+
+
+def h264_chroma(ref: np.ndarray, x: np.ndarray, y: np.ndarray, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+    """Chroma prediction samples (8-266): bilinear in eighth samples, coordinates clamped."""
+    h, w = ref.shape
+    x0, x1 = np.clip(x, 0, w - 1), np.clip(x + 1, 0, w - 1)
+    y0, y1 = np.clip(y, 0, h - 1), np.clip(y + 1, 0, h - 1)
+    A, B = ref[y0, x0].astype(np.int32), ref[y0, x1].astype(np.int32)
+    C, D = ref[y1, x0].astype(np.int32), ref[y1, x1].astype(np.int32)
+    return ((8 - fx) * (8 - fy) * A + fx * (8 - fy) * B + (8 - fx) * fy * C + fx * fy * D + 32) >> 6
+
+
+def h264_predict(priors, refs: dict, block_mask: np.ndarray, components=(0, 1, 2)) -> list[PlanePrediction]:
+    """Default-weighted H.264 inter prediction (4:2:0 frames) of the 4x4 blocks in
+    `block_mask`, from the per-4x4 priors bitsr derives for H.264 and reference planes keyed
+    by display index (`ref_poc`). Bi-prediction averages with rounding (8-273). Streams with
+    a cropping window are predicted as if the cropped-off samples were 0 (not checked)."""
+    width, height = priors.width, priors.height
+    _, right, _, bottom = priors.conf_win
+    inter_dir = np.asarray(priors.inter_dir)
+    mv = np.asarray(priors.mv).astype(np.int32)
+    ref_poc = np.asarray(priors.ref_poc)
+    bd = priors.bit_depth
+    block_mask = np.asarray(block_mask, bool) & (inter_dir > 0)
+    out = []
+    for comp in components:
+        s = 1 if comp == 0 else 2
+        pw, ph = width // s, height // s
+        cx1, cy1 = pw - right // s, ph - bottom // s
+        plane_mask = np.repeat(np.repeat(block_mask, 4 // s, 0), 4 // s, 1)[:ph, :pw]
+        ys, xs = np.nonzero(plane_mask)
+        by, bx = (ys * s) >> 2, (xs * s) >> 2
+        valid = (xs < cx1) & (ys < cy1)
+        preds = []
+        for lst in (0, 1):
+            used = ((inter_dir[by, bx] >> lst) & 1).astype(bool)
+            p = np.zeros(ys.shape, np.int32)
+            mvx, mvy = mv[by, bx, lst, 0], mv[by, bx, lst, 1]
+            rp = ref_poc[by, bx, lst]
+            for poc in np.unique(rp[used]):
+                sel = used & (rp == poc)
+                planes = refs.get(int(poc))
+                if planes is None:
+                    valid[sel] = False
+                    continue
+                full = np.zeros((ph, pw), np.int32)
+                full[:cy1, :cx1] = planes[comp]
+                if comp == 0:
+                    p[sel] = h264_luma(full, xs[sel] + (mvx[sel] >> 2), ys[sel] + (mvy[sel] >> 2),
+                                       mvx[sel] & 3, mvy[sel] & 3, bd)
+                else:
+                    p[sel] = h264_chroma(full, xs[sel] + (mvx[sel] >> 3), ys[sel] + (mvy[sel] >> 3),
+                                         mvx[sel] & 7, mvy[sel] & 7)
+            preds.append((used, p))
+        (u0, p0), (u1, p1) = preds
+        bi = u0 & u1
+        pred = np.where(bi, (p0 + p1 + 1) >> 1, np.where(u0, p0, p1))
+        out.append(PlanePrediction(ys, xs, pred, valid, bi))
+    return out
