@@ -120,8 +120,6 @@ def packet_info(data: bytes, length_size: int, last_idr: int, index: int, cvs: i
 class H264Picture:
     """Duck-types :class:`bitsr._core.Picture` so :class:`bitsr.PicturePriors` wraps it."""
 
-    nal_type_names = {1: "non-IDR", 5: "IDR"}
-
     def __init__(self, **kw):
         self.__dict__.update(kw)
 
@@ -238,9 +236,11 @@ class H264Priors:
     def on_frame(self, f: "av.VideoFrame") -> _Pending:
         tag = f.opaque
         d = tag[0] if isinstance(tag, tuple) else None
-        if d is None or d in self.resolved:  # no packet identity: assume in order
-            d = max(self.max_output + 1, self.low)
-        info = self.packets.get(d) or _PacketInfo(int(f.pict_type) == 1, False, self.last_idr, self.idr_count)
+        tagged = d is not None and d not in self.resolved
+        if not tagged:  # no packet identity (not expected): ready once every packet so far is out
+            d = self.next_packet - 1
+        info = (self.packets.get(d) if tagged else None) or _PacketInfo(
+            int(f.pict_type) == 1, False, self.last_idr, self.idr_count)
         width, height = f.width, f.height
         cw, ch = -(-width // 16) * 16, -(-height // 16) * 16
         bd, bdc, cf = _bit_depth_and_format(f)
@@ -251,7 +251,8 @@ class H264Priors:
                      dict(width=cw, height=ch, conf_win=(0, cw - width, 0, ch - height), bit_depth=bd,
                           bit_depth_chroma=bdc, chroma_format=cf))
         self.display_count += 1
-        self._resolve(d)
+        if tagged:
+            self._resolve(d)
         if info.is_reference:
             self.refs.append((d, p.display_index, info.idr_index))
             if len(self.refs) > 64:
@@ -346,7 +347,7 @@ class H264Priors:
         return PicturePriors(pic)
 
 
-def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool):
+def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool, strict: bool = False):
     c = av.open(str(path))
     try:
         s = h264_stream(c)
@@ -361,6 +362,8 @@ def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool):
         opts = {"flags2": "+export_mvs", "export_side_data": "venc_params"}
         if skip_loop_filter:  # syntax (vectors, QP) does not depend on the deblocked pixels
             opts["skip_loop_filter"] = "all"
+        if strict:  # FFmpeg conceals damage silently unless told to fail
+            opts["err_detect"] = "crccheck+bitstream+buffer+explode"
         cc.options = opts
         extra = bytes(cc.extradata or b"")
         length_size = (extra[4] & 3) + 1 if extra[:1] == b"\x01" and len(extra) >= 7 else 0
@@ -424,7 +427,7 @@ def extract_h264(path: str | os.PathLike, *, strict: bool = False, threads: int 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
-    c, s, ls = _open_stream(path, threads, limits, skip_loop_filter=True)
+    c, s, ls = _open_stream(path, threads, limits, skip_loop_filter=True, strict=strict)
     with c:
         for pri, _ in _frames(c, s, ls, strict, False, "decode", path):
             yield pri
@@ -439,7 +442,7 @@ class H264Reader:
             raise FileNotFoundError(2, "no such file", self.path)
         self.strict = strict
         self._container, self.stream, self._length_size = _open_stream(
-            self.path, threads, limits, skip_loop_filter=False)
+            self.path, threads, limits, skip_loop_filter=False, strict=strict)
 
     time_base = property(lambda self: self.stream.time_base)
     width = property(lambda self: self.stream.codec_context.width)
