@@ -104,7 +104,14 @@ class PicturePriors:
         )
 
 
-def _decoder(strict: bool, **limits) -> "_core.Decoder":
+LIMITS = ("max_luma_samples", "max_dimension", "max_slice_segments", "max_dpb_pictures", "max_nal_size")
+
+
+def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
+    """The parser with resource limits (see LIMITS; 0 or None keeps the default)."""
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise TypeError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMITS)}")
     return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
 
 
@@ -137,33 +144,49 @@ def _file_chunks(path, size=1 << 20):
             yield b
 
 
+def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
+    from .io.demux import feed_extradata, iter_packets, open_container, select_stream
+
+    with open_container(path, raw=False) as c:
+        s = select_stream(c)
+        length_size = feed_extradata(decoder, s)
+        for pkt in iter_packets(c, s, path):
+            decoder.push_packet(pkt, length_size=length_size)
+            yield from decoder.pop_decoded()
+    decoder.flush()
+    yield from decoder.pop_decoded()
+
+
 def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:
     """Yields the priors of every decoded picture of an HEVC file, in decoding order.
 
     Raw Annex B files are read by the C++ parser directly; MP4/MOV/MKV are demuxed with PyAV
     (no pixel decoding). ``strict=True`` raises :class:`bitsr.BitstreamError` on the first
-    damaged NAL unit instead of concealing it. Memory stays bounded: only pictures still
-    needed as references are kept by the parser.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    dec = _decoder(strict, **limits)
-    if is_raw_hevc(path):
-        for pic in iter_pictures(dec, _file_chunks(path)):
-            yield PicturePriors(pic)
-        return
-    from .io.demux import iter_hevc_packets
+    damaged NAL unit instead of concealing it. ``limits`` (``max_luma_samples``,
+    ``max_dimension``, ``max_slice_segments``, ``max_dpb_pictures``, ``max_nal_size``) bound
+    what the parser accepts (:class:`bitsr.LimitError` beyond). Memory stays bounded: only
+    pictures still needed as references are kept by the parser.
 
-    for kind, data in iter_hevc_packets(path):
-        if kind == "hvcc":
-            dec.push_hvcc(data)
-        elif kind == "annexb_extradata":
-            dec.push_annexb(data, final=True)
-        else:
-            dec.push_packet(data, length_size=kind)
-            for pic in dec.pop_decoded():
-                yield PicturePriors(pic)
-    dec.flush()
-    for pic in dec.pop_decoded():
+    Raises FileNotFoundError for a missing path, :class:`bitsr.UnsupportedStreamError` for a
+    container without HEVC video, and :class:`bitsr.BitstreamError` for anything that is not
+    a readable HEVC stream (a directory, an empty file, no decodable picture, a container
+    FFmpeg cannot read).
+    """
+    from .io.demux import check_path
+
+    path = check_path(path)
+    dec = make_decoder(strict, **limits)
+    pics = iter_pictures(dec, _file_chunks(path)) if is_raw_hevc(path) else _container_pictures(path, dec)
+    n = 0
+    for pic in pics:
+        n += 1
         yield PicturePriors(pic)
+    if n == 0:
+        raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + _warning_summary(dec))
+
+
+def _warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
+    w = list(dec.warnings)
+    if dec.num_skipped_pictures:
+        w.insert(0, f"{dec.num_skipped_pictures} picture(s) skipped before the first IRAP picture or as RASL")
+    return f" ({'; '.join(w[:n])}{'; ...' if len(w) > n else ''})" if w else ""
