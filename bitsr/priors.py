@@ -145,13 +145,13 @@ def _file_chunks(path, size=1 << 20):
 
 
 def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
-    from .io.demux import feed_extradata, iter_packets, open_container, select_stream
+    from .io.demux import feed_extradata, iter_packets, open_container, packet_offset, select_stream
 
     with open_container(path, raw=False) as c:
         s = select_stream(c)
         length_size = feed_extradata(decoder, s)
         for pkt in iter_packets(c, s, path):
-            decoder.push_packet(pkt, length_size=length_size)
+            decoder.push_packet(pkt, length_size=length_size, offset=packet_offset(pkt))
             yield from decoder.pop_decoded()
     decoder.flush()
     yield from decoder.pop_decoded()
@@ -172,15 +172,16 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     a readable HEVC stream (a directory, an empty file, no decodable picture, a container
     FFmpeg cannot read).
     """
-    from .io.demux import check_path
+    from .io.demux import check_path, named_errors
 
     path = check_path(path)
     dec = make_decoder(strict, **limits)
     pics = iter_pictures(dec, _file_chunks(path)) if is_raw_hevc(path) else _container_pictures(path, dec)
     n = 0
-    for pic in pics:
-        n += 1
-        yield PicturePriors(pic)
+    with named_errors(path):
+        for pic in pics:
+            n += 1
+            yield PicturePriors(pic)
     if n == 0:
         raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + _warning_summary(dec))
 

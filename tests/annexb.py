@@ -86,3 +86,36 @@ def replace_sps_tail(sps_nal: bytes, new_tail_bits: str) -> bytes:
     bits = bits[: stop - 1] + new_tail_bits + "1"
     bits += "0" * (-len(bits) % 8)
     return escape(bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)))
+
+
+def hvcc_nals(hvcc: bytes) -> list[bytes]:
+    """The parameter-set NAL units of an hvcC record (ISO/IEC 14496-15)."""
+    out, i = [], 23
+    for _ in range(hvcc[22]):
+        n = int.from_bytes(hvcc[i + 1 : i + 3], "big")
+        i += 3
+        for _ in range(n):
+            size = int.from_bytes(hvcc[i : i + 2], "big")
+            out.append(hvcc[i + 2 : i + 2 + size])
+            i += 2 + size
+    return out
+
+
+def container_to_annexb(path, out) -> None:
+    """Writes the HEVC stream of an MP4/MOV/MKV file as a raw Annex B stream (same NAL
+    units: hvcC parameter sets first, then each packet's length-prefixed NAL units)."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        hvcc = bytes(s.codec_context.extradata)
+        length_size = (hvcc[21] & 3) + 1
+        nals = hvcc_nals(hvcc)
+        for pkt in c.demux(s):
+            b, i = bytes(pkt), 0
+            while i < len(b):
+                n = int.from_bytes(b[i : i + length_size], "big")
+                nals.append(b[i + length_size : i + length_size + n])
+                i += length_size + n
+    with open(out, "wb") as f:
+        f.write(join(nals))

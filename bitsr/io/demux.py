@@ -42,6 +42,24 @@ def av_errors(path: str, what: str):
         raise _core.BitstreamError(f"{path}: {what}: {reason}") from e
 
 
+@contextlib.contextmanager
+def named_errors(path: str):
+    """Prefixes the parser's BitstreamError messages (which name NAL index and byte offset)
+    with the file name; type and attributes are kept."""
+    try:
+        yield
+    except _core.BitstreamError as e:
+        if e.args and isinstance(e.args[0], str) and not e.args[0].startswith(path):
+            e.args = (f"{path}: {e.args[0]}",) + e.args[1:]
+        raise
+
+
+def packet_offset(pkt: "av.Packet") -> int:
+    """The packet's byte position in the file (for error messages), 0 if unknown."""
+    pos = pkt.pos
+    return pos if pos is not None and pos >= 0 else 0
+
+
 def open_container(path: str, raw: bool) -> "av.container.InputContainer":
     with av_errors(path, "cannot open as a video file"):
         return av.open(path, format="hevc" if raw else None)

@@ -25,7 +25,10 @@ import numpy as np
 
 from .. import _core
 from ..priors import PicturePriors, _warning_summary, is_raw_hevc, make_decoder
-from .demux import av_errors, check_path, feed_extradata, iter_packets, open_container, select_stream
+from .demux import check_path, feed_extradata, iter_packets, named_errors, open_container, packet_offset, select_stream
+
+
+CRA_NUT = 21
 
 
 class Frame:
@@ -107,7 +110,8 @@ class Reader:
             cc.thread_type = "AUTO"
             cc.thread_count = int(threads)  # 0: FFmpeg picks
             cc.copy_opaque = True
-            self._length_size = feed_extradata(self._decoder, self.stream)
+            with named_errors(self.path):
+                self._length_size = feed_extradata(self._decoder, self.stream)
             self._fps = self.fps
         except BaseException:
             self.close()
@@ -123,6 +127,7 @@ class Reader:
         self._by_packet: dict[int, list[int]] = {}  # packet number -> decode indices
         self._order: collections.deque = collections.deque()  # parser output order
         self._in_order: set[int] = set()
+        self._cvs_starts: collections.deque = collections.deque(maxlen=8)  # (cvs_index, nal_type)
 
     # metadata
     @property
@@ -137,6 +142,12 @@ class Reader:
         if self.is_raw:
             return s.codec_context.framerate or s.guessed_rate or s.average_rate
         return s.average_rate or s.guessed_rate
+
+    @property
+    def num_skipped_pictures(self) -> int:
+        """Pictures the parser skipped so far: those before the first IRAP picture and the
+        RASL pictures of a CRA picture that starts a sequence (FFmpeg skips them too)."""
+        return self._decoder.num_skipped_pictures
 
     @property
     def width(self) -> int:
@@ -169,28 +180,32 @@ class Reader:
     def _frames(self) -> Iterator[Frame]:
         dec, cc = self._decoder, self.stream.codec_context
         try:
-            for n, packet in enumerate(iter_packets(self._container, self.stream, self.path)):
-                dec.push_packet(packet, length_size=self._length_size)
-                self._take_pictures(n, packet.pts)
-                # A fresh object per packet: PyAV keys opaque values by id(), so a shared
-                # small int would be released by whichever frame holding it dies first.
-                packet.opaque = (n,)
-                for f in self._decode(cc, packet):
-                    fr = self._pair(f)
-                    if fr is not None:
-                        yield fr
-            dec.flush()
-            self._take_pictures(None, None)
-            for f in self._decode(cc, None):
-                fr = self._pair(f)
-                if fr is not None:
-                    yield fr
-            for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
-                self._drop(d, "FFmpeg did not output it")
+            with named_errors(self.path):
+                yield from self._pass(dec, cc)
             if self.num_frames == 0:
                 raise _core.BitstreamError(f"{self.path}: no decodable HEVC picture found" + _warning_summary(dec))
         finally:
             self.close()
+
+    def _pass(self, dec, cc) -> Iterator[Frame]:
+        for n, packet in enumerate(iter_packets(self._container, self.stream, self.path)):
+            dec.push_packet(packet, length_size=self._length_size, offset=packet_offset(packet))
+            self._take_pictures(n, packet.pts)
+            # A fresh object per packet: PyAV keys opaque values by id(), so a shared small
+            # int would be released by whichever frame holding it dies first.
+            packet.opaque = (n,)
+            yield from self._paired(self._decode(cc, packet))
+        dec.flush()
+        self._take_pictures(None, None)
+        yield from self._paired(self._decode(cc, None))
+        for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
+            self._drop(d, "FFmpeg did not output it")
+
+    def _paired(self, av_frames) -> Iterator[Frame]:
+        for f in av_frames:
+            fr = self._pair(f)
+            if fr is not None:
+                yield fr
 
     def _decode(self, cc, packet) -> list:
         try:
@@ -207,6 +222,8 @@ class Reader:
         for pic in self._decoder.pop_decoded():
             # push_packet ends the access unit, so a picture comes out with its own packet;
             # pictures with pic_output_flag 0 are output by neither side.
+            if not self._cvs_starts or self._cvs_starts[-1][0] != pic.cvs_index:
+                self._cvs_starts.append((pic.cvs_index, pic.nal_type))
             if pic.pic_output_flag:
                 self._pending[pic.decode_index] = (pic, packet, pts)
                 self._by_packet.setdefault(packet, []).append(pic.decode_index)
@@ -258,6 +275,11 @@ class Reader:
             ids.remove(d)
             if not ids:
                 del self._by_packet[packet]
+        if (pic.cvs_index + 1, CRA_NUT) in self._cvs_starts:
+            # A CRA picture that starts a CVS (after an end-of-sequence NAL unit) implies
+            # NoOutputOfPriorPicsFlag = 1 (C.5.2.2): pictures of the previous CVS not output by
+            # then are discarded. FFmpeg does so; the parser outputs them at the EOS.
+            return
         self._problem(f"picture POC {pic.poc} (decode_index {d}) has no FFmpeg frame: {why}; dropped")
 
     def _problem(self, msg: str) -> None:
