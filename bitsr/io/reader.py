@@ -114,11 +114,11 @@ class Reader:
                 self._length_size = feed_extradata(self._decoder, self.stream)
             self._fps = self.fps
         except BaseException:
-            self.close()
+            self._close_container()
             raise
         self.warnings: list[str] = []
         self.num_frames = 0
-        self._started = False
+        self._iter: Optional[Iterator[Frame]] = None
         # (before, after): how many neighbouring frames' priors each frame carries in
         # frame._context; kept in a window of before + after + 1 frames.
         self._context = (0, 0)
@@ -164,17 +164,29 @@ class Reader:
         self.close()
 
     def close(self) -> None:
+        """Closes the file; frames already yielded stay valid."""
+        if self._iter is not None:
+            self._iter.close()
+        self._close_container()
+
+    def _close_container(self) -> None:
         if self._container is not None:
             self._container.close()
             self._container = None
 
-    def __iter__(self) -> Iterator[Frame]:
-        if self._container is None or self._started:
-            raise ValueError("a Reader can be iterated once; open the file again")
-        self._started = True
-        before, after = self._context
-        frames = self._frames()
-        return _with_context(frames, before, after) if before or after else frames
+    def __iter__(self) -> "Reader":
+        return self
+
+    def __next__(self) -> Frame:
+        """The next frame in display order. A Reader is one pass over the file, like a file
+        object: iterating again continues where the last loop stopped."""
+        if self._iter is None:
+            if self._container is None:
+                raise ValueError("I/O operation on a closed bitsr.Reader")
+            before, after = self._context
+            frames = self._frames()
+            self._iter = _with_context(frames, before, after) if before or after else frames
+        return next(self._iter)
 
     # -- one pass: parser first, then FFmpeg --------------------------------------------
     def _frames(self) -> Iterator[Frame]:
@@ -185,7 +197,7 @@ class Reader:
             if self.num_frames == 0:
                 raise _core.BitstreamError(f"{self.path}: no decodable HEVC picture found" + _warning_summary(dec))
         finally:
-            self.close()
+            self._close_container()
 
     def _pass(self, dec, cc) -> Iterator[Frame]:
         for n, packet in enumerate(iter_packets(self._container, self.stream, self.path)):
