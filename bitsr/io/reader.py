@@ -94,9 +94,12 @@ class Frame:
 class Reader:
     """Iterates the frames of an HEVC file in display order. Use as a context manager.
 
-    ``warnings`` lists disagreements between FFmpeg and the parser (and FFmpeg decoding
-    errors) met so far; ``num_frames`` counts the frames yielded.
+    ``warnings`` lists the first disagreements between FFmpeg and the parser (and FFmpeg
+    decoding errors), ``num_warnings`` counts them all; ``num_frames`` counts the frames
+    yielded.
     """
+
+    MAX_WARNINGS = 100  # a long damaged stream must not grow memory
 
     def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits):
         self.path = check_path(path)
@@ -117,6 +120,7 @@ class Reader:
             self._close_container()
             raise
         self.warnings: list[str] = []
+        self.num_warnings = 0
         self.num_frames = 0
         self._iter: Optional[Iterator[Frame]] = None
         # (before, after): how many neighbouring frames' priors each frame carries in
@@ -227,7 +231,7 @@ class Reader:
             msg = f"FFmpeg could not decode {what}: {getattr(e, 'strerror', None) or e}"
             if self.strict:
                 raise _core.BitstreamError(f"{self.path}: {msg}") from e
-            self.warnings.append(msg)
+            self._warn(msg)
             return []
 
     def _take_pictures(self, packet: Optional[int], pts: Optional[int]) -> None:
@@ -297,7 +301,12 @@ class Reader:
     def _problem(self, msg: str) -> None:
         if self.strict:
             raise _core.BitstreamError(f"{self.path}: {msg}")
-        self.warnings.append(msg)
+        self._warn(msg)
+
+    def _warn(self, msg: str) -> None:
+        self.num_warnings += 1
+        if len(self.warnings) < self.MAX_WARNINGS:
+            self.warnings.append(msg)
 
 
 def _with_context(frames: Iterator[Frame], before: int, after: int) -> Iterator[Frame]:
