@@ -8,6 +8,8 @@ from typing import Iterator
 import numpy as np
 
 from . import _core
+from .io.demux import (check_path, feed_extradata, iter_packets, named_errors, open_container, packet_offset,
+                       select_stream)
 
 # Per-4x4 arrays, in the order of ../shared/corpus/SCHEMA.md.
 BLOCK_ARRAYS = (
@@ -145,8 +147,6 @@ def _file_chunks(path, size=1 << 20):
 
 
 def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
-    from .io.demux import feed_extradata, iter_packets, open_container, packet_offset, select_stream
-
     with open_container(path, raw=False) as c:
         s = select_stream(c)
         length_size = feed_extradata(decoder, s)
@@ -172,10 +172,12 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     a readable HEVC stream (a directory, an empty file, no decodable picture, a container
     FFmpeg cannot read).
     """
-    from .io.demux import check_path, named_errors
-
-    path = check_path(path)
+    path = check_path(path)  # path errors now, not at the first next()
     dec = make_decoder(strict, **limits)
+    return _extract(path, dec)
+
+
+def _extract(path: str, dec: "_core.Decoder") -> Iterator[PicturePriors]:
     pics = iter_pictures(dec, _file_chunks(path)) if is_raw_hevc(path) else _container_pictures(path, dec)
     n = 0
     with named_errors(path):

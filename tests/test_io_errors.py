@@ -23,9 +23,12 @@ def read(request):
     return APIS[request.param]
 
 
-def test_missing_file(read, tmp_path):
-    with pytest.raises(FileNotFoundError):
-        read(tmp_path / "nope.hevc")
+def test_missing_file(tmp_path):
+    for api in (bitsr.open, bitsr.extract):  # raised by the call, before any iteration
+        with pytest.raises(FileNotFoundError):
+            api(tmp_path / "nope.hevc")
+        with pytest.raises(bitsr.BitstreamError, match="directory"):
+            api(tmp_path)
 
 
 @pytest.mark.parametrize("name, content", [
