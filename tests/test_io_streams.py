@@ -160,10 +160,10 @@ def test_starts_with_non_irap(tmp_path):
 
 
 def test_several_sequences_with_parameter_changes(tmp_path):
-    """Five coded video sequences in one raw stream: a change of picture size, of bit depth
-    and chroma format (4:2:2 10-bit, then 4:0:0), an EOS NAL unit, and after it a sequence
-    that starts at a CRA picture (the EOS makes that CRA start a new CVS, so its RASL
-    pictures are skipped)."""
+    """Five coded video sequences in one raw stream: changes of picture size, of bit depth
+    and of chroma format (4:2:2 10-bit, then 4:0:0), and two EOS NAL units: one before an
+    IDR picture, one before a sequence that starts at a CRA picture (the EOS makes that CRA
+    start a new CVS, so its RASL pictures are skipped)."""
     a, src_a = make("cvs_a", 10, 176, 144, params="scenecut=0:bframes=3")
     b, src_b = make("cvs_b", 8, 128, 96, params="scenecut=0:bframes=2")
     c, src_c = make("cvs_c", 8, 160, 128, pix_fmt="yuv422p10le", params="scenecut=0")
@@ -173,8 +173,8 @@ def test_several_sequences_with_parameter_changes(tmp_path):
     cra = next(i for i, au in enumerate(aus_d) if i > 0 and picture_type(au) == 21)
     d_cut = join(n for au in aus_d[cra:] for n in au)
     path = tmp_path / "multi.hevc"
-    path.write_bytes(a.read_bytes() + b.read_bytes() + c.read_bytes() + join([eos_nal()]) + d_cut
-                     + e.read_bytes())
+    eos = join([eos_nal()])
+    path.write_bytes(a.read_bytes() + eos + b.read_bytes() + c.read_bytes() + eos + d_cut + e.read_bytes())
     assert EOS in nal_types(path)
     frames = check_stream(path, {0: src_a, 1: src_b, 2: src_c, 3: src_d, 4: src_e})
     by_cvs = {}
