@@ -127,14 +127,21 @@ def is_raw_hevc(path: str | os.PathLike) -> bool:
     return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
 
 
+def _finished(decoder: "_core.Decoder") -> list:
+    """Pictures finished since the last call, decoding order. The output-order queue, which
+    decoding-order readers do not use, is emptied too: it would keep every picture alive."""
+    decoder.pop_output()
+    return decoder.pop_decoded()
+
+
 def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
     """Feeds Annex B chunks and yields finished pictures as they complete."""
     for chunk in chunks:
         decoder.push_annexb(chunk)
-        yield from decoder.pop_decoded()
+        yield from _finished(decoder)
     decoder.push_annexb(b"", final=True)
     decoder.flush()
-    yield from decoder.pop_decoded()
+    yield from _finished(decoder)
 
 
 def _file_chunks(path, size=1 << 20):
@@ -152,9 +159,9 @@ def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.
         length_size = feed_extradata(decoder, s)
         for pkt in iter_packets(c, s, path):
             decoder.push_packet(pkt, length_size=length_size, offset=packet_offset(pkt))
-            yield from decoder.pop_decoded()
+            yield from _finished(decoder)
     decoder.flush()
-    yield from decoder.pop_decoded()
+    yield from _finished(decoder)
 
 
 def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:

@@ -5,6 +5,8 @@ import gc
 import tracemalloc
 
 import bitsr
+import bitsr.priors
+from bitsr.priors import make_decoder
 from streams import make_hevc
 
 FRAMES = 360
@@ -42,3 +44,24 @@ def test_long_stream_memory_is_flat():
     # Whole process (FFmpeg frames, parser pictures, PyAV opaque refs): keeping the decoded
     # frames alive would add > 4 MB.
     assert rss1 - rss0 < 1536 * 1024, f"RSS grew {rss1 - rss0} bytes"
+
+
+def test_extract_keeps_no_finished_pictures(monkeypatch):
+    """bitsr.extract (raw and container) lets go of every picture no longer referenced: the
+    parser's output-order queue, which extract does not use, must not fill up."""
+    raw = make_hevc("long", frames=FRAMES, width=128, height=96,
+                    x265_params="bframes=4:b-pyramid=1:keyint=60", source="bikes")
+    mkv = make_hevc("long", frames=FRAMES, width=128, height=96,
+                    x265_params="bframes=4:b-pyramid=1:keyint=60", source="bikes", container="mkv")
+    decoders = []
+
+    def capture(*args, **kw):
+        decoders.append(make_decoder(*args, **kw))
+        return decoders[-1]
+
+    monkeypatch.setattr(bitsr.priors, "make_decoder", capture)
+    for path in (raw, mkv):
+        n = 0
+        for n, _ in enumerate(bitsr.extract(path), 1):
+            assert decoders[-1].num_pending_output <= 1
+        assert n == FRAMES

@@ -70,22 +70,24 @@ def test_yuv_layout(name, depth, chroma, planes):
     assert f.rgb.shape == (h, w, 3) and f.rgb.dtype == np.uint8
 
 
-def test_neighbour_priors_hook():
-    """Reader._context = (before, after) gives each frame the priors of its neighbours in
-    display order (the hook for flow between frames), within a bounded window."""
+@pytest.mark.parametrize("lookahead", [0, 1, 3])
+def test_neighbour_priors_window(lookahead):
+    """Each frame carries the priors of `lookahead` frames before and after it in display
+    order (Frame._window, the hook for flow between frames); the frames are unchanged."""
     path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
-    with bitsr.open(path) as video:
+    with bitsr.open(path, lookahead=0) as video:
         plain = [(f.decode_index, f.poc) for f in video]
-    with bitsr.open(path) as video:
-        video._context = (2, 1)
-        frames = []
-        for f in video:
-            frames.append(f)
-            assert set(f._context) == {k for k in (-2, -1, 1) if 0 <= f.display_index + k < 20}
+    with bitsr.open(path, lookahead=lookahead) as video:
+        frames = list(video)
     assert [(f.decode_index, f.poc) for f in frames] == plain
     for f in frames:
-        for k, p in f._context.items():
+        size, win = f._window
+        assert size == lookahead
+        assert set(win) == {k for k in range(-lookahead, lookahead + 1) if 0 <= f.display_index + k < 20}
+        for k, p in win.items():
             assert p.decode_index == frames[f.display_index + k].decode_index
+    with pytest.raises(ValueError, match="lookahead"):
+        bitsr.open(path, lookahead=17)
 
 
 def test_lifetime():

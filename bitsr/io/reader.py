@@ -40,8 +40,7 @@ class Frame:
     timestamps).
     """
 
-    # _context: {display offset: PicturePriors} of neighbouring frames (Reader._context)
-    __slots__ = ("display_index", "priors", "_av", "pts", "time_base", "time", "_rgb", "_context")
+    __slots__ = ("display_index", "priors", "_av", "pts", "time_base", "time", "_rgb", "_window")
 
     def __init__(self, display_index: int, priors: PicturePriors, av_frame: "av.VideoFrame",
                  pts: Optional[int], time_base: Optional[Fraction], time: Optional[float]):
@@ -52,7 +51,7 @@ class Frame:
         self.time_base = time_base
         self.time = time
         self._rgb = None
-        self._context = None
+        self._window = None  # (size, {display offset: PicturePriors}), set by _windowed
 
     poc = property(lambda self: self.priors.poc)
     decode_index = property(lambda self: self.priors.decode_index)
@@ -101,7 +100,11 @@ class Reader:
 
     MAX_WARNINGS = 100  # a long damaged stream must not grow memory
 
-    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits):
+    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
+                 **limits):
+        if not 0 <= int(lookahead) <= 16:
+            raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
+        self.lookahead = int(lookahead)
         self.path = check_path(path)
         self.strict = strict
         self._decoder = make_decoder(strict, **limits)
@@ -123,9 +126,6 @@ class Reader:
         self.num_warnings = 0
         self.num_frames = 0
         self._iter: Optional[Iterator[Frame]] = None
-        # (before, after): how many neighbouring frames' priors each frame carries in
-        # frame._context; kept in a window of before + after + 1 frames.
-        self._context = (0, 0)
         # Pairing state, all bounded by the DPB size plus FFmpeg's frame-thread delay.
         self._pending: dict[int, tuple] = {}  # decode_index -> (Picture, packet number, pts)
         self._by_packet: dict[int, list[int]] = {}  # packet number -> decode indices
@@ -187,9 +187,7 @@ class Reader:
         if self._iter is None:
             if self._container is None:
                 raise ValueError("I/O operation on a closed bitsr.Reader")
-            before, after = self._context
-            frames = self._frames()
-            self._iter = _with_context(frames, before, after) if before or after else frames
+            self._iter = _windowed(self._frames(), self.lookahead)
         return next(self._iter)
 
     # -- one pass: parser first, then FFmpeg --------------------------------------------
@@ -309,36 +307,40 @@ class Reader:
             self.warnings.append(msg)
 
 
-def _with_context(frames: Iterator[Frame], before: int, after: int) -> Iterator[Frame]:
-    """Yields the frames with ``_context`` = {offset: PicturePriors} of up to `before`
-    earlier and `after` later frames in display order, holding at most before + after + 1
-    frames."""
-    buf: collections.deque = collections.deque()
-    cur = 0  # index in buf of the next frame to yield
+def _windowed(frames: Iterator[Frame], size: int) -> Iterator[Frame]:
+    """Delays frames by `size` so each one carries the priors of the `size` frames before and
+    after it in display order (frame._window = (size, {offset: PicturePriors}), offset 0
+    included). Holds at most `size` decoded frames and `size` earlier priors."""
+    history: collections.deque = collections.deque(maxlen=size)
+    pending: collections.deque = collections.deque()
 
-    def emit():
-        f = buf[cur]
-        f._context = {j - cur: buf[j].priors for j in range(len(buf)) if j != cur}
-        return f
+    def release() -> Frame:
+        fr = pending.popleft()
+        win = {0: fr.priors}
+        for j, p in enumerate(reversed(history)):
+            win[-1 - j] = p
+        for j, nxt in enumerate(pending):
+            win[1 + j] = nxt.priors
+        fr._window = (size, win)
+        if size:
+            history.append(fr.priors)
+        return fr
 
-    for f in frames:
-        buf.append(f)
-        if len(buf) - 1 - cur >= after:
-            yield emit()
-            cur += 1
-            if cur > before:
-                buf.popleft()
-                cur -= 1
-    while cur < len(buf):
-        yield emit()
-        cur += 1
-        if cur > before:
-            buf.popleft()
-            cur -= 1
+    for fr in frames:
+        pending.append(fr)
+        if len(pending) > size:
+            yield release()
+    while pending:
+        yield release()
 
 
-def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits) -> Reader:  # noqa: A001
+def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,  # noqa: A001
+         **limits) -> Reader:
     """Opens an HEVC file (raw .hevc/.265/.h265, MP4, MOV, MKV) for reading frames with priors.
+
+    ``lookahead`` frames are decoded ahead (and as many priors kept behind) so that each
+    frame carries its neighbours' priors (``Frame._window``, for ``Frame.flow(k)`` with
+    |k| <= lookahead).
 
     >>> with bitsr.open("clip.mp4") as video:
     ...     for frame in video:                 # display order
@@ -355,4 +357,4 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **l
     a file without HEVC video, and :class:`bitsr.BitstreamError` for anything else that is
     not a readable HEVC stream (directory, empty or damaged file, no decodable picture).
     """
-    return Reader(path, strict=strict, threads=threads, **limits)
+    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, **limits)
