@@ -11,7 +11,8 @@ than the parser would, the parser is bumped; pictures the parser outputs but FFm
 does (e.g. FFmpeg failed to decode them) are dropped with a warning, and frames FFmpeg
 outputs for which the parser has no picture are skipped with a warning (``strict=True``
 raises instead). Both sides drop pictures before the first IRAP picture and the RASL
-pictures of a CRA picture that starts decoding.
+pictures of a CRA picture that starts decoding; pictures still waiting for output when a CRA
+picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requires.
 """
 from __future__ import annotations
 
