@@ -138,19 +138,10 @@ def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]
     """Feeds Annex B chunks and yields finished pictures as they complete."""
     for chunk in chunks:
         decoder.push_annexb(chunk)
-<<<<<<< HEAD
         yield from _finished(decoder)
     decoder.push_annexb(b"", final=True)
     decoder.flush()
     yield from _finished(decoder)
-=======
-        decoder.pop_output()  # output order is not needed here; don't let it accumulate
-        yield from decoder.pop_decoded()
-    decoder.push_annexb(b"", final=True)
-    decoder.flush()
-    decoder.pop_output()
-    yield from decoder.pop_decoded()
->>>>>>> main
 
 
 def _file_chunks(path, size=1 << 20):
@@ -183,7 +174,6 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     what the parser accepts (:class:`bitsr.LimitError` beyond). Memory stays bounded: only
     pictures still needed as references are kept by the parser.
 
-<<<<<<< HEAD
     Raises FileNotFoundError for a missing path, :class:`bitsr.UnsupportedStreamError` for a
     container without HEVC video, and :class:`bitsr.BitstreamError` for anything that is not
     a readable HEVC stream (a directory, an empty file, no decodable picture, a container
@@ -210,18 +200,3 @@ def _warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
     if dec.num_skipped_pictures:
         w.insert(0, f"{dec.num_skipped_pictures} picture(s) skipped before the first IRAP picture or as RASL")
     return f" ({'; '.join(w[:n])}{'; ...' if len(w) > n else ''})" if w else ""
-=======
-    for kind, data in iter_hevc_packets(path):
-        if kind == "hvcc":
-            dec.push_hvcc(data)
-        elif kind == "annexb_extradata":
-            dec.push_annexb(data, final=True)
-        else:
-            dec.push_packet(data, length_size=kind)
-            dec.pop_output()
-            for pic in dec.pop_decoded():
-                yield PicturePriors(pic)
-    dec.flush()
-    for pic in dec.pop_decoded():
-        yield PicturePriors(pic)
->>>>>>> main
