@@ -97,7 +97,7 @@ def _encode(codec, options, name, key, frames, width, height, container, pix_fmt
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
         return path
-    tmp = path.with_suffix(".part." + container)
+    tmp = path.with_suffix(f".{os.getpid()}.part.{container}")  # pytest-xdist workers may race
     fmt = {"hevc": "hevc", "h264": "h264", "mp4": "mp4", "mkv": "matroska", "mov": "mov"}[container]
     with av.open(str(tmp), "w", format=fmt) as out:
         st = out.add_stream(codec, rate=fps)

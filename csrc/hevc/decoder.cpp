@@ -359,7 +359,7 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   have_cur_sh_ = false;
   first_picture_ = false;
   after_eos_ = false;
-  state_ = std::make_unique<PictureState>(*pic, params);
+  state_ = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);
   return true;
 }
 
@@ -375,7 +375,7 @@ PicturePtr Decoder::generate_missing(int32_t poc, bool long_term, const ActivePa
   p->cvs_index = cvs_index_;
   p->nal_type = -1;
   const Sps& s = *params.sps;
-  p->pr.allocate((s.width + 3) / 4, (s.height + 3) / 4);
+  p->pr.allocate((s.width + 3) / 4, (s.height + 3) / 4, (size_t)s.PicSizeInCtbsY);
   fill_intra(*p, 26 + params.pps->init_qp_minus26);
   return p;
 }
@@ -387,6 +387,7 @@ void Decoder::finish_picture() {
   }
   PicturePtr pic = cur_;
   conceal_missing_ctbs(*state_);
+  rec_hint_ = pic->pr.nrec;
   state_.reset();
   cur_.reset();
   have_cur_sh_ = false;
