@@ -239,6 +239,13 @@ class Reader:
             # pictures with pic_output_flag 0 are output by neither side.
             if not self._cvs_starts or self._cvs_starts[-1][0] != pic.cvs_index:
                 self._cvs_starts.append((pic.cvs_index, pic.nal_type))
+                if pic.nal_type == CRA_NUT:
+                    # A CRA starting a CVS (after an end-of-sequence NAL unit) implies
+                    # NoOutputOfPriorPicsFlag = 1 (C.5.2.2): the parser and FFmpeg both discard
+                    # the earlier pictures still waiting for output.
+                    for d in [d for d, v in self._pending.items()
+                              if v[0].cvs_index < pic.cvs_index and d not in self._in_order]:
+                        self._drop(d, "discarded at the start of a new sequence")
             if pic.pic_output_flag:
                 self._pending[pic.decode_index] = (pic, packet, pts)
                 self._by_packet.setdefault(packet, []).append(pic.decode_index)
@@ -291,10 +298,7 @@ class Reader:
             if not ids:
                 del self._by_packet[packet]
         if (pic.cvs_index + 1, CRA_NUT) in self._cvs_starts:
-            # A CRA picture that starts a CVS (after an end-of-sequence NAL unit) implies
-            # NoOutputOfPriorPicsFlag = 1 (C.5.2.2): pictures of the previous CVS not output by
-            # then are discarded. FFmpeg does so; the parser outputs them at the EOS.
-            return
+            return  # discarded by design, see _take_pictures
         self._problem(f"picture POC {pic.poc} (decode_index {d}) has no FFmpeg frame: {why}; dropped")
 
     def _problem(self, msg: str) -> None:
