@@ -104,7 +104,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> Path:
     """Upscales a compressed video file and writes the result; returns the output path.
 
-    ``src``: HEVC (raw Annex B, MP4, MOV, MKV) - whatever :func:`bitsr.open` reads.
+    ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
     ``dst``: .mp4/.mov/.mkv (default ``<stem>_x<scale>.mp4`` beside the input).
     ``encoder``: ``"libx265"`` or ``"libx264"``; ``crf``/``preset``: its quality and speed
     (defaults: CRF 22 for x265, 18 for x264, the encoder's default preset).
@@ -199,4 +199,4 @@ def _open_writer(dst, hr, first_pts, first, reader, src, encoder, crf, preset, t
     tb = reader.time_base if first_pts is not None and reader.time_base else 1 / Fraction(fps)
     color = (first.colorspace, first.color_primaries, first.color_trc) if first is not None else (2, 2, 2)
     return VideoWriter(dst, w, h, rate=fps, time_base=tb, encoder=encoder, crf=crf, preset=preset,
-                       threads=threads, color=color, source=src, warn=False)
+                       threads=threads, color=color, source=src, source_video=reader.stream.index, warn=False)

@@ -1,5 +1,5 @@
-"""Clips with audio and subtitles for the upscaling tests: HEVC video (libx265, real content via
-streams.source_frames), a generated tone as AAC/Opus/PCM, and a text subtitle, muxed with PyAV.
+"""Clips with audio and subtitles for the upscaling tests: HEVC (or H.264) video, real content via
+streams.source_frames, a generated tone as AAC/Opus/PCM, and a text subtitle, muxed with PyAV.
 Optional per-frame timestamps make variable-frame-rate clips. Cached per parameters."""
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ SUBTITLE_MS = (200, 700)  # start, end
 def make_av_clip(name: str, frames: int = 20, width: int = 96, height: int = 64, container: str = "mp4",
                  audio: Optional[str] = "aac", subtitles: bool = True, fps: int = 25,
                  pts: Optional[Sequence[int]] = None, time_base: Optional[Fraction] = None,
-                 x265_params: str = "bframes=3", source: str = "city") -> Path:
+                 x265_params: str = "bframes=3", source: str = "city", codec: str = "libx265") -> Path:
     """HEVC + ``audio`` ('aac', 'libopus', 'pcm_u8' or None) + a text subtitle ('mov_text' in
-    MP4/MOV, SubRip in MKV). ``pts``/``time_base``: frame timestamps (default i / fps)."""
+    MP4/MOV, SubRip in MKV). ``pts``/``time_base``: frame timestamps (default i / fps).
+    ``codec='libx264'`` makes H.264 video instead (B-frames on)."""
     key = hashlib.sha1(repr((frames, width, height, container, audio, subtitles, fps, pts and tuple(pts),
-                             time_base, x265_params, source)).encode()).hexdigest()[:12]
+                             time_base, x265_params, source, codec)).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
@@ -35,11 +36,14 @@ def make_av_clip(name: str, frames: int = 20, width: int = 96, height: int = 64,
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.part.{container}")
     fmt = {"mp4": "mp4", "mov": "mov", "mkv": "matroska"}[container]
     with av.open(str(tmp), "w", format=fmt) as out:
-        v = out.add_stream("libx265", rate=fps)
+        v = out.add_stream(codec, rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.time_base = tb
         v.codec_context.time_base = tb
-        v.options = {"x265-params": "log-level=error:crf=30:" + x265_params, "preset": "ultrafast"}
+        if codec == "libx265":
+            v.options = {"x265-params": "log-level=error:crf=30:" + x265_params, "preset": "ultrafast"}
+        else:
+            v.options = {"crf": "30", "preset": "veryfast", "bf": "2"}
         a = None
         if audio:
             a = out.add_stream(audio, rate=48000)

@@ -93,6 +93,16 @@ def test_variable_frame_rate_timestamps_survive(tmp_path):
         assert so["frames"]["times"] == pytest.approx([p / 1000 for p in pts], abs=1e-4), ext
 
 
+def test_h264_input(tmp_path):
+    src = make_av_clip("up_h264", container="mp4", audio="aac", codec="libx264")
+    si = stream_summary(src)
+    assert si["video"]["codec"] == "h264"
+    so = stream_summary(run_upscale(src, tmp_path / "o.mp4", scale=2))
+    assert_same_video_timing(si, so, 2, (96, 64))
+    assert_audio_copied(si, so)
+    assert so["video"]["codec"] == "hevc"
+
+
 def test_raw_hevc_gets_nominal_rate(tmp_path):
     src = make_hevc("up_raw", frames=10, width=64, height=48, container="hevc", x265_params="bframes=3")
     out = run_upscale(src, tmp_path / "o.mp4", scale=2)

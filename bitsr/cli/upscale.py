@@ -1,6 +1,6 @@
 """bitsr upscale: compressed video in, upscaled video out.
 
-Decodes an HEVC file (raw, MP4, MOV or MKV), upscales every frame with the bitstream-guided
+Decodes an HEVC or H.264 file (raw, MP4, MOV or MKV), upscales every frame with the bitstream-guided
 network and encodes the result with libx265 or libx264, keeping the source's timestamps and
 copying its audio and subtitle streams. Ctrl-C stops cleanly and leaves a playable file.
 """
@@ -16,7 +16,7 @@ from .common import cli_errors
 
 def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("input", help="HEVC file: raw Annex B (.hevc/.265/.h265) or MP4/MOV/MKV")
+    ap.add_argument("input", help="HEVC or H.264 video: raw Annex B (.hevc/.265/.h265) or MP4/MOV/MKV")
     ap.add_argument("-o", "--output", help="output .mp4/.mov/.mkv (default: <input stem>_x<scale>.mp4 beside the input)")
     ap.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="upscaling factor (default 4)")
     ap.add_argument("--model", default="default", help="model name (default: %(default)s)")

@@ -86,19 +86,17 @@ class _Passthrough:
     """Copies (or converts) the non-video streams of the source into the output, in step with
     the video so the muxer's interleaving queue stays short."""
 
-    def __init__(self, out: "av.container.OutputContainer", src_path: str):
+    def __init__(self, out: "av.container.OutputContainer", src_path: str, video_index: Optional[int]):
         self.notes: list[str] = []
         self._out = out
         self._src = av.open(src_path)
         supported = out.supported_codecs
         text_target = "mov_text" if "mov_text" in supported else "subrip"
         self._routes: dict[int, tuple] = {}
-        video_seen = False
         for s in self._src.streams:
             name = s.codec_context.name if s.codec_context is not None else (s.codec_name or "?")
             what = f"stream #{s.index} ({s.type} {name})"
-            if s.type == "video" and not video_seen and name in ("hevc", "h264"):
-                video_seen = True
+            if s.type == "video" and s.index == video_index:
                 continue
             if s.type == "audio":
                 if name in supported:
@@ -125,7 +123,7 @@ class _Passthrough:
                     self._note(f"{what}: {out.format.name} cannot hold {name} subtitles; dropped "
                                f"(write .mkv to keep them)")
             else:
-                self._note(f"{what}: not copied (only the first video, audio and subtitle streams are)")
+                self._note(f"{what}: not copied (only the upscaled video, audio and subtitle streams are)")
         src_streams = [self._src.streams[i] for i in self._routes]
         self._packets = self._src.demux(src_streams) if src_streams else iter(())
         self._pending: Optional[av.Packet] = None
@@ -191,7 +189,8 @@ class _Passthrough:
 
 
 class VideoWriter:
-    """Encodes RGB frames into ``path`` (MP4/MOV/MKV) and copies the other streams of ``source``.
+    """Encodes RGB frames into ``path`` (MP4/MOV/MKV) and copies the other streams of ``source``
+    (all but its video stream number ``source_video``, the one being replaced).
 
     ``time_base``: the time base of the ``pts`` given to :meth:`write` (the source's, so its
     timestamps survive exactly); ``rate``: nominal frame rate (used when a pts is missing).
@@ -206,7 +205,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, width: int, height: int, *, rate: Fraction,
                  time_base: Optional[Fraction] = None, encoder: str = "libx265", crf: Optional[int] = None,
                  preset: Optional[str] = None, threads: int = 0, color: tuple = (2, 2, 2),
-                 source: Optional[str | os.PathLike] = None, pix_fmt: str = "yuv420p", warn: bool = True):
+                 source: Optional[str | os.PathLike] = None, source_video: Optional[int] = None,
+                 pix_fmt: str = "yuv420p", warn: bool = True):
         if encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         if width % 2 or height % 2:
@@ -232,7 +232,7 @@ class VideoWriter:
         try:
             self._stream = self._add_video(encoder, width, height, crf, preset, threads, color, pix_fmt, fmt)
             if source is not None:
-                self._pass = _Passthrough(self._out, os.fspath(source))
+                self._pass = _Passthrough(self._out, os.fspath(source), source_video)
                 self.notes = self._pass.notes
                 if warn:
                     for msg in self.notes:
