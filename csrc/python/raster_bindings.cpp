@@ -86,8 +86,8 @@ Interp parse_interp(const std::string& s) {
   throw py::value_error("interp must be 'nearest' or 'bilinear'");
 }
 
-BlockFlow block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours,
-                     bool project, bool fill, PriorsView& tv) {
+void block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours,
+                const FlowOptions& o, PriorsView& tv, BlockFlow& bf) {
   tv = b.view(target, poc, false);
   std::vector<PriorsView> nb;
   for (py::handle h : neighbours) {
@@ -95,13 +95,30 @@ BlockFlow block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t t
     if (t.size() != 2) throw py::value_error("neighbours must be (arrays, poc) pairs");
     nb.push_back(b.view(t[0].cast<py::dict>(), t[1].cast<int32_t>(), false));
   }
+  py::gil_scoped_release nogil;
+  estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
+}
+
+// A caller-supplied float32 output array of the given shape (reused between frames, so
+// that no fresh pages have to be faulted in), or a new one.
+py::array_t<float> output(const py::object& given, std::vector<py::ssize_t> shape, const char* what) {
+  if (given.is_none()) return py::array_t<float>(shape);
+  if (!py::isinstance<py::array_t<float>>(given) || !py::isinstance<py::array>(given))
+    throw py::type_error(std::string("out ") + what + " must be a float32 NumPy array");
+  py::array a = given.cast<py::array>();
+  bool ok = a.dtype().is(py::dtype::of<float>()) && a.ndim() == (py::ssize_t)shape.size() &&
+            (a.flags() & py::array::c_style) && a.writeable();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok) throw py::value_error(std::string("out ") + what + " must be a writeable C-contiguous float32 array of the output shape");
+  return given.cast<py::array_t<float>>();
+}
+
+FlowOptions flow_options(bool project, bool fill, float need_below) {
   FlowOptions o;
   o.project = project;
   o.fill = fill;
-  BlockFlow bf;
-  py::gil_scoped_release nogil;
-  estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
-  return bf;
+  o.need_below = need_below;
+  return o;
 }
 
 }  // namespace
@@ -110,14 +127,22 @@ void bind_raster(py::module_& m) {
   m.def(
       "raster_flow",
       [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, py::tuple crop, int factor,
-         const std::string& interp, bool project, bool fill) {
+         const std::string& interp, bool project, bool fill, float need_below, const py::object& out) {
         Borrowed b;
         PriorsView tv;
         const Interp ip = parse_interp(interp);
-        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        thread_local BlockFlow bf;  // reused: its buffers stay allocated
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below), tv, bf);
         const Geometry g = geometry(tv, crop, factor);
-        py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
-        py::array_t<float> conf({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
+        py::object out_flow = py::none(), out_conf = py::none();
+        if (!out.is_none()) {
+          py::tuple t = out.cast<py::tuple>();
+          if (t.size() != 2) throw py::value_error("out must be a (flow, confidence) pair");
+          out_flow = t[0];
+          out_conf = t[1];
+        }
+        py::array_t<float> flow = output(out_flow, {2, g.out_h(), g.out_w()}, "flow");
+        py::array_t<float> conf = output(out_conf, {g.out_h(), g.out_w()}, "confidence");
         float* fp = flow.mutable_data();
         float* cp = conf.mutable_data();
         {
@@ -128,15 +153,19 @@ void bind_raster(py::module_& m) {
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("crop"),
       py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
+      py::arg("need_below") = FlowOptions().need_below, py::arg("out") = py::none(),
       "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
       "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc) of the same coded video sequence;\n"
-      "crop: (left, top, width, height) in coded luma samples; factor: output subsampling.");
+      "crop: (left, top, width, height) in coded luma samples; factor: output subsampling;\n"
+      "out: optional (flow, confidence) arrays to write into.");
   m.def(
       "raster_block_flow",
-      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill) {
+      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill,
+         float need_below) {
         Borrowed b;
         PriorsView tv;
-        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        BlockFlow bf;
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below), tv, bf);
         py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         py::array_t<float> conf({(py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         std::copy(bf.u.begin(), bf.u.end(), flow.mutable_data());
@@ -145,7 +174,7 @@ void bind_raster(py::module_& m) {
         return py::make_tuple(flow, conf);
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("project") = true,
-      py::arg("fill") = true, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
+      py::arg("fill") = true, py::arg("need_below") = FlowOptions().need_below, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
   m.def(
       "raster_maps",
       [](const py::dict& arrays, const std::vector<std::string>& names, py::tuple crop, int factor, int ctb_size) {

@@ -42,36 +42,86 @@ struct Cand {
   float u, v, q;
 };
 
-// Splats the motion segments of one neighbour that cross the target's POC.
-void splat_neighbour(const PriorsView& m, int32_t P, int32_t T, Acc* exact, Acc* other, int gw, int gh) {
+// Splats the motion segments of one neighbour that cross the target's POC: with `exact`,
+// only those joining T and P (T's vectors pointing at P), else all the others. Blocks with
+// need[b] == 0 receive nothing (null: all blocks).
+// Blocks of a row with the same motion (a PU, or several) move as one run: landing on
+// columns fx..fx+len with the fractional overlap only at its two ends, so a run costs two
+// accumulations per covered block instead of four per source block.
+void splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, const uint8_t* need, Acc* acc, int gw,
+                     int gh) {
   const int32_t M = m.poc;
-  for (int by = 0; by < m.gh; ++by) {
-    for (int bx = 0; bx < m.gw; ++bx) {
-      const size_t b = (size_t)by * m.gw + bx;
-      if (m.pred_mode[b] == 1) continue;
-      const int dir = m.inter_dir[b];
-      for (int l = 0; l < 2; ++l) {
-        if (!(dir >> l & 1)) continue;
+  // (M, r] must contain P, and exactness must match
+  auto usable = [&](int32_t r) {
+    if (r == kNoRef || r == M) return false;
+    if (!((M < P && P <= r) || (r <= P && P < M))) return false;
+    return exact == (M == T && r == P);
+  };
+  for (int l = 0; l < 2; ++l) {
+    int32_t last_r = kNoRef, tested_r = kNoRef;
+    bool tested_ok = false;
+    float inv = 0.f, qseg = 0.f;
+    for (int by = 0; by < m.gh; ++by) {
+      const size_t row = (size_t)by * m.gw;
+      int bx = 0;
+      while (bx < m.gw) {
+        const size_t b = row + bx;
+        if (!(m.inter_dir[b] >> l & 1) || m.pred_mode[b] == 1) {
+          ++bx;
+          continue;
+        }
         const int32_t r = m.ref_poc[2 * b + l];
-        if (r == kNoRef || r == M) continue;
-        // P must lie on the segment (M, r]
-        if (!((M < P && P <= r) || (r <= P && P < M))) continue;
-        const float inv = 1.f / (4.f * (float)(r - M));  // quarter-pel per segment -> px per POC
-        const float vx = m.mv[4 * b + 2 * l] * inv, vy = m.mv[4 * b + 2 * l + 1] * inv;
-        const float du = vx * (float)(T - P), dv = vy * (float)(T - P);
-        const float q = 0.8f * segment_quality(P, T, M, r) * block_factor(m.pred_mode[b], m.residual[b]);
-        Acc* acc = (M == T && r == P) ? exact : other;
-        // where the block sits at time P, in block units; area-weighted onto 4 blocks
-        const float gx = ((float)(4 * bx) + vx * (float)(P - M)) * 0.25f;
-        const float gy = ((float)(4 * by) + vy * (float)(P - M)) * 0.25f;
+        if (r != tested_r) {
+          tested_r = r;
+          tested_ok = usable(r);
+        }
+        if (!tested_ok) {
+          ++bx;
+          continue;
+        }
+        const int16_t mx = m.mv[4 * b + 2 * l], my = m.mv[4 * b + 2 * l + 1];
+        const int8_t pm = m.pred_mode[b];
+        const uint8_t res = m.residual[b];
+        int end = bx + 1;
+        while (end < m.gw) {
+          const size_t e = row + end;
+          if (m.pred_mode[e] == 1 || !(m.inter_dir[e] >> l & 1) || m.ref_poc[2 * e + l] != r ||
+              m.mv[4 * e + 2 * l] != mx || m.mv[4 * e + 2 * l + 1] != my || m.pred_mode[e] != pm ||
+              m.residual[e] != res)
+            break;
+          ++end;
+        }
+        const int len = end - bx;
+        if (r != last_r) {
+          last_r = r;
+          inv = 1.f / (4.f * (float)(r - M));  // quarter-pel per segment -> px per POC
+          qseg = 0.8f * segment_quality(P, T, M, r);
+        }
+        const float vx = mx * inv, vy = my * inv;
+        // where the run starts at time P, in block units
+        const float gx = (float)bx + vx * (float)(P - M) * 0.25f;
+        const float gy = (float)by + vy * (float)(P - M) * 0.25f;
         const float fx = std::floor(gx), fy = std::floor(gy);
+        bx = end;
+        if (fx + (float)len < 0.f || fy < -1.f || fx >= (float)gw || fy >= (float)gh) continue;
         const int ix = (int)fx, iy = (int)fy;
         const float ax = gx - fx, ay = gy - fy;
-        const float wts[4] = {(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay};
-        for (int k = 0; k < 4; ++k) {
-          const int x = ix + (k & 1), y = iy + (k >> 1);
-          if (x < 0 || y < 0 || x >= gw || y >= gh || wts[k] <= 0.f) continue;
-          acc[(size_t)y * gw + x].add(wts[k], du, dv, q);
+        const float du = vx * (float)(T - P), dv = vy * (float)(T - P);
+        const float q = qseg * block_factor(pm, res);
+        for (int k = 0; k < 2; ++k) {
+          const int y = iy + k;
+          const float wy = k ? ay : 1.f - ay;
+          if (y < 0 || y >= gh || wy <= 0.f) continue;
+          const size_t base = (size_t)y * gw;
+          auto put = [&](int x, float w) {
+            if (x < 0 || x >= gw || w <= 0.f || (need && !need[base + x])) return;
+            acc[base + x].add(w, du, dv, q);
+          };
+          put(ix, (1.f - ax) * wy);
+          const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, gw);
+          for (int x = x0; x < x1; ++x)
+            if (!need || need[base + x]) acc[base + x].add(wy, du, dv, q);
+          put(ix + len, ax * wy);
         }
       }
     }
@@ -86,7 +136,7 @@ bool splat_candidate(const Acc& a, Cand& c) {
   // spread of the trajectories landing here (occlusions, divergent motion) lowers trust
   const float var = std::max(0.f, a.uv2 * iw - (c.u * c.u + c.v * c.v));
   const float tol = 1.f + 0.1f * std::sqrt(c.u * c.u + c.v * c.v);
-  c.q = a.q * iw * std::min(1.f, a.w) * std::exp(-var / (tol * tol));
+  c.q = a.q * iw * std::min(1.f, a.w) / (1.f + var / (tol * tol));
   return true;
 }
 
@@ -94,6 +144,12 @@ bool splat_candidate(const Acc& a, Cand& c) {
 // little weight, and the confidence rises with the others' agreement.
 bool fuse(const Cand* c, int n, float& u, float& v, float& conf) {
   if (n == 0) return false;
+  if (n == 1) {
+    u = c[0].u;
+    v = c[0].v;
+    conf = std::min(1.f, c[0].q * 0.8f);
+    return true;
+  }
   int a = 0;
   for (int i = 1; i < n; ++i)
     if (c[i].q > c[a].q) a = i;
@@ -104,7 +160,7 @@ bool fuse(const Cand* c, int n, float& u, float& v, float& conf) {
   for (int i = 0; i < n; ++i) {
     if (i == a) continue;
     const float du = c[i].u - c[a].u, dv = c[i].v - c[a].v;
-    const float w = c[i].q * std::exp(-(du * du + dv * dv) * inv_tol2);
+    const float w = c[i].q / (1.f + (du * du + dv * dv) * inv_tol2);
     sw += w;
     su += w * c[i].u;
     sv += w * c[i].v;
@@ -216,51 +272,123 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
     return;
   }
   out.conf.assign(n, -1.f);
+  std::vector<const PriorsView*> usable;
+  if (opts.project)
+    for (int i = 0; i < num_nb; ++i)
+      if (nb[i].poc != P && nb[i].gw == gw && nb[i].gh == gh) usable.push_back(&nb[i]);
 
-  std::vector<Acc> exact, other;
-  if (opts.project) {
-    for (int i = 0; i < num_nb; ++i) {
-      const PriorsView& m = nb[i];
-      if (m.poc == P || m.gw != gw || m.gh != gh) continue;
-      if (exact.empty()) {
-        exact.resize(n);
-        other.resize(n);
-      }
-      splat_neighbour(m, P, T, exact.data(), other.data(), gw, gh);
-    }
-  }
-
-  // own scaling factor and quality per reference POC are few: cache the last one per list
+  // Own candidates; the scaling factor and quality depend only on the reference POC, and
+  // neighbouring blocks mostly share it: cache the last one per list.
   int32_t last_r[2] = {kNoRef, kNoRef};
   float last_s[2] = {0, 0}, last_q[2] = {0, 0};
-  for (size_t b = 0; b < n; ++b) {
-    Cand c[4];
+  auto own = [&](size_t b, Cand* c) {
     int nc = 0;
     const int8_t pm = t.pred_mode[b];
-    if (pm != 1) {
-      const int dir = t.inter_dir[b];
-      const float bf = block_factor(pm, t.residual[b]);
-      for (int l = 0; l < 2; ++l) {
-        if (!(dir >> l & 1)) continue;
-        const int32_t r = t.ref_poc[2 * b + l];
-        if (r == kNoRef || r == P) continue;
-        if (r != last_r[l]) {
-          last_r[l] = r;
-          last_s[l] = (float)(T - P) / (4.f * (float)(r - P));
-          last_q[l] = segment_quality(P, T, P, r);
-        }
-        c[nc++] = {t.mv[4 * b + 2 * l] * last_s[l], t.mv[4 * b + 2 * l + 1] * last_s[l], last_q[l] * bf};
+    if (pm == 1) return 0;
+    const int dir = t.inter_dir[b];
+    const float bf = block_factor(pm, t.residual[b]);
+    for (int l = 0; l < 2; ++l) {
+      if (!(dir >> l & 1)) continue;
+      const int32_t r = t.ref_poc[2 * b + l];
+      if (r == kNoRef || r == P) continue;
+      if (r != last_r[l]) {
+        last_r[l] = r;
+        last_s[l] = (float)(T - P) / (4.f * (float)(r - P));
+        last_q[l] = segment_quality(P, T, P, r);
       }
+      c[nc++] = {t.mv[4 * b + 2 * l] * last_s[l], t.mv[4 * b + 2 * l + 1] * last_s[l], last_q[l] * bf};
     }
-    if (!exact.empty()) {
-      if (splat_candidate(exact[b], c[nc])) ++nc;
-      if (splat_candidate(other[b], c[nc])) ++nc;
+    return nc;
+  };
+
+  // Pass 1: own vectors. A block with a vector pointing at T itself needs nothing else.
+  thread_local std::vector<Acc> exact, other;
+  thread_local std::vector<uint8_t> need;
+  need.assign(n, 0);
+  size_t num_need = 0;
+  // Blocks of a row with identical motion (mostly one PU) get identical results: one
+  // evaluation per run.
+  auto same_motion = [&](size_t a, size_t b) {
+    uint64_t ma, mb, ra, rb;
+    std::memcpy(&ma, t.mv + 4 * a, 8);
+    std::memcpy(&mb, t.mv + 4 * b, 8);
+    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
+    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
+    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
+           t.residual[a] == t.residual[b];
+  };
+  for (int by = 0; by < gh; ++by) {
+    const size_t row = (size_t)by * gw;
+    int bx = 0;
+    while (bx < gw) {
+      const size_t b = row + bx;
+      int end = bx + 1;
+      while (end < gw && same_motion(b, row + end)) ++end;
+      Cand c[2];
+      const int nc = own(b, c);
+      float u = 0.f, v = 0.f, cf = -1.f, best = 0.f;
+      for (int i = 0; i < nc; ++i) best = std::max(best, c[i].q);
+      fuse(c, nc, u, v, cf);
+      const uint8_t nd = best < 0.8f;
+      for (size_t i = b; i < row + end; ++i) {
+        out.u[i] = u;
+        out.v[i] = v;
+        out.conf[i] = cf;
+        need[i] = nd;
+      }
+      num_need += nd * (size_t)(end - bx);
+      bx = end;
     }
-    float u, v, cf;
+  }
+  // Sparse gaps (a few intra blocks) are left to the fill: the projections below scan
+  // whole neighbour pictures.
+  if (num_need < opts.min_need * (float)n) num_need = 0;
+  // ... the others take the exact inverse of T's vectors pointing at P.
+  bool have_exact = false;
+  if (num_need)
+    for (const PriorsView* m : usable)
+      if (m->poc == T) {
+        if (!have_exact) exact.assign(n, Acc());
+        have_exact = true;
+        splat_neighbour(*m, P, T, true, need.data(), exact.data(), gw, gh);
+      }
+  num_need = 0;
+  for (size_t b = 0; b < n; ++b) {
+    if (!need[b]) continue;
+    Cand c[3];
+    int nc = own(b, c);
+    if (have_exact && splat_candidate(exact[b], c[nc])) ++nc;
+    float u, v, cf, best = 0.f;
+    for (int i = 0; i < nc; ++i) best = std::max(best, c[i].q);
     if (fuse(c, nc, u, v, cf)) {
       out.u[b] = u;
       out.v[b] = v;
       out.conf[b] = cf;
+    }
+    if (best < opts.need_below) {
+      ++num_need;
+    } else {
+      need[b] = 0;
+    }
+  }
+  if (num_need < opts.min_need * (float)n) num_need = 0;
+
+  // Pass 2: blocks without a direct link to T take every other segment crossing P.
+  if (num_need && !usable.empty()) {
+    other.assign(n, Acc());
+    for (const PriorsView* m : usable) splat_neighbour(*m, P, T, false, need.data(), other.data(), gw, gh);
+    for (size_t b = 0; b < n; ++b) {
+      if (!need[b]) continue;
+      Cand c[4];
+      int nc = own(b, c);
+      if (have_exact && splat_candidate(exact[b], c[nc])) ++nc;
+      if (splat_candidate(other[b], c[nc])) ++nc;
+      float u, v, cf;
+      if (fuse(c, nc, u, v, cf)) {
+        out.u[b] = u;
+        out.v[b] = v;
+        out.conf[b] = cf;
+      }
     }
   }
   if (opts.fill) {

@@ -22,6 +22,12 @@ namespace bitsr::raster {
 struct FlowOptions {
   bool project = true;  // use the neighbours' motion segments
   bool fill = true;     // fill blocks without any candidate
+  // Blocks whose best direct candidate (own vector, inverse of T's) is less reliable than
+  // this also take the other neighbours' projected segments (the costly part).
+  float need_below = 0.5f;
+  // The projections run only when at least this share of the blocks needs them; sparse
+  // gaps (a few intra blocks) are left to the fill.
+  float min_need = 0.02f;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].
