@@ -36,7 +36,7 @@ def crop_rect(p: PicturePriors) -> tuple[int, int, int, int]:
 
 def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
     """(height, width) of flow and maps at ``factor`` (ceil of the cropped size / factor)."""
-    w, h = p.cropped_size
+    _, _, w, h = crop_rect(p)
     return (-(-h // factor), -(-w // factor))
 
 
@@ -63,6 +63,7 @@ def mv_flow(
     as_torch: bool = False,
     project: bool = True,
     fill: bool = True,
+    out: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ):
     """Flow from ``target`` to picture ``to`` (PicturePriors, or a POC of the same coded video
     sequence) and its confidence: float32 ``[2, H, W]`` and ``[H, W]``.
@@ -75,13 +76,19 @@ def mv_flow(
     ``interp``: 'nearest' (piecewise constant per 4x4 block, as the encoder predicts) or
     'bilinear' (between block centres). ``as_torch`` returns CPU tensors sharing the memory.
     ``project``/``fill`` switch off the neighbours' projection and the hole filling.
+    ``out``: (flow, confidence) float32 arrays of the output shape to write into (reusing
+    them across frames avoids faulting in fresh memory each time).
     """
     if not isinstance(factor, (int, np.integer)) or factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
     if interp not in INTERP:
         raise ValueError(f"interp must be one of {INTERP}, got {interp!r}")
-    if isinstance(to, PicturePriors):
+    if not isinstance(to, (int, np.integer)):  # PicturePriors (or the like)
         if to.cvs_index != target.cvs_index:  # across an IDR: no motion relation
+            if out is not None:
+                out[0].fill(0.0)
+                out[1].fill(0.0)
+                return _as_torch(out) if as_torch else out
             return zero_flow(target, factor, 0.0, as_torch)
         to_poc = to.poc
         neighbours = [to, *neighbours]
@@ -95,9 +102,9 @@ def mv_flow(
             continue
         seen.add(p.poc)
         nbs.append((p.arrays, p.poc))
-    out = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
-                            project, fill)
-    return _as_torch(out) if as_torch else out
+    res = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
+                            project=project, fill=fill, out=out)
+    return _as_torch(res) if as_torch else res
 
 
 def frame_flow(frame, k: int, **kwargs):
@@ -111,6 +118,11 @@ def frame_flow(frame, k: int, **kwargs):
         raise ValueError(f"flow offset {k} is outside the reader's window (open with lookahead >= {abs(k)})")
     to = win.get(k)
     if to is None:
+        out = kwargs.get("out")
+        if out is not None:
+            out[0].fill(0.0)
+            out[1].fill(0.0)
+            return _as_torch(out) if kwargs.get("as_torch") else out
         return zero_flow(frame.priors, kwargs.get("factor", 1), 0.0, kwargs.get("as_torch", False))
     others = [p for off, p in win.items() if off not in (0, k)]
     return mv_flow(frame.priors, to, others, **kwargs)
