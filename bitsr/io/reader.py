@@ -86,6 +86,20 @@ class Frame:
     def av_frame(self) -> "av.VideoFrame":
         return self._av
 
+    def flow(self, k: int = -1, **kwargs):
+        """Motion-vector flow to the frame at display index ``display_index + k``:
+        ``(flow [2,H,W], confidence [H,W])`` float32, see :func:`bitsr.flow.mv_flow` for
+        ``factor``, ``interp``, ``as_torch`` and ``out``. |k| is limited by the reader's ``lookahead``."""
+        from ..flow import frame_flow
+
+        return frame_flow(self, k, **kwargs)
+
+    def maps(self, names=None, **kwargs):
+        """Coding-structure maps of this frame, see :func:`bitsr.maps.maps`."""
+        from ..maps import maps
+
+        return maps(self.priors, names, **kwargs)
+
     def __repr__(self) -> str:
         return (f"<bitsr.Frame display_index={self.display_index} poc={self.poc} "
                 f"type={self.picture_type} {self.width}x{self.height}>")
