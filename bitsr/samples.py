@@ -82,6 +82,7 @@ def _reencode(out, source, width, height, seconds, crf, preset, x265_params):
                     continue
                 g = f.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
                 g.pts, g.time_base = f.pts, f.time_base
+                g.pict_type = 0  # the source's frame types would force x265's (libx265 honours them)
                 out.mux(v.encode(g))
         out.mux(v.encode(None))
 

@@ -219,7 +219,6 @@ class VideoWriter:
         self.time_base = Fraction(time_base) if time_base else 1 / self.rate
         self._tick = max(1, round(1 / (self.rate * self.time_base)))
         self._last_pts: Optional[int] = None
-        self._dts_shift: Optional[int] = None
         self._threads = threads
         # Streams are interleaved here (copied packets follow the video), so the muxer need not
         # wait for sparse streams such as subtitles: its default would buffer up to 10 s.
@@ -292,16 +291,14 @@ class VideoWriter:
         if self._pass is not None:
             self._pass.pump(float(self._last_pts * self.time_base))
 
-    def _mux_video(self, packets) -> None:
+    def _mux_video(self, packets, flushing: bool = False) -> None:
+        # x265 derives DTS from a B-frame delay it measures on its first frames; given fewer
+        # frames than that delay (2) it adds an uninitialised value. Such a short stream cannot
+        # be reordered, so DTS = PTS is right for it.
+        short = flushing and self.frames_written <= 2
         for p in packets:
-            if self._dts_shift is None:
-                # x265 derives DTS from a B-frame delay it measures on its first frames; with
-                # fewer frames than that delay it adds an uninitialised value. Every packet
-                # carries the same error, and the first packet's DTS must equal its PTS.
-                bad = p.dts is None or p.dts > p.pts or p.pts - p.dts > 64 * self._tick
-                self._dts_shift = (p.dts or 0) - p.pts if bad else 0
-            if self._dts_shift:
-                p.dts -= self._dts_shift
+            if short or p.dts is None or p.dts > p.pts or p.pts - p.dts > 2 ** 31:
+                p.dts = p.pts
             self._out.mux(p)
 
     @property
@@ -318,7 +315,7 @@ class VideoWriter:
             return
         self._closed = True
         try:
-            self._mux_video(self._stream.encode(None))
+            self._mux_video(self._stream.encode(None), flushing=True)
             if self._pass is not None:
                 self._pass.finish(None if complete else self.end_time)
         finally:
