@@ -81,7 +81,7 @@ class BitVSR(nn.Module):
         use_reuse = self.reuse and prev is not None and self.propagate
         if use_reuse:
             level = torch.where(reusable, torch.full_like(level, -1), level)
-        lay = TileLayout(b, hh, ww, self.tile, LightResBlock.HALO, x.device)
+        lay = TileLayout(b, hh, ww, self.tile, x.device)
         if use_reuse and bool(reusable.any()):
             rmask = reusable.view(b, 1, lay.ht, lay.wt)
             rpix = rmask.repeat_interleave(self.tile, 2).repeat_interleave(self.tile, 3)[:, :, :hh, :ww]
@@ -89,10 +89,10 @@ class BitVSR(nn.Module):
         else:
             use_reuse = False
             start = fused
-        rows = lay.to_rows(start)
+        store = lay.to_tiles(start)
         per_branch = [torch.nonzero(level == i).flatten() for i in range(len(self.branches))]
-        run_branches(lay, rows, self.branches, per_branch)
-        h = lay.from_rows(rows)
+        run_branches(lay, store, self.branches, per_branch)
+        h = lay.from_tiles(store)
 
         computed = torch.nonzero(level >= 0).flatten()
         self.stats["tiles"] += lay.num_tiles
@@ -105,13 +105,12 @@ class BitVSR(nn.Module):
             rhr = rmask.repeat_interleave(ts, 2).repeat_interleave(ts, 3)[:, :, :hh * s, :ww * s]
             yw = flow_warp(prev[1], upscale_flow(flow, s))
             base = torch.where(rhr, yw.to(base.dtype), base)
-        hr_lay = TileLayout(b, hh * s, ww * s, self.tile * s, 0, x.device)
-        out_rows = hr_lay.to_rows(base)
+        hr_lay = TileLayout(b, hh * s, ww * s, self.tile * s, x.device)
+        out = hr_lay.to_tiles(base)
         if computed.numel():
-            res = self.upsample.forward_tiles(lay.gather(rows, computed, self.upsample.HALO))
-            idx = (hr_lay._origin[computed][:, None] + hr_lay._offsets(0)[None]).reshape(-1)
-            out_rows = out_rows.index_add(0, idx, res.permute(0, 2, 3, 1).reshape(-1, 3).to(out_rows.dtype))
-        return h, hr_lay.from_rows(out_rows)
+            res = self.upsample.forward_tiles(lay.gather(store, computed, self.upsample.HALO))
+            hr_lay.add_(out, computed, res)
+        return h, hr_lay.from_tiles(out)
 
     # -- a window -----------------------------------------------------------------------------
     def forward(self, lr, flow, conf, maps, flow_next=None, conf_next=None, state=None):

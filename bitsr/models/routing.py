@@ -50,63 +50,55 @@ def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds
 
 
 class TileLayout:
-    """Index arithmetic for a [B, C, H, W] map cut into ``tile`` x ``tile`` tiles.
+    """A [B, C, H, W] map stored tile-major for gathering windows of any subset of tiles.
 
-    Features live as rows [B * Hp * Wp, C] of the map zero-padded to whole tiles plus a margin of
-    ``halo``; a tile's window (tile + 2 * halo) is one ``index_select`` of rows, and its result
-    goes back with one ``index_copy_``. Rows are channels-contiguous, so gathered windows are
-    channels_last tensors, the fast layout for CPU convolutions.
+    Storage is ``[B * (Ht + 2) * (Wt + 2), T, T, C]``: the tile grid with a border of zero
+    tiles, each tile channels-last. A tile's window with ``ring`` pixels of context is cut from
+    its 3 x 3 tile neighbourhood (nine whole-tile ``index_select`` s and two concatenations), and
+    results go back with one whole-tile ``index_copy_``. Indexing whole tiles rather than pixels
+    keeps both directions cheap on CPU (autograd turns a gather into an index_add whose cost
+    grows with the number of indexed rows). Windows come out as channels_last tensors, the fast
+    layout for CPU convolutions.
     """
 
-    def __init__(self, b: int, h: int, w: int, tile: int, halo: int, device):
-        self.b, self.h, self.w, self.tile, self.halo = b, h, w, tile, halo
+    def __init__(self, b: int, h: int, w: int, tile: int, device):
+        self.b, self.h, self.w, self.tile = b, h, w, tile
         self.ht, self.wt = math.ceil(h / tile), math.ceil(w / tile)
-        self.hp, self.wp = self.ht * tile + 2 * halo, self.wt * tile + 2 * halo
         self.device = device
         t = torch.arange(b * self.ht * self.wt, device=device)
         bi, r = t // (self.ht * self.wt), t % (self.ht * self.wt)
-        ty, tx = r // self.wt, r % self.wt
-        self._origin = bi * self.hp * self.wp + ty * tile * self.wp + tx * tile  # window top-left row
-        self._ty, self._tx = ty, tx
-        self._win: dict[int, torch.Tensor] = {}
-        self._inside: dict[int, torch.Tensor] = {}
+        self._ty, self._tx = r // self.wt, r % self.wt
+        # tile id -> row of the padded tile grid
+        self._slot = (bi * (self.ht + 2) + self._ty + 1) * (self.wt + 2) + self._tx + 1
         self.partial = (h % tile) != 0 or (w % tile) != 0
 
     @property
     def num_tiles(self) -> int:
         return self.b * self.ht * self.wt
 
-    def _offsets(self, ring: int) -> torch.Tensor:
-        """Row offsets of a window of size tile + 2 * ring, relative to the window origin."""
-        o = self._win.get(ring)
-        if o is None:
-            n = self.tile + 2 * ring
-            a = torch.arange(n, device=self.device) + (self.halo - ring)
-            o = (a[:, None] * self.wp + a[None, :]).reshape(-1)
-            self._win[ring] = o
-        return o
+    def to_tiles(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t = x.shape[0], x.shape[1], self.tile
+        x = F.pad(x, (0, self.wt * t - self.w, 0, self.ht * t - self.h))
+        x = x.reshape(b, c, self.ht, t, self.wt, t).permute(0, 2, 4, 3, 5, 1)  # B Ht Wt T T C
+        x = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1, 1, 1))
+        return x.reshape(-1, t, t, c).contiguous()
 
-    def to_rows(self, x: torch.Tensor) -> torch.Tensor:
-        hl = self.halo
-        xp = F.pad(x, (hl, self.wp - self.w - hl, hl, self.hp - self.h - hl))
-        return xp.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).contiguous()
+    def from_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        t, c = self.tile, tiles.shape[-1]
+        x = tiles.view(self.b, self.ht + 2, self.wt + 2, t, t, c)[:, 1:-1, 1:-1]
+        x = x.permute(0, 5, 1, 3, 2, 4).reshape(self.b, c, self.ht * t, self.wt * t)
+        return x[:, :, :self.h, :self.w]
 
-    def from_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        c = rows.shape[1]
-        hl = self.halo
-        x = rows.view(self.b, self.hp, self.wp, c)[:, hl:hl + self.h, hl:hl + self.w]
-        return x.permute(0, 3, 1, 2)
-
-    def gather(self, rows: torch.Tensor, tiles: torch.Tensor, ring: int) -> torch.Tensor:
+    def gather(self, store: torch.Tensor, tiles: torch.Tensor, ring: int) -> torch.Tensor:
         """Windows of ``tiles`` (flat tile ids) with ``ring`` pixels of context -> [N, C, n, n]."""
-        n = self.tile + 2 * ring
-        idx = (self._origin[tiles][:, None] + self._offsets(ring)[None]).reshape(-1)
-        return rows.index_select(0, idx).view(len(tiles), n, n, rows.shape[1]).permute(0, 3, 1, 2)
+        return _GatherWindows.apply(store, self._slot[tiles], self.wt + 2, ring).permute(0, 3, 1, 2)
 
-    def scatter_(self, rows: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Writes [N, C, tile, tile] into the tiles' centres, in place."""
-        idx = (self._origin[tiles][:, None] + self._offsets(0)[None]).reshape(-1)
-        return rows.index_copy_(0, idx, values.permute(0, 2, 3, 1).reshape(-1, rows.shape[1]).to(rows.dtype))
+    def scatter_(self, store: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Writes [N, C, T, T] into the tiles, in place."""
+        return store.index_copy_(0, self._slot[tiles], values.permute(0, 2, 3, 1).to(store.dtype))
+
+    def add_(self, store: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return store.index_add_(0, self._slot[tiles], values.permute(0, 2, 3, 1).to(store.dtype))
 
     def inside(self, tiles: torch.Tensor, ring: int) -> torch.Tensor | None:
         """[N, 1, n, n] float: 1 where a window pixel lies inside the frame; None when the frame
@@ -122,11 +114,55 @@ class TileLayout:
         return (iy[:, :, None] & ix[:, None, :]).unsqueeze(1).float()
 
 
-def run_branches(layout: TileLayout, rows: torch.Tensor, branches, tiles_per_branch) -> torch.Tensor:
+class _GatherWindows(torch.autograd.Function):
+    """Cuts [N, T+2r, T+2r, C] windows out of tile storage (see :class:`TileLayout`).
+
+    Autograd's own backward of ``index_select`` would allocate and scatter-add into a zeroed
+    copy of the whole storage for each of the nine neighbour pieces, which dominates a CPU
+    training step; here one zeroed buffer receives the centre tiles with ``index_copy_``
+    (slots are unique) and the eight halo strips with in-place adds.
+    """
+
+    @staticmethod
+    def forward(ctx, store, slots, stride: int, ring: int):
+        ctx.save_for_backward(slots)
+        ctx.shape, ctx.stride, ctx.ring = store.shape, stride, ring
+        if ring == 0:
+            return store.index_select(0, slots)
+        t = store.shape[1]
+        cut = (slice(t - ring, t), slice(0, t), slice(0, ring))
+        rows = []
+        for dy in (-1, 0, 1):
+            cols = [store[:, cut[dy + 1], cut[dx + 1]].index_select(0, slots + dy * stride + dx) for dx in (-1, 0, 1)]
+            rows.append(torch.cat(cols, 2))
+        return torch.cat(rows, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (slots,) = ctx.saved_tensors
+        r, stride = ctx.ring, ctx.stride
+        t = ctx.shape[1]
+        g = grad.contiguous()
+        buf = grad.new_zeros(ctx.shape)
+        buf.index_copy_(0, slots, g[:, r:r + t, r:r + t])
+        if r:
+            src = (slice(0, r), slice(r, r + t), slice(r + t, t + 2 * r))  # window rows/cols per neighbour
+            dst = (slice(t - r, t), slice(0, t), slice(0, r))  # the same pixels inside the neighbour
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if dy == 0 and dx == 0:
+                        continue
+                    ids = slots + dy * stride + dx
+                    view = buf[:, dst[dy + 1], dst[dx + 1]]
+                    view.index_add_(0, ids, g[:, src[dy + 1], src[dx + 1]])
+        return buf, None, None, None
+
+
+def run_branches(layout: TileLayout, store: torch.Tensor, branches, tiles_per_branch) -> torch.Tensor:
     """Runs ``branches`` (lists of blocks with ``forward_tiles``) on their tiles in lock step.
 
     ``tiles_per_branch[i]``: flat tile ids for branch i (disjoint). Tiles in no list keep their
-    rows. Returns ``rows`` (updated in place).
+    features. Returns ``store`` (see :class:`TileLayout`), updated in place.
     """
     depth = max((len(b) for b in branches), default=0)
     for j in range(depth):
@@ -135,7 +171,7 @@ def run_branches(layout: TileLayout, rows: torch.Tensor, branches, tiles_per_bra
             break
         ids = torch.cat([t for _, t in active])
         halo = active[0][0][j].HALO
-        win = layout.gather(rows, ids, halo)
+        win = layout.gather(store, ids, halo)
         in1 = layout.inside(ids, 1)
         in0 = layout.inside(ids, 0)
         outs, k = [], 0
@@ -144,5 +180,5 @@ def run_branches(layout: TileLayout, rows: torch.Tensor, branches, tiles_per_bra
             sl = slice(k, k + n)
             outs.append(br[j].forward_tiles(win[sl], None if in1 is None else in1[sl], None if in0 is None else in0[sl]))
             k += n
-        layout.scatter_(rows, ids, torch.cat(outs) if len(outs) > 1 else outs[0])
-    return rows
+        layout.scatter_(store, ids, torch.cat(outs) if len(outs) > 1 else outs[0])
+    return store
