@@ -23,7 +23,7 @@ from .demux import hevc_stream
 class Frame:
     """One output picture: pixels from FFmpeg, priors from the bitstream."""
 
-    __slots__ = ("display_index", "priors", "_av", "pts", "time_base", "_rgb")
+    __slots__ = ("display_index", "priors", "_av", "pts", "time_base", "_rgb", "_window")
 
     def __init__(self, display_index: int, priors: PicturePriors, av_frame: "av.VideoFrame", pts, time_base):
         self.display_index = display_index
@@ -32,6 +32,7 @@ class Frame:
         self.pts = pts
         self.time_base = time_base
         self._rgb = None
+        self._window = None  # (size, {display offset: PicturePriors}), set by Reader.__iter__
 
     poc = property(lambda self: self.priors.poc)
     decode_index = property(lambda self: self.priors.decode_index)
@@ -71,6 +72,20 @@ class Frame:
     def av_frame(self) -> "av.VideoFrame":
         return self._av
 
+    def flow(self, k: int = -1, **kwargs):
+        """Motion-vector flow to the frame at display index ``display_index + k``:
+        ``(flow [2,H,W], confidence [H,W])`` float32, see :func:`bitsr.flow.mv_flow` for
+        ``factor``, ``interp`` and ``as_torch``. |k| is limited by the reader's ``lookahead``."""
+        from ..flow import frame_flow
+
+        return frame_flow(self, k, **kwargs)
+
+    def maps(self, names=None, **kwargs):
+        """Coding-structure maps of this frame, see :func:`bitsr.maps.maps`."""
+        from ..maps import maps
+
+        return maps(self.priors, names, **kwargs)
+
     def __repr__(self) -> str:
         return f"<bitsr.Frame display_index={self.display_index} poc={self.poc} type={self.picture_type} {self.width}x{self.height}>"
 
@@ -78,8 +93,12 @@ class Frame:
 class Reader:
     """Iterates the frames of an HEVC file in display order. Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits):
+    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
+                 **limits):
         self.path = os.fspath(path)
+        if not 0 <= int(lookahead) <= 16:
+            raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
+        self.lookahead = int(lookahead)
         if not os.path.exists(self.path):
             raise FileNotFoundError(2, "no such file", self.path)
         self._container = av.open(self.path)
@@ -157,6 +176,9 @@ class Reader:
         return fr
 
     def __iter__(self) -> Iterator[Frame]:
+        return _windowed(self._frames(), self.lookahead)
+
+    def _frames(self) -> Iterator[Frame]:
         if self._container is None:
             raise ValueError("reader is closed")
         dec = self._decoder
@@ -176,11 +198,41 @@ class Reader:
         self.close()
 
 
-def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits) -> Reader:  # noqa: A001
+def _windowed(frames: Iterator[Frame], size: int) -> Iterator[Frame]:
+    """Delays frames by `size` so each one carries the priors of the `size` frames before and
+    after it (Frame.flow needs them). Holds at most `size` decoded frames."""
+    history: collections.deque = collections.deque(maxlen=size)
+    pending: collections.deque = collections.deque()
+
+    def release() -> Frame:
+        fr = pending.popleft()
+        win = {0: fr.priors}
+        for j, p in enumerate(reversed(history)):
+            win[-1 - j] = p
+        for j, nxt in enumerate(pending):
+            win[1 + j] = nxt.priors
+        fr._window = (size, win)
+        if size:
+            history.append(fr.priors)
+        return fr
+
+    for fr in frames:
+        pending.append(fr)
+        if len(pending) > size:
+            yield release()
+    while pending:
+        yield release()
+
+
+def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,  # noqa: A001
+         **limits) -> Reader:
     """Opens an HEVC file (raw .hevc/.265/.h265, MP4, MOV, MKV) for reading frames with priors.
+
+    ``lookahead`` frames are decoded ahead (and as many kept behind) so that ``Frame.flow(k)``
+    works for |k| <= lookahead.
 
     >>> with bitsr.open("clip.mp4") as video:
     ...     for frame in video:
     ...         frame.rgb, frame.priors.mv
     """
-    return Reader(path, strict=strict, threads=threads, **limits)
+    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, **limits)

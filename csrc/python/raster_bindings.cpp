@@ -1,6 +1,197 @@
-// Bindings of the rasterizer (csrc/raster). Filled in by the rasterizer layer.
+// Python face of the rasterizer (csrc/raster): per-4x4 prior arrays (dicts of NumPy arrays,
+// as PicturePriors.arrays) in, dense NumPy arrays out. The work runs without the GIL.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "raster/flow.h"
+#include "raster/maps.h"
 
 namespace py = pybind11;
+using namespace bitsr::raster;
 
-void bind_raster(py::module_& m) { (void)m; }
+namespace {
+
+// Arrays borrowed from the caller's dicts, kept referenced while the GIL is released.
+struct Borrowed {
+  std::vector<py::array> keep;
+
+  template <class T>
+  const T* get(const py::dict& d, const char* name, int gh, int gw, std::vector<py::ssize_t> tail) {
+    if (!d.contains(name)) throw py::value_error(std::string("priors lack the array '") + name + "'");
+    py::object o = d[name];
+    if (!py::isinstance<py::array>(o)) throw py::type_error(std::string("'") + name + "' is not a NumPy array");
+    py::array a = o.cast<py::array>();
+    if (!a.dtype().is(py::dtype::of<T>()))
+      throw py::type_error(std::string("'") + name + "' has dtype " + std::string(py::str(a.dtype())) +
+                           ", expected " + std::string(py::str(py::dtype::of<T>())));
+    std::vector<py::ssize_t> want{gh, gw};
+    want.insert(want.end(), tail.begin(), tail.end());
+    bool ok = a.ndim() == (py::ssize_t)want.size();
+    for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
+    if (!ok) throw py::value_error(std::string("'") + name + "' does not match the 4x4 grid of pred_mode");
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("'") + name + "' is not C-contiguous");
+    keep.push_back(a);
+    return static_cast<const T*>(a.data());
+  }
+
+  PriorsView view(const py::dict& d, int32_t poc, bool for_maps) {
+    if (!d.contains("pred_mode")) throw py::value_error("priors lack the array 'pred_mode'");
+    py::array pm = d["pred_mode"].cast<py::array>();
+    if (pm.ndim() != 2) throw py::value_error("'pred_mode' must be [Gh, Gw]");
+    PriorsView v;
+    v.gh = (int)pm.shape(0);
+    v.gw = (int)pm.shape(1);
+    v.poc = poc;
+    v.pred_mode = get<int8_t>(d, "pred_mode", v.gh, v.gw, {});
+    if (for_maps) {
+      v.cu_log2 = get<uint8_t>(d, "cu_log2", v.gh, v.gw, {});
+      v.part_mode = get<uint8_t>(d, "part_mode", v.gh, v.gw, {});
+      v.tu_log2 = get<uint8_t>(d, "tu_log2", v.gh, v.gw, {});
+      v.qp_y = get<int8_t>(d, "qp_y", v.gh, v.gw, {});
+      v.merge_flag = get<uint8_t>(d, "merge_flag", v.gh, v.gw, {});
+      v.residual = get<uint8_t>(d, "residual", v.gh, v.gw, {});
+      v.inter_dir = get<uint8_t>(d, "inter_dir", v.gh, v.gw, {});
+    } else {
+      v.inter_dir = get<uint8_t>(d, "inter_dir", v.gh, v.gw, {});
+      v.mv = get<int16_t>(d, "mv", v.gh, v.gw, {2, 2});
+      v.ref_poc = get<int32_t>(d, "ref_poc", v.gh, v.gw, {2});
+      v.residual = get<uint8_t>(d, "residual", v.gh, v.gw, {});
+    }
+    return v;
+  }
+};
+
+Geometry geometry(const PriorsView& v, py::tuple crop, int factor) {
+  if (crop.size() != 4) throw py::value_error("crop must be (left, top, width, height)");
+  Geometry g;
+  g.left = crop[0].cast<int>();
+  g.top = crop[1].cast<int>();
+  g.width = crop[2].cast<int>();
+  g.height = crop[3].cast<int>();
+  g.factor = factor;
+  if (factor < 1 || factor > 256) throw py::value_error("factor must be an integer in 1..256");
+  if (g.left < 0 || g.top < 0 || g.width <= 0 || g.height <= 0 || g.left + g.width > 4 * v.gw ||
+      g.top + g.height > 4 * v.gh)
+    throw py::value_error("crop rectangle lies outside the coded picture");
+  return g;
+}
+
+Interp parse_interp(const std::string& s) {
+  if (s == "nearest") return Interp::Nearest;
+  if (s == "bilinear") return Interp::Bilinear;
+  throw py::value_error("interp must be 'nearest' or 'bilinear'");
+}
+
+BlockFlow block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours,
+                     bool project, bool fill, PriorsView& tv) {
+  tv = b.view(target, poc, false);
+  std::vector<PriorsView> nb;
+  for (py::handle h : neighbours) {
+    py::tuple t = h.cast<py::tuple>();
+    if (t.size() != 2) throw py::value_error("neighbours must be (arrays, poc) pairs");
+    nb.push_back(b.view(t[0].cast<py::dict>(), t[1].cast<int32_t>(), false));
+  }
+  FlowOptions o;
+  o.project = project;
+  o.fill = fill;
+  BlockFlow bf;
+  py::gil_scoped_release nogil;
+  estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
+  return bf;
+}
+
+}  // namespace
+
+void bind_raster(py::module_& m) {
+  m.def(
+      "raster_flow",
+      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, py::tuple crop, int factor,
+         const std::string& interp, bool project, bool fill) {
+        Borrowed b;
+        PriorsView tv;
+        const Interp ip = parse_interp(interp);
+        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        const Geometry g = geometry(tv, crop, factor);
+        py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
+        py::array_t<float> conf({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
+        float* fp = flow.mutable_data();
+        float* cp = conf.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          rasterize_flow(bf, g, ip, fp, cp);
+        }
+        return py::make_tuple(flow, conf);
+      },
+      py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("crop"),
+      py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
+      "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
+      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc) of the same coded video sequence;\n"
+      "crop: (left, top, width, height) in coded luma samples; factor: output subsampling.");
+  m.def(
+      "raster_block_flow",
+      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill) {
+        Borrowed b;
+        PriorsView tv;
+        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
+        py::array_t<float> conf({(py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
+        std::copy(bf.u.begin(), bf.u.end(), flow.mutable_data());
+        std::copy(bf.v.begin(), bf.v.end(), flow.mutable_data() + bf.u.size());
+        std::copy(bf.conf.begin(), bf.conf.end(), conf.mutable_data());
+        return py::make_tuple(flow, conf);
+      },
+      py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("project") = true,
+      py::arg("fill") = true, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
+  m.def(
+      "raster_maps",
+      [](const py::dict& arrays, const std::vector<std::string>& names, py::tuple crop, int factor, int ctb_size) {
+        std::vector<MapKind> kinds;
+        for (const auto& n : names) {
+          MapKind k;
+          if (!map_kind_from_name(n, k)) {
+            std::string all;
+            for (const char* const* p = map_names(); *p; ++p) all += std::string(all.empty() ? "" : ", ") + *p;
+            throw py::value_error("unknown map '" + n + "' (choose from " + all + ")");
+          }
+          kinds.push_back(k);
+        }
+        int log2_ctb = 0;
+        while ((1 << log2_ctb) < ctb_size && log2_ctb < 8) ++log2_ctb;
+        Borrowed b;
+        PriorsView v = b.view(arrays, 0, true);
+        const Geometry g = geometry(v, crop, factor);
+        std::vector<py::array> outs;
+        std::vector<uint8_t*> ptrs;
+        for (MapKind k : kinds) {
+          py::array a = map_is_signed(k) ? py::array(py::array_t<int8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}))
+                                         : py::array(py::array_t<uint8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}));
+          ptrs.push_back(static_cast<uint8_t*>(a.mutable_data()));
+          outs.push_back(a);
+        }
+        {
+          py::gil_scoped_release nogil;
+          std::vector<uint8_t> grid(v.size());
+          for (size_t i = 0; i < kinds.size(); ++i) {
+            block_map(v, kinds[i], log2_ctb, grid.data());
+            if (map_is_edges(kinds[i]))
+              rasterize_edges(grid.data(), v.gw, v.gh, g, ptrs[i]);
+            else
+              rasterize_nearest(grid.data(), v.gw, v.gh, g, ptrs[i]);
+          }
+        }
+        py::dict d;
+        for (size_t i = 0; i < kinds.size(); ++i) d[py::str(names[i])] = outs[i];
+        return d;
+      },
+      py::arg("arrays"), py::arg("names"), py::arg("crop"), py::arg("factor") = 1, py::arg("ctb_size") = 64,
+      "Coding-structure maps at the output geometry: dict name -> uint8 (int8 for pred_mode, qp) [H,W].");
+  m.def("raster_map_names", []() {
+    std::vector<std::string> v;
+    for (const char* const* p = map_names(); *p; ++p) v.emplace_back(*p);
+    return v;
+  });
+}
