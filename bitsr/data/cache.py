@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .inputs import frame_inputs, next_flow
+from .inputs import frame_inputs, window_arrays
 
 ARRAYS = ("lr", "flow", "conf", "flow_next", "conf_next", "maps")
 
@@ -59,22 +59,17 @@ def decode_inputs(lr_path: str, align: str, max_frames: int = 0):
     prev = None
     with bitsr.open(lr_path) as video:
         for fr in video:
-            fi = frame_inputs(fr, prev, align)
+            fi = frame_inputs(fr, prev, align, with_next=True)
             prev = fi.lr
             fis.append(fi)
             if max_frames and len(fis) >= max_frames:
                 break
     if not fis:
         raise ValueError(f"{lr_path}: no frames decoded")
-    nx = [next_flow(f, fis[i + 1] if i + 1 < len(fis) else None, align) for i, f in enumerate(fis)]
-    return {
-        "lr": np.stack([f.lr for f in fis]),
-        "flow": np.stack([f.flow for f in fis]).astype(np.float16),
-        "conf": np.stack([f.conf for f in fis])[:, None].astype(np.float16),
-        "flow_next": np.stack([a for a, _ in nx]).astype(np.float16),
-        "conf_next": np.stack([c for _, c in nx])[:, None].astype(np.float16),
-        "maps": np.stack([f.maps for f in fis]).astype(np.float16),
-    }
+    a = window_arrays(fis, align, bidirectional=True)
+    for k in ("flow", "conf", "flow_next", "conf_next", "maps"):
+        a[k] = a[k].astype(np.float16)
+    return a
 
 
 def decode_rgb(path: str, max_frames: int = 0) -> np.ndarray:

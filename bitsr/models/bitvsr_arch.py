@@ -30,7 +30,7 @@ from .warp import flow_warp, upscale_flow
 @register_arch
 class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
-                 cu_thresholds=(5, 4), routing: bool = True, reuse: bool = True, propagate: bool = True,
+                 cu_thresholds=(5, 4), reuse_conf: float = 0.8, routing: bool = True, reuse: bool = True, propagate: bool = True,
                  bidirectional: bool = False, backward_blocks: int = 2):
         super().__init__()
         if scale not in (2, 3, 4):
@@ -40,7 +40,7 @@ class BitVSR(nn.Module):
         if len(cu_thresholds) != len(branch_blocks) - 1:
             raise ValueError("need len(branch_blocks) - 1 CU thresholds")
         self.scale, self.channels, self.tile = scale, channels, tile
-        self.cu_thresholds = tuple(cu_thresholds)
+        self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
         self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
@@ -76,7 +76,7 @@ class BitVSR(nn.Module):
             h = self._uniform(fused)
             return h, base + self.upsample(h)
 
-        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds)
+        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf)
         level, reusable = level.reshape(-1), reusable.reshape(-1)
         use_reuse = self.reuse and prev is not None and self.propagate
         if use_reuse:
