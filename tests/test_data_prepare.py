@@ -82,6 +82,18 @@ def test_idempotent_and_resumable(tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in files.items() if p != victim)
 
 
+def test_long_clip_keeps_timestamps(tmp_path):
+    """Frames sent after the muxer has written its first packet keep their timestamps (the
+    stream's time base changes under the writer at that point)."""
+    srcs = tiny_sources(tmp_path / "src", n=30, size=(64, 64))[:1]
+    m = prepare(srcs, tmp_path / "out", encodes=[EncodeSpec(crf=30, preset="ultrafast")], progress=False)
+    e = next(iter(m["items"].values()))
+    for rel in (e["lr"], e["hr"]):
+        with av.open(str(tmp_path / "out" / rel)) as c:
+            pts = [f.time for f in c.decode(video=0)]
+        assert len(pts) == 30 and np.allclose(np.diff(pts), 1 / 25)
+
+
 def test_ra_bitstream_has_b_pictures(tmp_path):
     import bitsr
 

@@ -79,7 +79,10 @@ class _Writer:
         self._c = av.open(path, "w", format="matroska")
         self._s = self._c.add_stream(codec, rate=fps)
         self._s.width, self._s.height, self._s.pix_fmt = width, height, pix_fmt
-        self._s.time_base = Fraction(1, 1) / fps
+        # Frames are stamped in this fixed time base: the stream's own time base changes to the
+        # muxer's (1/1000 for Matroska) once the first packet is written.
+        self._tb = Fraction(1, 1) / fps
+        self._s.time_base = self._tb
         if options:
             self._s.options = options
         self._pix_fmt = pix_fmt
@@ -88,7 +91,7 @@ class _Writer:
     def write(self, rgb: np.ndarray) -> None:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=self._pix_fmt)
         vf.pts = self._n
-        vf.time_base = self._s.time_base
+        vf.time_base = self._tb
         for pkt in self._s.encode(vf):
             self._c.mux(pkt)
         self._n += 1
