@@ -23,9 +23,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ._standin_upscaler import Upscaler  # TEMPORARY: bitsr.upscale.Upscaler once the model branch lands
 from .io.reader import open as bitsr_open
 from .io.writer import ENCODERS, StreamNote, VideoWriter, output_format
+from .upscale import Upscaler
 
 
 def resolve_device(device: str) -> str:
@@ -108,6 +108,9 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     ``dst``: .mp4/.mov/.mkv (default ``<stem>_x<scale>.mp4`` beside the input).
     ``encoder``: ``"libx265"`` or ``"libx264"``; ``crf``/``preset``: its quality and speed
     (defaults: CRF 22 for x265, 18 for x264, the encoder's default preset).
+    ``model``: weights name or checkpoint path (see :class:`bitsr.Upscaler`); ``device``:
+    ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"``; on CUDA the network runs
+    in fp16 (autocast).
     ``threads``: CPU threads for PyTorch, decoding and encoding (0: library defaults).
     ``tile``: LR tile size for tiled inference of large frames (0: whole frames).
     ``quiet``: no progress bar. ``max_frames``: stop after that many frames.
@@ -133,12 +136,16 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     if tile < 0 or threads < 0:
         raise ValueError("tile and threads must be >= 0")
     device = resolve_device(device)
-    upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile)
+    reader = bitsr_open(src, threads=threads)  # bad input fails here, before the model loads
+    try:
+        upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile)
+    except BaseException:
+        reader.close()
+        raise
 
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    reader = bitsr_open(src, threads=threads)
     tap = _Tap(reader)
     writer: Optional[VideoWriter] = None
     bar = None
@@ -153,7 +160,9 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             if total and max_frames:
                 total = min(total, max_frames)
             bar = tqdm(total=total, unit="frame", desc=src.name, dynamic_ncols=True, smoothing=0.1)
-        with _DeferredInterrupt() as interrupt:
+        # fp16 on CUDA: autocast keeps precision-sensitive ops (warping, reductions) in fp32.
+        half = torch.autocast("cuda", dtype=torch.float16, enabled=torch.device(device).type == "cuda")
+        with _DeferredInterrupt() as interrupt, half:
             for hr in gen:
                 if not tap.pts:
                     raise RuntimeError("the upscaler returned more frames than it read")

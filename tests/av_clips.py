@@ -108,3 +108,25 @@ def subtitle_text(payload: bytes, codec: str) -> str:
     if codec == "mov_text":
         return payload[2:2 + int.from_bytes(payload[:2], "big")].decode()
     return payload.decode()
+
+
+def tiny_checkpoint(scale: int = 2, align: str = "mv", **model) -> Path:
+    """A small BitVSR with seeded random weights, saved as a ``bitsr train`` checkpoint (the
+    pipeline tests need a network, not a trained one). Cached per parameters."""
+    import torch
+
+    from bitsr.models import build_model
+    from bitsr.train.trainer import CKPT_FORMAT, save_checkpoint
+
+    cfg_model = {"type": "BitVSR", "scale": scale, "channels": 8, "branch_blocks": [1, 1, 2], **model}
+    key = hashlib.sha1(repr((cfg_model, align)).encode()).hexdigest()[:12]
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    path = _CACHE / f"tiny-bitvsr-{key}.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        net = build_model(cfg_model)
+        save_checkpoint(path.with_name(f"{path.stem}.{os.getpid()}.pt"),
+                        {"format": CKPT_FORMAT, "config": {"model": cfg_model, "data": {"align": align}},
+                         "model": net.state_dict()})
+        os.replace(path.with_name(f"{path.stem}.{os.getpid()}.pt"), path)
+    return path

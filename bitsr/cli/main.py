@@ -9,6 +9,8 @@ import sys
 COMMANDS = {
     "extract": "extract",
     "upscale": "upscale",
+    "prepare": "prepare",
+    "train": "train",
 }
 
 
