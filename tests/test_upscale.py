@@ -201,6 +201,8 @@ def test_keyboard_interrupt_leaves_playable_file(tmp_path):
 
 _SIGNAL_SCRIPT = """
 import os, signal, sys
+# A shell starting the tests in the background may have set SIGINT to "ignore" (inherited).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import bitsr
 from bitsr.cli.main import main
 from bitsr.io import writer
@@ -361,3 +363,14 @@ def test_memory_flat_on_long_clip(tmp_path):
     assert slope * (xs[-1] - xs[0]) < 5, rss
     assert ys.max() - ys.min() < 20, rss
     assert len(stream_summary(tmp_path / "o.mp4")["frames"]["times"]) == 400
+
+
+def test_names_upscale_and_upscaler():
+    # bitsr.upscale is the function even after the bitsr.upscale submodule (Upscaler) is imported,
+    # and importing bitsr alone does not pull in torch.
+    code = ("import sys, bitsr; assert 'torch' not in sys.modules; "
+            "from bitsr.upscale import Upscaler; import bitsr.upscale; "
+            "assert callable(bitsr.upscale) and bitsr.Upscaler is Upscaler; "
+            "assert sys.modules['bitsr.upscale'].Upscaler is Upscaler")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_cli_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
