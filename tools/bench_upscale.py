@@ -1,6 +1,6 @@
 """Benchmark: bitsr.upscale end to end, 360p -> 1440p (x4) on real content.
 
-    python tools/bench_upscale.py [--frames 24] [--long-frames 320] [--preset ultrafast]
+    python tools/bench_upscale.py [--frames 16] [--long-frames 320] [--preset ultrafast]
                                   [--json build/bench/bench_upscale.json]
 
 Input: the shared Big Buck Bunny clip (720p H.264 with AAC) re-encoded here to 640x360 HEVC
@@ -170,7 +170,7 @@ def memory_run(frames: int, ckpt: Path, preset: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=24, help="frames per speed run")
+    ap.add_argument("--frames", type=int, default=16, help="frames per speed run")
     ap.add_argument("--long-frames", type=int, default=320, help="length of the memory run (0: skip)")
     ap.add_argument("--preset", default="ultrafast", help="x265 preset of every run")
     ap.add_argument("--threads", type=int, default=0, help="torch/FFmpeg threads (0: defaults)")
@@ -182,7 +182,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     scale = 4
-    src = OUT / "bbb_360p.mp4"
+    src = OUT / f"bbb_360p_{args.frames}f.mp4"
     if not src.exists():
         make_sample(src, source=default_source(), width=640, height=360, seconds=args.frames / 25 + 0.5)
     ckpts, origin = checkpoints(scale)
@@ -199,7 +199,7 @@ def main() -> int:
             n, wall, cpu = timed(lambda: (bitsr.upscale(src, OUT / "bitsr.mp4", scale, str(ck), "cpu", preset=args.preset,
                                                         quiet=True, max_frames=args.frames, threads=args.threads), args.frames)[1])
         n_sr, w_sr, c_sr, _, stats = sr_only(src, ck, scale, args.frames, False)
-        _, _, _, flops, _ = sr_only(src, ck, scale, min(args.frames, 8), True)
+        _, _, _, flops, _ = sr_only(src, ck, scale, args.frames, True)
         tiles = max(stats["tiles"], 1)
         rows.append({"name": name, "e2e_fps": n / wall, "e2e_cpu_s_per_frame": cpu / n, "sr_fps": n_sr / w_sr,
                      "sr_cpu_s_per_frame": c_sr / n_sr, "gflops_per_frame": flops / 1e9,
