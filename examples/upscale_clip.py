@@ -3,7 +3,8 @@
     python examples/upscale_clip.py                  # makes a 3 s HEVC sample, upscales it x4
     python examples/upscale_clip.py clip.mp4 -o out.mp4 --scale 2
 
-Without an input it re-encodes the first seconds of the shared Big Buck Bunny clip (720p H.264
+Without shipped weights (bitsr/weights/default_x4.pt) it first trains a small model for a few
+minutes (examples/train_on_your_videos.py) and says so. Without an input it re-encodes the first seconds of the shared Big Buck Bunny clip (720p H.264
 with AAC audio, from $BITSR_SHARED or ../shared) to 320x180 HEVC, or makes a synthetic clip
 with PyAV when the shared data is absent. The upscaled result keeps the sample's audio; with
 the real clip it is compared with the 720p original (PSNR against bicubic upscaling).
@@ -56,6 +57,9 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=3.0, help="length of the made sample")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--model", default="default", help="weights name or checkpoint path")
+    ap.add_argument("--train-iters", type=int, default=300,
+                    help="iterations of the demo model trained when no weights are shipped")
     args = ap.parse_args()
 
     out_dir = ROOT / "build" / "demo"
@@ -70,8 +74,24 @@ def main() -> int:
     dst = Path(args.output) if args.output else out_dir / f"{src.stem}_x{args.scale}.mp4"
     dst.parent.mkdir(parents=True, exist_ok=True)
 
+    model = args.model
+    if model == "default":
+        from bitsr.upscale import resolve_weights
+
+        try:
+            resolve_weights(model, args.scale)
+        except FileNotFoundError:
+            # No weights are shipped yet: train a small model on the spot (a few minutes on a
+            # CPU) so the demo still runs end to end. It is far from a trained model.
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from train_on_your_videos import default_inputs, train
+
+            print(f"no shipped x{args.scale} weights: training a small demo model first")
+            work = ROOT / "runs" / "demo"
+            model = str(train(default_inputs(work), work, args.scale, iters=args.train_iters))
+
     t0 = time.perf_counter()
-    out = bitsr.upscale(src, dst, scale=args.scale, device=args.device)
+    out = bitsr.upscale(src, dst, scale=args.scale, model=model, device=args.device)
     dt = time.perf_counter() - t0
     with av.open(str(out)) as c:
         v = c.streams.video[0]
