@@ -25,13 +25,14 @@ def default_source() -> Optional[Path]:
 
 def make_sample(dst: str | os.PathLike, *, source: str | os.PathLike | None = None, width: int = 320,
                 height: int = 180, seconds: float = 3.0, crf: int = 24, preset: str = "fast",
-                x265_params: str = "") -> Path:
-    """Writes an HEVC clip of ``seconds`` from ``source`` (any video PyAV reads; default:
-    :func:`default_source`, else synthetic) scaled to ``width`` x ``height``. The source's first
-    audio stream is copied (MP4/MKV by ``dst`` suffix); a synthetic clip gets a tone in AAC."""
+                x265_params: str = "", synthetic: bool = False) -> Path:
+    """Writes an HEVC clip of at most ``seconds`` from ``source`` (any video PyAV reads; default:
+    :func:`default_source`) scaled to ``width`` x ``height``. The source's first audio stream is
+    copied (MP4/MKV by ``dst`` suffix). ``synthetic`` (or no source and no shared data): a
+    panning texture with a moving disc and a tone in AAC, of exactly ``seconds``."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(source) if source is not None else default_source()
+    source = None if synthetic else Path(source) if source is not None else default_source()
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.part{dst.suffix}")
     try:
         with av.open(os.fspath(tmp), "w") as out:
