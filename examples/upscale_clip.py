@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="length of the made sample")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--model", default="default", help="weights name or checkpoint path")
-    ap.add_argument("--train-iters", type=int, default=300,
+    ap.add_argument("--train-iters", type=int, default=100,
                     help="iterations of the demo model trained when no weights are shipped")
     args = ap.parse_args()
 
