@@ -335,8 +335,9 @@ def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 def sample(i, hr):
-    if i % 25 == 0:
+    if i % 50 == 0:
         rss.append(rss_mb())
+warnings.simplefilter("ignore")
 bitsr.upscale(sys.argv[1], sys.argv[2], scale=2, model=sys.argv[3], device="cpu", preset="ultrafast", quiet=True,
               on_frame=sample)
 print(json.dumps(rss))
@@ -348,21 +349,20 @@ print(json.dumps(rss))
 def test_memory_flat_on_long_clip(tmp_path):
     import json
 
-    src = make_av_clip("up_long", frames=400, width=160, height=96, container="mkv", audio="aac", x265_params="bframes=3")
+    src = make_av_clip("up_long", frames=800, width=96, height=64, container="mkv", audio="aac", x265_params="bframes=3")
     r = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(src), str(tmp_path / "o.mp4"), str(tiny_checkpoint(2))],
-                       capture_output=True, text=True, env=_cli_env(), timeout=900)
+                       capture_output=True, text=True, env=_cli_env(), timeout=1800)
     assert r.returncode == 0, r.stderr
     rss = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(rss) == 16
-    # After warm-up (encoder lookahead, allocator pools) the resident size must not grow with the
-    # number of frames. The fitted trend over the 350 frames after warm-up must stay under 5 MB
-    # (RSS wobbles by a few MB); keeping one 320x192 HR frame per frame would add 64 MB.
-    ys = np.array(rss[2:])
-    xs = np.arange(len(ys)) * 25.0
-    slope = np.polyfit(xs, ys, 1)[0]
-    assert slope * (xs[-1] - xs[0]) < 5, rss
-    assert ys.max() - ys.min() < 20, rss
-    assert len(stream_summary(tmp_path / "o.mp4")["frames"]["times"]) == 400
+    # Allocator pools and caches settle over the first few hundred frames (a few MB); after that
+    # the resident size must not follow the frame count. Over the last 400 frames the fitted
+    # trend must stay under 3 MB; keeping one 192x128 HR frame per frame would add 29 MB.
+    ys = np.array(rss[8:])
+    xs = np.arange(len(ys)) * 50.0
+    assert np.polyfit(xs, ys, 1)[0] * 400 < 3, rss
+    assert max(rss[1:]) - min(rss[1:]) < 30, rss
+    assert len(stream_summary(tmp_path / "o.mp4")["frames"]["times"]) == 800
 
 
 def test_names_upscale_and_upscaler():
