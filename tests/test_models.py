@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from bitsr.models import ARCH_REGISTRY, BitVSR, build_model
@@ -212,9 +211,11 @@ def test_channels_last_same_result():
     assert torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_build_small_models(cfg):
-    c = yaml.safe_load(cfg.read_text())
+    from bitsr.train import load_config
+
+    c = load_config(cfg)
     m = build_model(c["model"])
     size = sum(p.numel() * p.element_size() for p in m.parameters())
     assert size < 5 * 2 ** 20, f"{cfg.name}: {size / 2 ** 20:.2f} MiB"

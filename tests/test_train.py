@@ -92,6 +92,15 @@ def test_metrics():
     assert math.isclose(float(loss(torch.zeros(4), torch.zeros(4))), 1e-3, rel_tol=1e-6)
 
 
+def test_config_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\ndata: {root: r, patch: 32}\nmodel: {type: BitVSR, channels: 8}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\nname: b\nmodel: {reuse: false}\n")
+    c = load_config(tmp_path / "sub" / "b.yaml")
+    assert c["name"] == "b" and c["data"]["patch"] == 32 and c["data"]["root"] == "r"
+    assert c["model"] == {"type": "BitVSR", "scale": 4, "channels": 8, "reuse": False}
+
+
 def test_config_validation(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("data: {root: x}\ntrain: {itres: 3}\n")
@@ -107,7 +116,7 @@ def test_config_validation(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(cfg):
     c = load_config(cfg)
     assert c["model"]["type"] == "BitVSR"
