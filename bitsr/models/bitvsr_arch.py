@@ -9,7 +9,8 @@ Per frame t (LR h x w, scale s):
 3. the body - ``len(branch_blocks)`` stacks of light residual blocks of different depth - runs
    per tile on the branch picked by :func:`routing.route_tiles` (or, with ``routing=False``,
    the deepest branch on the whole frame: the uniform-compute baseline);
-4. conv + pixel shuffle gives the residual over a bilinear upsampling of x_t.
+4. conv + pixel shuffle gives the residual over a bicubic upsampling of x_t (the upsampling
+   conv starts small, so an untrained network starts close to bicubic).
 
 Tiles the codec coded as residual-free inter pointing at t-1 can skip steps 3-4 (``reuse``):
 they take the warped previous features and output. ``propagate=False`` is the single-frame
@@ -47,6 +48,9 @@ class BitVSR(nn.Module):
         self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0), c, 1)
         self.branches = nn.ModuleList(nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in branch_blocks)
         self.upsample = Upsampler(c, scale)
+        with torch.no_grad():
+            self.upsample.conv.weight.mul_(0.1)
+            self.upsample.conv.bias.zero_()
         if bidirectional:
             self.fuse_back = nn.Conv2d(2 * c + 1, c, 1)
             self.back_body = nn.Sequential(*(LightResBlock(c) for _ in range(backward_blocks)))
@@ -71,7 +75,7 @@ class BitVSR(nn.Module):
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
         fused = act(self.fuse(torch.cat(parts, 1)))
-        base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        base = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
         if not self.routing:
             h = self._uniform(fused)
             return h, base + self.upsample(h)
@@ -99,7 +103,7 @@ class BitVSR(nn.Module):
         for i, t in enumerate(per_branch):
             self.stats["computed"][i] += int(t.numel())
         self.stats["reused"] += lay.num_tiles - int(computed.numel())
-        # Output: bilinear base + residual on computed tiles; reused tiles copy the warped output.
+        # Output: bicubic base + residual on computed tiles; reused tiles copy the warped output.
         if use_reuse:
             ts = self.tile * s
             rhr = rmask.repeat_interleave(ts, 2).repeat_interleave(ts, 3)[:, :, :hh * s, :ww * s]

@@ -80,7 +80,8 @@ class TileLayout:
 
     def to_tiles(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t = x.shape[0], x.shape[1], self.tile
-        x = F.pad(x, (0, self.wt * t - self.w, 0, self.ht * t - self.h))
+        if self.partial:
+            x = F.pad(x, (0, self.wt * t - self.w, 0, self.ht * t - self.h))
         x = x.reshape(b, c, self.ht, t, self.wt, t).permute(0, 2, 4, 3, 5, 1)  # B Ht Wt T T C
         x = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1, 1, 1))
         return x.reshape(-1, t, t, c).contiguous()
@@ -102,18 +103,18 @@ class TileLayout:
     def add_(self, store: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         return store.index_add_(0, self._slot[tiles], values.permute(0, 2, 3, 1).to(store.dtype))
 
-    def inside(self, tiles: torch.Tensor, ring: int) -> torch.Tensor | None:
-        """[N, 1, n, n] float: 1 where a window pixel lies inside the frame; None when the frame
-        is a whole number of tiles and ``ring`` is 0 (nothing to mask)."""
-        if ring == 0 and not self.partial:
-            return None
+    def inside(self, tiles: torch.Tensor, ring: int, dtype=torch.float32) -> torch.Tensor | None:
+        """[N, 1, n, n]: 1 where a window pixel lies inside the frame; None when no pixel of
+        these windows lies outside (nothing to mask)."""
         n = self.tile + 2 * ring
         a = torch.arange(n, device=self.device) - ring
         yy = self._ty[tiles][:, None] * self.tile + a[None]
         xx = self._tx[tiles][:, None] * self.tile + a[None]
         iy = (yy >= 0) & (yy < self.h)
         ix = (xx >= 0) & (xx < self.w)
-        return (iy[:, :, None] & ix[:, None, :]).unsqueeze(1).float()
+        if bool(iy.all()) and bool(ix.all()):
+            return None
+        return (iy[:, :, None] & ix[:, None, :]).unsqueeze(1).to(dtype)
 
 
 class _GatherWindows(torch.autograd.Function):
@@ -174,13 +175,14 @@ def run_branches(layout: TileLayout, store: torch.Tensor, branches, tiles_per_br
         ids = torch.cat([t for _, t in active])
         halo = active[0][0][j].HALO
         win = layout.gather(store, ids, halo)
-        in1 = layout.inside(ids, 1)
-        in0 = layout.inside(ids, 0)
+        in1 = layout.inside(ids, 1, win.dtype)
+        in0 = layout.inside(ids, 0, win.dtype)
         outs, k = [], 0
         for br, t in active:
             n = t.numel()
             sl = slice(k, k + n)
             outs.append(br[j].forward_tiles(win[sl], None if in1 is None else in1[sl], None if in0 is None else in0[sl]))
             k += n
+        # one write after all branches have read the features of step j
         layout.scatter_(store, ids, torch.cat(outs) if len(outs) > 1 else outs[0])
     return store
