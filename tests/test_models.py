@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from bitsr.models import ARCH_REGISTRY, BitVSR, build_model
@@ -72,7 +71,7 @@ def test_tile_execution_matches_masked_full_frame():
     torch.manual_seed(2)
     c, tile = 6, 8
     branches = torch.nn.ModuleList(torch.nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in (1, 2, 3)).double()
-    x = torch.randn(2, c, 27, 37, dtype=torch.float64)
+    x = torch.randn(2, c, 27, 37, dtype=torch.float64, requires_grad=True)
     lay = TileLayout(2, 27, 37, tile, "cpu")
     level = torch.randint(-1, 3, (lay.num_tiles,))  # -1: a tile no branch computes
     per = [torch.nonzero(level == i).flatten() for i in range(3)]
@@ -80,14 +79,21 @@ def test_tile_execution_matches_masked_full_frame():
     got = lay.from_tiles(run_branches(lay, store, branches, per))
 
     lv = level.view(2, 1, lay.ht, lay.wt).repeat_interleave(tile, 2).repeat_interleave(tile, 3)[:, :, :27, :37]
-    ref = x.clone()
+    ref = x
     for j in range(3):
-        new = ref.clone()
+        new = ref
         for b, br in enumerate(branches):
             if len(br) > j:
                 new = torch.where(lv == b, br[j](ref), new)
         ref = new
     assert torch.allclose(got, ref, atol=1e-10)
+    # and so are the gradients (custom backward of the gather and scatter)
+    w = torch.randn_like(ref)
+    params = [x] + list(branches.parameters())
+    g1 = torch.autograd.grad((got * w).sum(), params, allow_unused=True)
+    g2 = torch.autograd.grad((ref * w).sum(), params, allow_unused=True)
+    for a, b in zip(g1, g2):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-9)
 
 
 def test_route_rule():
@@ -157,9 +163,10 @@ def test_flops_follow_routing_and_reuse():
     uniform = _conv_flops(u, x)
     px = h * w
     conv = 2 * 9 * c * c  # FLOPs per output pixel of a c->c 3x3 conv
-    common = t * px * (2 * 9 * 3 * c + 2 * (2 * c + 1) * c)  # conv_first + fuse
+    common = t * px * (2 * 9 * 3 * c + 2 * (2 * c + 1) * c + 2 * 25 * 3 * s * s)  # conv_first, fuse, bicubic base
     up_px = 2 * 9 * c * 3 * s * s
-    assert uniform == common + t * px * (4 * 2 * conv + up_px)
+    # a block pads by 2 and runs both convolutions 'valid': conv1 has (h+2)(w+2) outputs
+    assert uniform == common + t * (4 * conv * ((h + 2) * (w + 2) + px) + px * up_px)
     # a block on a tile: conv1 on (T+2)^2 outputs (its halo), conv2 on T^2
     blk = conv * ((tile + 2) ** 2 + tile ** 2)
     body = sum(n * d * blk for n, d in zip(per_branch, (1, 2, 4)))
@@ -212,12 +219,27 @@ def test_channels_last_same_result():
     assert torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_build_small_models(cfg):
-    c = yaml.safe_load(cfg.read_text())
+    from bitsr.train import load_config
+
+    c = load_config(cfg)
     m = build_model(c["model"])
     size = sum(p.numel() * p.element_size() for p in m.parameters())
     assert size < 5 * 2 ** 20, f"{cfg.name}: {size / 2 ** 20:.2f} MiB"
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_base_is_matlab_bicubic(s):
+    import numpy as np
+
+    from bitsr.data.imresize import imresize
+    from bitsr.models.blocks import MatlabBicubicUp
+
+    x = np.random.default_rng(s).random((2, 3, 13, 22))
+    y = MatlabBicubicUp(s).double()(torch.from_numpy(x)).numpy()
+    for i in range(2):
+        assert np.allclose(y[i].transpose(1, 2, 0), imresize(x[i].transpose(1, 2, 0), s), atol=1e-6)
 
 
 def test_registry():

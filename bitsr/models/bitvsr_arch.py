@@ -9,7 +9,8 @@ Per frame t (LR h x w, scale s):
 3. the body - ``len(branch_blocks)`` stacks of light residual blocks of different depth - runs
    per tile on the branch picked by :func:`routing.route_tiles` (or, with ``routing=False``,
    the deepest branch on the whole frame: the uniform-compute baseline);
-4. conv + pixel shuffle gives the residual over a bilinear upsampling of x_t.
+4. conv + pixel shuffle gives the residual over MATLAB-bicubic upsampling of x_t (the
+   upsampling conv starts small, so an untrained network starts close to bicubic).
 
 Tiles the codec coded as residual-free inter pointing at t-1 can skip steps 3-4 (``reuse``):
 they take the warped previous features and output. ``propagate=False`` is the single-frame
@@ -21,10 +22,56 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import LightResBlock, Upsampler, act
+from .blocks import LightResBlock, MatlabBicubicUp, Upsampler, act
 from .registry import register_arch
 from .routing import TileLayout, route_tiles, run_branches
-from .warp import flow_warp, upscale_flow
+from .warp import flow_warp
+
+
+def _hr_chunk_ids(lay: TileLayout, tiles: torch.Tensor, st: int) -> torch.Tensor:
+    """Rows of the [B * Ht*sT * Wt, sT, 3] chunk view of a tile-padded HR image, per tile."""
+    bi = tiles // (lay.ht * lay.wt)
+    rows = (bi * lay.ht + lay._ty[tiles]) * st
+    return ((rows[:, None] + torch.arange(st, device=tiles.device)[None]) * lay.wt + lay._tx[tiles][:, None]).reshape(-1)
+
+
+def _assemble_hr(base: torch.Tensor, lay: TileLayout, s: int, parts) -> torch.Tensor:
+    """``base`` [B, 3, sH, sW] with tiles replaced: ``parts`` = [(tiles, [N, 3, sT, sT], add)],
+    added to the base when ``add`` else written over it."""
+    st = lay.tile * s
+    b, c, hh, ww = base.shape
+    full = F.pad(base, (0, lay.wt * st - ww, 0, lay.ht * st - hh))
+    chunks = full.permute(0, 2, 3, 1).reshape(-1, st, c)  # a fresh copy: written in place below
+    for tiles, val, add in parts:
+        ids = _hr_chunk_ids(lay, tiles, st)
+        v = val.permute(0, 2, 3, 1).reshape(-1, st, c).to(chunks.dtype)
+        chunks.index_copy_(0, ids, chunks.index_select(0, ids) + v if add else v)
+    out = chunks.view(b, lay.ht * st, lay.wt * st, c)
+    return out[:, :hh, :ww].permute(0, 3, 1, 2)
+
+
+def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: torch.Tensor, s: int) -> torch.Tensor:
+    """The HR tiles of ``prev`` [B, 3, sH, sW] warped by the LR ``flow`` (nearest-upscaled, as
+    :func:`upscale_flow`) -> [N, 3, sT, sT]; the same samples as warping the whole frame."""
+    t, st = lay.tile, lay.tile * s
+    b, _, hh, ww = flow.shape
+    f = F.pad(flow, (0, lay.wt * t - ww, 0, lay.ht * t - hh))
+    f = f.view(b, 2, lay.ht, t, lay.wt, t).permute(0, 2, 4, 3, 5, 1)  # B Ht Wt T T 2
+    bi, ty, tx = tiles // (lay.ht * lay.wt), lay._ty[tiles], lay._tx[tiles]
+    ft = f[bi, ty, tx].repeat_interleave(s, 1).repeat_interleave(s, 2) * s  # N sT sT 2
+    a = torch.arange(st, device=flow.device, dtype=flow.dtype)
+    px = (tx * st).to(flow.dtype)[:, None, None] + a[None, None, :] + ft[..., 0]
+    py = (ty * st).to(flow.dtype)[:, None, None] + a[None, :, None] + ft[..., 1]
+    H, W = prev.shape[-2:]
+    grid = torch.stack((px * (2.0 / max(W - 1, 1)) - 1.0, py * (2.0 / max(H - 1, 1)) - 1.0), -1).to(prev.dtype)
+    out = prev.new_empty(len(tiles), prev.shape[1], st, st)
+    for k in range(b):  # grid_sample pairs grid and image batch by batch
+        sel = torch.nonzero(bi == k).flatten()
+        if sel.numel():
+            g = grid[sel].reshape(1, -1, st, 2)
+            w = F.grid_sample(prev[k:k + 1], g, mode="bilinear", padding_mode="border", align_corners=True)
+            out[sel] = w.view(prev.shape[1], -1, st, st).transpose(0, 1)
+    return out
 
 
 @register_arch
@@ -47,6 +94,10 @@ class BitVSR(nn.Module):
         self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0), c, 1)
         self.branches = nn.ModuleList(nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in branch_blocks)
         self.upsample = Upsampler(c, scale)
+        self.base_up = MatlabBicubicUp(scale)
+        with torch.no_grad():
+            self.upsample.conv.weight.mul_(0.1)
+            self.upsample.conv.bias.zero_()
         if bidirectional:
             self.fuse_back = nn.Conv2d(2 * c + 1, c, 1)
             self.back_body = nn.Sequential(*(LightResBlock(c) for _ in range(backward_blocks)))
@@ -71,7 +122,7 @@ class BitVSR(nn.Module):
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
         fused = act(self.fuse(torch.cat(parts, 1)))
-        base = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
+        base = self.base_up(x.contiguous(memory_format=torch.channels_last))
         if not self.routing:
             h = self._uniform(fused)
             return h, base + self.upsample(h)
@@ -99,18 +150,15 @@ class BitVSR(nn.Module):
         for i, t in enumerate(per_branch):
             self.stats["computed"][i] += int(t.numel())
         self.stats["reused"] += lay.num_tiles - int(computed.numel())
-        # Output: bilinear base + residual on computed tiles; reused tiles copy the warped output.
-        if use_reuse:
-            ts = self.tile * s
-            rhr = rmask.repeat_interleave(ts, 2).repeat_interleave(ts, 3)[:, :, :hh * s, :ww * s]
-            yw = flow_warp(prev[1], upscale_flow(flow, s))
-            base = torch.where(rhr, yw.to(base.dtype), base)
-        hr_lay = TileLayout(b, hh * s, ww * s, self.tile * s, x.device)
-        out = hr_lay.to_tiles(base)
+        # Output: bicubic base + residual on computed tiles; reused tiles copy the warped output.
+        parts = []
         if computed.numel():
-            res = self.upsample.forward_tiles(lay.gather(store, computed, self.upsample.HALO))
-            hr_lay.add_(out, computed, res)
-        return h, hr_lay.from_tiles(out)
+            res = self.upsample.forward_tiles(lay.gather(store, computed, self.upsample.HALO))  # [N, 3, sT, sT]
+            parts.append((computed, res, True))
+        if use_reuse:
+            reused = torch.nonzero(level < 0).flatten()
+            parts.append((reused, _warp_tiles(prev[1], flow, lay, reused, s), False))
+        return h, _assemble_hr(base, lay, s, parts)
 
     # -- a window -----------------------------------------------------------------------------
     def forward(self, lr, flow, conf, maps, flow_next=None, conf_next=None, state=None):

@@ -52,112 +52,138 @@ def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds
 
 
 class TileLayout:
-    """A [B, C, H, W] map stored tile-major for gathering windows of any subset of tiles.
+    """A [B, C, H, W] map cut into ``tile`` x ``tile`` tiles, for gathering windows of any subset
+    of tiles and writing results back.
 
-    Storage is ``[B * (Ht + 2) * (Wt + 2), T, T, C]``: the tile grid with a border of zero
-    tiles, each tile channels-last. A tile's window with ``ring`` pixels of context is cut from
-    its 3 x 3 tile neighbourhood (nine whole-tile ``index_select`` s and two concatenations), and
-    results go back with one whole-tile ``index_copy_``. Indexing whole tiles rather than pixels
-    keeps both directions cheap on CPU (autograd turns a gather into an index_add whose cost
-    grows with the number of indexed rows). Windows come out as channels_last tensors, the fast
-    layout for CPU convolutions.
+    Storage ("store") is the map channels-last and zero-padded, [B, Hp, Wp, C] with
+    ``Hp = Ht*T + 2*MARGIN`` and ``Wp = (Wt + 2) * T`` (one empty tile column each side), so a
+    frame row splits into whole-tile chunks of ``T * C`` contiguous values:
+
+    * a window (tile + ``ring`` pixels each side) is ``T + 2*ring`` runs of ``(T + 2*ring) * C``
+      contiguous values, one ``index_select`` over an overlapping row view of the storage;
+    * a tile's result is ``T`` chunks, one ``index_copy_``.
+
+    Both move only the selected tiles' data at memcpy speed. Gathered windows are channels_last
+    tensors, the fast layout for CPU convolutions. Custom backward passes keep training
+    cheap too (autograd's own would scatter-add element by element).
     """
+
+    MARGIN = 2  # rows of zeros above and below: the largest ring gathered
 
     def __init__(self, b: int, h: int, w: int, tile: int, device):
         self.b, self.h, self.w, self.tile = b, h, w, tile
         self.ht, self.wt = math.ceil(h / tile), math.ceil(w / tile)
+        self.hp, self.wp = self.ht * tile + 2 * self.MARGIN, (self.wt + 2) * tile
         self.device = device
         t = torch.arange(b * self.ht * self.wt, device=device)
         bi, r = t // (self.ht * self.wt), t % (self.ht * self.wt)
         self._ty, self._tx = r // self.wt, r % self.wt
-        # tile id -> row of the padded tile grid
-        self._slot = (bi * (self.ht + 2) + self._ty + 1) * (self.wt + 2) + self._tx + 1
+        # first storage row / column (pixels) of each tile's centre
+        self._row0 = bi * self.hp + self._ty * tile + self.MARGIN
+        self._col0 = (self._tx + 1) * tile
         self.partial = (h % tile) != 0 or (w % tile) != 0
+        self._idx: dict = {}
 
     @property
     def num_tiles(self) -> int:
         return self.b * self.ht * self.wt
 
     def to_tiles(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t = x.shape[0], x.shape[1], self.tile
-        x = F.pad(x, (0, self.wt * t - self.w, 0, self.ht * t - self.h))
-        x = x.reshape(b, c, self.ht, t, self.wt, t).permute(0, 2, 4, 3, 5, 1)  # B Ht Wt T T C
-        x = F.pad(x, (0, 0, 0, 0, 0, 0, 1, 1, 1, 1))
-        return x.reshape(-1, t, t, c).contiguous()
+        t, m = self.tile, self.MARGIN
+        y = x.permute(0, 2, 3, 1)
+        return F.pad(y, (0, 0, t, self.wp - t - self.w, m, self.hp - m - self.h)).contiguous()
 
-    def from_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
-        t, c = self.tile, tiles.shape[-1]
-        x = tiles.view(self.b, self.ht + 2, self.wt + 2, t, t, c)[:, 1:-1, 1:-1]
-        x = x.permute(0, 5, 1, 3, 2, 4).reshape(self.b, c, self.ht * t, self.wt * t)
-        return x[:, :, :self.h, :self.w]
+    def from_tiles(self, store: torch.Tensor) -> torch.Tensor:
+        t, m = self.tile, self.MARGIN
+        return store[:, m:m + self.h, t:t + self.w].permute(0, 3, 1, 2)
+
+    def _window_rows(self, tiles: torch.Tensor, ring: int) -> torch.Tensor:
+        """Start pixel (flat, storage) of every row of every window: [N * (T + 2 ring)]."""
+        a = torch.arange(self.tile + 2 * ring, device=self.device) - ring
+        rows = self._row0[tiles][:, None] + a[None]
+        return (rows * self.wp + (self._col0[tiles] - ring)[:, None]).reshape(-1)
+
+    def _chunks(self, tiles: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Chunk index (storage row * (Wt + 2) + tile column) of the T centre rows of tiles."""
+        if rows is None:
+            rows = self._row0[tiles][:, None] + torch.arange(self.tile, device=self.device)[None]
+        return (rows * (self.wt + 2) + (self._tx[tiles] + 1)[:, None]).reshape(-1)
 
     def gather(self, store: torch.Tensor, tiles: torch.Tensor, ring: int) -> torch.Tensor:
         """Windows of ``tiles`` (flat tile ids) with ``ring`` pixels of context -> [N, C, n, n]."""
-        return _GatherWindows.apply(store, self._slot[tiles], self.wt + 2, ring).permute(0, 3, 1, 2)
+        return _GatherWindows.apply(store, self, tiles, ring).permute(0, 3, 1, 2)
 
     def scatter_(self, store: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Writes [N, C, T, T] into the tiles, in place."""
-        return store.index_copy_(0, self._slot[tiles], values.permute(0, 2, 3, 1).to(store.dtype))
+        """Writes [N, C, T, T] into the tiles' centres, in place."""
+        return _ScatterTiles.apply(store, self, tiles, values.permute(0, 2, 3, 1).to(store.dtype))
 
-    def add_(self, store: torch.Tensor, tiles: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return store.index_add_(0, self._slot[tiles], values.permute(0, 2, 3, 1).to(store.dtype))
-
-    def inside(self, tiles: torch.Tensor, ring: int) -> torch.Tensor | None:
-        """[N, 1, n, n] float: 1 where a window pixel lies inside the frame; None when the frame
-        is a whole number of tiles and ``ring`` is 0 (nothing to mask)."""
-        if ring == 0 and not self.partial:
-            return None
+    def inside(self, tiles: torch.Tensor, ring: int, dtype=torch.float32) -> torch.Tensor | None:
+        """[N, 1, n, n]: 1 where a window pixel lies inside the frame; None when no pixel of
+        these windows lies outside (nothing to mask)."""
         n = self.tile + 2 * ring
         a = torch.arange(n, device=self.device) - ring
         yy = self._ty[tiles][:, None] * self.tile + a[None]
         xx = self._tx[tiles][:, None] * self.tile + a[None]
         iy = (yy >= 0) & (yy < self.h)
         ix = (xx >= 0) & (xx < self.w)
-        return (iy[:, :, None] & ix[:, None, :]).unsqueeze(1).float()
+        if bool(iy.all()) and bool(ix.all()):
+            return None
+        return (iy[:, :, None] & ix[:, None, :]).unsqueeze(1).to(dtype)
+
+
+def _row_view(store: torch.Tensor, span: int) -> torch.Tensor:
+    """Overlapping view: row p = ``span`` pixels of the storage starting at flat pixel p."""
+    c = store.shape[-1]
+    n = store.numel() // c
+    return store.as_strided((n - span + 1, span * c), (c, 1))
 
 
 class _GatherWindows(torch.autograd.Function):
-    """Cuts [N, T+2r, T+2r, C] windows out of tile storage (see :class:`TileLayout`).
-
-    Autograd's own backward of ``index_select`` would allocate and scatter-add into a zeroed
-    copy of the whole storage for each of the nine neighbour pieces, which dominates a CPU
-    training step; here one zeroed buffer receives the centre tiles with ``index_copy_``
-    (slots are unique) and the eight halo strips with in-place adds.
-    """
-
     @staticmethod
-    def forward(ctx, store, slots, stride: int, ring: int):
-        ctx.save_for_backward(slots)
-        ctx.shape, ctx.stride, ctx.ring = store.shape, stride, ring
-        if ring == 0:
-            return store.index_select(0, slots)
-        t = store.shape[1]
-        cut = (slice(t - ring, t), slice(0, t), slice(0, ring))
-        rows = []
-        for dy in (-1, 0, 1):
-            cols = [store[:, cut[dy + 1], cut[dx + 1]].index_select(0, slots + dy * stride + dx) for dx in (-1, 0, 1)]
-            rows.append(torch.cat(cols, 2))
-        return torch.cat(rows, 1)
+    def forward(ctx, store, lay: TileLayout, tiles, ring: int):
+        n = lay.tile + 2 * ring
+        starts = lay._window_rows(tiles, ring)
+        ctx.lay, ctx.ring, ctx.shape = lay, ring, store.shape
+        ctx.save_for_backward(tiles)
+        return _row_view(store, n).index_select(0, starts).view(len(tiles), n, n, store.shape[-1])
 
     @staticmethod
     def backward(ctx, grad):
-        (slots,) = ctx.saved_tensors
-        r, stride = ctx.ring, ctx.stride
-        t = ctx.shape[1]
+        (tiles,) = ctx.saved_tensors
+        lay, r, t = ctx.lay, ctx.ring, ctx.lay.tile
         g = grad.contiguous()
-        buf = grad.new_zeros(ctx.shape)
-        buf.index_copy_(0, slots, g[:, r:r + t, r:r + t])
+        buf = g.new_zeros(ctx.shape)
+        chunks = buf.view(-1, t, ctx.shape[-1])
+        a = torch.arange(t + 2 * r, device=g.device) - r
+        rows = lay._row0[tiles][:, None] + a[None]  # storage rows of each window row
+        rowg = g.reshape(-1, t + 2 * r, g.shape[-1])  # [N * (T + 2r), T + 2r, C]
+        mid = lay._chunks(tiles, rows)
+        chunks.index_put_((mid,), rowg[:, r:r + t], accumulate=True)  # window rows overlap vertically
         if r:
-            src = (slice(0, r), slice(r, r + t), slice(r + t, t + 2 * r))  # window rows/cols per neighbour
-            dst = (slice(t - r, t), slice(0, t), slice(0, r))  # the same pixels inside the neighbour
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    if dy == 0 and dx == 0:
-                        continue
-                    ids = slots + dy * stride + dx
-                    view = buf[:, dst[dy + 1], dst[dx + 1]]
-                    view.index_add_(0, ids, g[:, src[dy + 1], src[dx + 1]])
+            chunks[:, t - r:].index_put_((mid - 1,), rowg[:, :r], accumulate=True)
+            chunks[:, :r].index_put_((mid + 1,), rowg[:, r + t:], accumulate=True)
         return buf, None, None, None
+
+
+class _ScatterTiles(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, store, lay: TileLayout, tiles, values):
+        t = lay.tile
+        ids = lay._chunks(tiles)
+        store.view(-1, t, store.shape[-1]).index_copy_(0, ids, values.reshape(-1, t, store.shape[-1]))
+        ctx.mark_dirty(store)
+        ctx.save_for_backward(ids)
+        ctx.t, ctx.vshape = t, values.shape
+        return store
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ids,) = ctx.saved_tensors
+        c = grad.shape[-1]
+        gv = grad.contiguous().view(-1, ctx.t, c)
+        g_values = gv.index_select(0, ids).view(ctx.vshape)
+        g_store = gv.index_fill(0, ids, 0).view(grad.shape)
+        return g_store, None, None, g_values
 
 
 def run_branches(layout: TileLayout, store: torch.Tensor, branches, tiles_per_branch) -> torch.Tensor:
@@ -174,13 +200,13 @@ def run_branches(layout: TileLayout, store: torch.Tensor, branches, tiles_per_br
         ids = torch.cat([t for _, t in active])
         halo = active[0][0][j].HALO
         win = layout.gather(store, ids, halo)
-        in1 = layout.inside(ids, 1)
-        in0 = layout.inside(ids, 0)
+        in0 = layout.inside(ids, 0, win.dtype) if layout.partial else None
         outs, k = [], 0
         for br, t in active:
             n = t.numel()
             sl = slice(k, k + n)
-            outs.append(br[j].forward_tiles(win[sl], None if in1 is None else in1[sl], None if in0 is None else in0[sl]))
+            outs.append(br[j].forward_tiles(win[sl], None if in0 is None else in0[sl]))
             k += n
+        # one write after all branches have read the features of step j
         layout.scatter_(store, ids, torch.cat(outs) if len(outs) > 1 else outs[0])
     return store

@@ -81,16 +81,32 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     return cfg
 
 
+def _read(path: Path, depth: int = 0) -> dict:
+    """A YAML config; ``base: other.yaml`` (relative to this file) is read first and this
+    file's values override it."""
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such config file", str(path))
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if depth > 8:
+        raise ValueError(f"{path}: 'base' chain too deep")
+    return _deep_update(_read((path.parent / base).resolve(), depth + 1), raw)
+
+
+def _deep_update(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 def load_config(path=None, overrides=None) -> dict:
-    raw = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(2, "no such config file", str(p))
-        with open(p) as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{p}: a config must be a YAML mapping")
+    raw = _read(Path(path)) if path is not None else {}
     cfg = _merge(DEFAULTS, raw)
     cfg = apply_overrides(cfg, overrides)
     if cfg["out_dir"] is None:

@@ -179,9 +179,12 @@ class Trainer:
                 w.writerow(header)
             w.writerow(row)
 
-    def train(self) -> dict:
+    def train(self, until: int | None = None) -> dict:
+        """Trains to ``train.iters`` (or stops early after iteration ``until``, saving last.pt,
+        as an interrupted run would)."""
         tc, dc = self.cfg["train"], self.cfg["data"]
         iters = int(tc["iters"])
+        stop = min(iters, int(until)) if until else iters
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / "config.json", "w") as f:
@@ -194,7 +197,7 @@ class Trainer:
                 tb = SummaryWriter(str(self.out / "tb"))
             except ImportError:
                 print("tensorboard is not installed; logging to CSV only", file=sys.stderr)
-        sampler = IterationSampler(self.iter, iters, dc["batch_size"], self.rank, self.world)
+        sampler = IterationSampler(self.iter, stop, dc["batch_size"], self.rank, self.world)
         workers = int(dc["workers"])
         loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
                             pin_memory=self.device.type == "cuda", persistent_workers=False,
@@ -228,7 +231,7 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.4f}")
-            if self.main and (self.iter % tc["log_every"] == 0 or self.iter == iters):
+            if self.main and (self.iter % tc["log_every"] == 0 or self.iter in (iters, stop)):
                 now = time.perf_counter()
                 mean = float(np.mean(losses))
                 last_loss = mean
@@ -251,7 +254,7 @@ class Trainer:
                 if p > self.best:
                     self.best = p
                     save_checkpoint(self.out / "best.pt", self._payload(full=False))
-            if self.main and (self.iter % tc["ckpt_every"] == 0 or done):
+            if self.main and (self.iter % tc["ckpt_every"] == 0 or done or self.iter == stop):
                 save_checkpoint(self.out / "last.pt", self._payload(full=True))
                 if self.val_set is None:
                     save_checkpoint(self.out / "best.pt", self._payload(full=False))
