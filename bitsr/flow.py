@@ -40,6 +40,15 @@ def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
     return (-(-h // factor), -(-w // factor))
 
 
+def _referenced_pocs(p) -> Optional[list[int]]:
+    """POCs any slice of the picture references (lets the rasterizer skip pictures whose
+    motion cannot reach the target), or None when unknown."""
+    slices = getattr(p, "slices", None)
+    if not slices:
+        return None
+    return sorted({r for s in slices for lst in s["ref_poc"] for r in lst})
+
+
 def _as_torch(arrays):
     import torch
 
@@ -101,7 +110,7 @@ def mv_flow(
         if (p.width, p.height) != (target.width, target.height):
             continue
         seen.add(p.poc)
-        nbs.append((p.arrays, p.poc))
+        nbs.append((p.arrays, p.poc, _referenced_pocs(p)))
     res = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
                             project=project, fill=fill, out=out)
     return _as_torch(res) if as_torch else res

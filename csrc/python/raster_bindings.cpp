@@ -90,10 +90,18 @@ void block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc
                 const FlowOptions& o, PriorsView& tv, BlockFlow& bf) {
   tv = b.view(target, poc, false);
   std::vector<PriorsView> nb;
+  std::vector<std::vector<int32_t>> refs;
+  refs.reserve(py::len(neighbours));
   for (py::handle h : neighbours) {
     py::tuple t = h.cast<py::tuple>();
-    if (t.size() != 2) throw py::value_error("neighbours must be (arrays, poc) pairs");
+    if (t.size() != 2 && t.size() != 3)
+      throw py::value_error("neighbours must be (arrays, poc) or (arrays, poc, referenced POCs) tuples");
     nb.push_back(b.view(t[0].cast<py::dict>(), t[1].cast<int32_t>(), false));
+    if (t.size() == 3 && !t[2].is_none()) {
+      refs.push_back(t[2].cast<std::vector<int32_t>>());
+      nb.back().refs = refs.back().data();
+      nb.back().num_refs = (int)refs.back().size();
+    }
   }
   py::gil_scoped_release nogil;
   estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
@@ -156,7 +164,8 @@ void bind_raster(py::module_& m) {
       py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
       py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, py::arg("out") = py::none(),
       "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
-      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc) of the same coded video sequence;\n"
+      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc[, referenced POCs]) of the same\n"
+      "coded video sequence (the referenced POCs let pictures with nothing to give be skipped unread);\n"
       "crop: (left, top, width, height) in coded luma samples; factor: output subsampling;\n"
       "out: optional (flow, confidence) arrays to write into.");
   m.def(

@@ -28,6 +28,9 @@ struct FlowOptions {
   // The projections run only when at least this share of the blocks needs them; sparse
   // gaps (a few intra blocks) are left to the fill.
   float min_need = 0.02f;
+  // The neighbours' other segments are sampled every this many 4x4 blocks (8x8 by default):
+  // they are approximate anyway, and scanning whole pictures dominates the cost.
+  int other_step = 2;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].
