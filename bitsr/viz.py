@@ -132,7 +132,7 @@ def vectors_panel(rgb: np.ndarray, priors, s: int) -> np.ndarray:
     lengths = np.array([np.hypot(u, v) for _, _, u, v, _ in arrows]) if arrows else np.zeros(1)
     typical = float(np.percentile(lengths, 90)) * s
     gain = 1
-    while gain < 16 and typical * gain < 10:
+    while arrows and gain < 16 and typical * gain < 10:
         gain *= 2
     thick = 1 if s < 3 else 2
     for cx, cy, u, v, past in arrows:
@@ -144,7 +144,7 @@ def vectors_panel(rgb: np.ndarray, priors, s: int) -> np.ndarray:
         else:
             cv2.arrowedLine(img, c, end, colour, thick, cv2.LINE_AA, tipLength=0.3)
     _label(img, ["MV per PU: past ref (orange), future ref (magenta)"]
-           + ([f"arrows drawn {gain}x longer"] if gain > 1 else []))
+           + ([f"arrows drawn {gain}x longer"] if gain > 1 else []) + ([] if arrows else ["no inter PU"]))
     return img
 
 
