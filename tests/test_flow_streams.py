@@ -117,3 +117,10 @@ def test_no_flow_across_an_idr():
         else:
             assert conf.max() > 0
     assert checked >= 1
+    # the pixel-free display-order iterator sees the same frames and the same flow
+    from bitsr.flow import iter_frames
+
+    pf = list(iter_frames(path, lookahead=1))
+    assert [(f.poc, f.priors.cvs_index) for f in pf] == [(f.poc, f.priors.cvs_index) for f in fr]
+    for a, b in zip(pf, fr):
+        np.testing.assert_array_equal(a.flow(-1)[1], b.flow(-1)[1])

@@ -32,7 +32,7 @@ def build_parser(prog: str = "bitsr-extract") -> argparse.ArgumentParser:
     ap.add_argument("--picture-level", action="store_true",
                     help="write only the picture-level arrays (skips the per-4x4 arrays, much smaller)")
     ap.add_argument("--no-compress", action="store_true", help="store arrays uncompressed (faster, larger)")
-    ap.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N pictures (decoding order)")
+    ap.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N pictures (decoding order; display order in the --flow/--json/--viz pass)")
     ap.add_argument("--strict", action="store_true",
                     help="fail on the first damaged NAL unit instead of concealing it")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -51,7 +51,7 @@ def build_parser(prog: str = "bitsr-extract") -> argparse.ArgumentParser:
     g.add_argument("--viz", metavar="DIR",
                    help="write PNG pictures and an MP4 with the coding structure drawn over the frames into DIR")
     g.add_argument("--viz-scale", type=int, default=0, metavar="S",
-                   help="enlarge the --viz pictures S times (default: enough for small videos, 1 from 480 rows)")
+                   help="enlarge the --viz pictures S times (default: enough for small videos, 1 from about 400 rows)")
     g.add_argument("--no-npz", action="store_true",
                    help="do not write the .npz (with --flow, --json or --viz only)")
     return ap
