@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <utility>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace bitsr::raster {
 namespace {
@@ -104,19 +108,19 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
         const int len = std::min(end, m.gw) - bx;  // in blocks
         if (r != last_r) {
           last_r = r;
-          inv = 1.f / (4.f * (float)(r - M));  // quarter-pel per segment -> px per POC
+          inv = 1.f / (4.f * (float)((int64_t)r - M));  // quarter-pel per segment -> px per POC
           qseg = 0.8f * segment_quality(P, T, M, r);
         }
         const float vx = m.mv[4 * b + 2 * l] * inv, vy = m.mv[4 * b + 2 * l + 1] * inv;
         // where the run starts at time P, in block units
-        const float gx = (float)bx + vx * (float)(P - M) * 0.25f;
-        const float gy = (float)by + vy * (float)(P - M) * 0.25f;
+        const float gx = (float)bx + vx * (float)((int64_t)P - M) * 0.25f;
+        const float gy = (float)by + vy * (float)((int64_t)P - M) * 0.25f;
         const float fx = std::floor(gx), fy = std::floor(gy);
         bx = end;
         if (fx + (float)len < 0.f || fy + fstep < 0.f || fx >= (float)gw || fy >= (float)gh) continue;
         const int ix = (int)fx, iy = (int)fy;
         const float ax = gx - fx, ay = gy - fy;
-        const float du = vx * (float)(T - P), dv = vy * (float)(T - P);
+        const float du = vx * (float)((int64_t)T - P), dv = vy * (float)((int64_t)T - P);
         const float q = qseg * block_factor(pm, res);
         hit = true;
         const int hgt = std::min(step, m.gh - by);
@@ -276,6 +280,26 @@ void fill_holes(BlockFlow& f) {
     }
 }
 
+// Copies a finished row into the output with non-temporal stores: a dense flow is larger
+// than the caches and is read later by someone else, so writing around the cache saves
+// fetching every output line before overwriting it.
+inline void stream_row(float* dst, const float* src, int n) {
+#if defined(__SSE2__)
+  int i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15); ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, (size_t)n * sizeof(float));
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 }  // namespace
 
 void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, int32_t T, const FlowOptions& opts,
@@ -316,7 +340,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
       if (r == kNoRef || r == P) continue;
       if (r != last_r[l]) {
         last_r[l] = r;
-        last_s[l] = (float)(T - P) / (4.f * (float)(r - P));
+        last_s[l] = (float)((int64_t)T - P) / (4.f * (float)((int64_t)r - P));
         last_q[l] = segment_quality(P, T, P, r);
       }
       c[nc++] = {t.mv[4 * b + 2 * l] * last_s[l], t.mv[4 * b + 2 * l + 1] * last_s[l], last_q[l] * bf};
@@ -449,50 +473,58 @@ void rasterize_flow(const BlockFlow& bf, const Geometry& g, Interp interp, float
   float* U = flow;
   float* V = flow + plane;
   const float scale = 1.f / (float)g.factor;
+  // each output row is built in a small cache-resident buffer, then streamed out
+  thread_local std::vector<float> rowbuf;
+  rowbuf.resize((size_t)3 * ow);
+  float* ru = rowbuf.data();
+  float* rv = ru + ow;
+  float* rc = rv + ow;
+  auto emit = [&](int oy) {
+    stream_row(U + (size_t)oy * ow, ru, ow);
+    stream_row(V + (size_t)oy * ow, rv, ow);
+    stream_row(conf + (size_t)oy * ow, rc, ow);
+  };
   if (interp == Interp::Nearest) {
     const std::vector<int> cols = centre_blocks(g.left, ow, g.factor, bf.gw);
     const std::vector<int> rows = centre_blocks(g.top, oh, g.factor, bf.gh);
     // full resolution with a 4-aligned left edge: each block value covers 4 samples
     const bool broadcast = g.factor == 1 && (g.left & 3) == 0;
     for (int oy = 0; oy < oh; ++oy) {
-      float* u = U + (size_t)oy * ow;
-      float* v = V + (size_t)oy * ow;
-      float* c = conf + (size_t)oy * ow;
-      if (broadcast && !(oy > 0 && rows[oy] == rows[oy - 1])) {
+      if (oy > 0 && rows[oy] == rows[oy - 1]) {  // same block row as the row above
+        emit(oy);
+        continue;
+      }
+      if (broadcast) {
         const size_t base = (size_t)rows[oy] * bf.gw + (g.left >> 2);
         const int full = ow >> 2;
         for (int b = 0; b < full; ++b) {
           const float bu = bf.u[base + b], bv = bf.v[base + b], bc = bf.conf[base + b];
           for (int j = 0; j < 4; ++j) {
-            u[4 * b + j] = bu;
-            v[4 * b + j] = bv;
-            c[4 * b + j] = bc;
+            ru[4 * b + j] = bu;
+            rv[4 * b + j] = bv;
+            rc[4 * b + j] = bc;
           }
         }
         for (int ox = full * 4; ox < ow; ++ox) {
-          u[ox] = bf.u[base + full];
-          v[ox] = bf.v[base + full];
-          c[ox] = bf.conf[base + full];
+          ru[ox] = bf.u[base + full];
+          rv[ox] = bf.v[base + full];
+          rc[ox] = bf.conf[base + full];
         }
-        continue;
+      } else {
+        const size_t base = (size_t)rows[oy] * bf.gw;
+        const float* bu = bf.u.data() + base;
+        const float* bv = bf.v.data() + base;
+        const float* bc = bf.conf.data() + base;
+        for (int ox = 0; ox < ow; ++ox) {
+          const int b = cols[ox];
+          ru[ox] = bu[b] * scale;
+          rv[ox] = bv[b] * scale;
+          rc[ox] = bc[b];
+        }
       }
-      if (oy > 0 && rows[oy] == rows[oy - 1]) {  // same block row: copy the row above
-        std::memcpy(u, u - ow, ow * sizeof(float));
-        std::memcpy(v, v - ow, ow * sizeof(float));
-        std::memcpy(c, c - ow, ow * sizeof(float));
-        continue;
-      }
-      const size_t base = (size_t)rows[oy] * bf.gw;
-      const float* bu = bf.u.data() + base;
-      const float* bv = bf.v.data() + base;
-      const float* bc = bf.conf.data() + base;
-      for (int ox = 0; ox < ow; ++ox) {
-        const int b = cols[ox];
-        u[ox] = bu[b] * scale;
-        v[ox] = bv[b] * scale;
-        c[ox] = bc[b];
-      }
+      emit(oy);
     }
+    stream_fence();
     return;
   }
   // Bilinear between block centres (4b + 2 in sample units), separable: block rows are
@@ -548,15 +580,14 @@ void rasterize_flow(const BlockFlow& bf, const Geometry& g, Interp interp, float
     const float* r0 = ra.data();
     const float* r1 = rb.data();
     const float w1 = t.w, w0 = 1.f - t.w;
-    float* u = U + (size_t)oy * ow;
-    float* v = V + (size_t)oy * ow;
-    float* c = conf + (size_t)oy * ow;
     for (int ox = 0; ox < ow; ++ox) {
-      u[ox] = r0[ox] * w0 + r1[ox] * w1;
-      v[ox] = r0[ow + ox] * w0 + r1[ow + ox] * w1;
-      c[ox] = r0[2 * ow + ox] * w0 + r1[2 * ow + ox] * w1;
+      ru[ox] = r0[ox] * w0 + r1[ox] * w1;
+      rv[ox] = r0[ow + ox] * w0 + r1[ow + ox] * w1;
+      rc[ox] = r0[2 * ow + ox] * w0 + r1[2 * ow + ox] * w1;
     }
+    emit(oy);
   }
+  stream_fence();
 }
 
 }  // namespace bitsr::raster
