@@ -180,6 +180,11 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     FFmpeg cannot read).
     """
     path = check_path(path)  # path errors now, not at the first next()
+    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
+    from .io.h264 import extract_h264, is_h264
+
+    if is_h264(path):
+        return extract_h264(path, strict=strict, **limits)
     dec = make_decoder(strict, **limits)
     return _extract(path, dec)
 

