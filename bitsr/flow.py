@@ -11,10 +11,11 @@ Where it comes from, per 4x4 block (see csrc/raster/flow.h):
     ``to`` pointing at the target give the exact inverse motion (I-pictures, intra blocks);
   * blocks with none of these are filled from their surroundings.
 
-Confidence: 1 is a block the encoder predicted from ``to`` itself without residual and that
-other evidence agrees with; around 0.8 a single direct vector; 0.5-0.7 POC-scaled or
-projected vectors; <= 0.3 filled holes; 0 no information (e.g. ``to`` lies in another coded
-video sequence, across an IDR).
+Confidence: 0.7-1 where the encoder predicted the block from ``to`` itself (about 0.7-0.8
+for a single vector, up to 1 when other evidence agrees); about 0.2-0.7 for POC-scaled or
+projected vectors (lower the farther they extrapolate or the more candidates disagree);
+<= 0.3 for filled holes; 0 for no information (e.g. ``to`` lies in another coded video
+sequence, across an IDR).
 """
 from __future__ import annotations
 
