@@ -11,10 +11,11 @@ Where it comes from, per 4x4 block (see csrc/raster/flow.h):
     ``to`` pointing at the target give the exact inverse motion (I-pictures, intra blocks);
   * blocks with none of these are filled from their surroundings.
 
-Confidence: 1 is a block the encoder predicted from ``to`` itself without residual and that
-other evidence agrees with; around 0.8 a single direct vector; 0.5-0.7 POC-scaled or
-projected vectors; <= 0.3 filled holes; 0 no information (e.g. ``to`` lies in another coded
-video sequence, across an IDR).
+Confidence: 0.7-1 where the encoder predicted the block from ``to`` itself (about 0.7-0.8
+for a single vector, up to 1 when other evidence agrees); about 0.2-0.7 for POC-scaled or
+projected vectors (lower the farther they extrapolate or the more candidates disagree);
+<= 0.3 for filled holes; 0 for no information (e.g. ``to`` lies in another coded video
+sequence, across an IDR).
 """
 from __future__ import annotations
 
@@ -38,6 +39,15 @@ def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
     """(height, width) of flow and maps at ``factor`` (ceil of the cropped size / factor)."""
     _, _, w, h = crop_rect(p)
     return (-(-h // factor), -(-w // factor))
+
+
+def _referenced_pocs(p) -> Optional[list[int]]:
+    """POCs any slice of the picture references (lets the rasterizer skip pictures whose
+    motion cannot reach the target), or None when unknown."""
+    slices = getattr(p, "slices", None)
+    if not slices:
+        return None
+    return sorted({r for s in slices for lst in s["ref_poc"] for r in lst})
 
 
 def _as_torch(arrays):
@@ -101,7 +111,7 @@ def mv_flow(
         if (p.width, p.height) != (target.width, target.height):
             continue
         seen.add(p.poc)
-        nbs.append((p.arrays, p.poc))
+        nbs.append((p.arrays, p.poc, _referenced_pocs(p)))
     res = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
                             project=project, fill=fill, out=out)
     return _as_torch(res) if as_torch else res
@@ -126,3 +136,62 @@ def frame_flow(frame, k: int, **kwargs):
         return zero_flow(frame.priors, kwargs.get("factor", 1), 0.0, kwargs.get("as_torch", False))
     others = [p for off, p in win.items() if off not in (0, k)]
     return mv_flow(frame.priors, to, others, **kwargs)
+
+
+class PriorsFrame:
+    """A picture in display order with the priors of its neighbours, without pixels (see
+    :func:`iter_frames`); ``flow(k)`` and ``maps()`` work as on :class:`bitsr.Frame`."""
+
+    __slots__ = ("display_index", "priors", "_window")
+
+    def __init__(self, display_index: int, priors: PicturePriors):
+        self.display_index = display_index
+        self.priors = priors
+        self._window = None
+
+    poc = property(lambda self: self.priors.poc)
+    decode_index = property(lambda self: self.priors.decode_index)
+    picture_type = property(lambda self: self.priors.picture_type)
+
+    def flow(self, k: int = -1, **kwargs):
+        return frame_flow(self, k, **kwargs)
+
+    def maps(self, names=None, **kwargs):
+        from .maps import maps
+
+        return maps(self.priors, names, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<bitsr.flow.PriorsFrame display_index={self.display_index} poc={self.poc} type={self.picture_type}>"
+
+
+def display_order(pictures: Iterable[PicturePriors], depth: int = 16):
+    """Decoding-order priors -> output (display) order: POC order within each coded video
+    sequence. HEVC reorders by fewer than 16 pictures (the largest DPB), so a buffer of
+    `depth` pictures suffices. Pictures not meant for output are dropped."""
+    import heapq
+
+    heap: list = []
+    cvs = None
+    for p in pictures:
+        if not p.output_flag:
+            continue
+        if cvs is not None and p.cvs_index != cvs:
+            while heap:
+                yield heapq.heappop(heap)[2]
+        cvs = p.cvs_index
+        heapq.heappush(heap, (p.poc, p.decode_index, p))
+        if len(heap) > depth:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
+def iter_frames(path, *, lookahead: int = 2, strict: bool = False, **limits):
+    """Display-order :class:`PriorsFrame` objects of an HEVC file, parsed without decoding
+    pixels, each carrying the priors of ``lookahead`` frames before and after it."""
+    from .io.reader import _windowed
+    from .priors import extract
+
+    frames = (PriorsFrame(i, p) for i, p in enumerate(display_order(extract(path, strict=strict, **limits))))
+    return _windowed(frames, lookahead)

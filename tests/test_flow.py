@@ -161,6 +161,11 @@ def test_random_priors_confidence_in_range():
         for to in range(-1, 6):
             for interp in ("nearest", "bilinear"):
                 flow_of(pics[poc], to, pics, interp=interp)
+    # extreme vectors and POCs stay finite and in range
+    far = FakePriors(2**31 - 3, gw=20, gh=15).set_inter(l0=(-2**31 + 1, 32767, -32768), l1=(2**31 - 1, -32768, 32767))
+    near = FakePriors(-2**31 + 1, gw=20, gh=15).set_inter(l0=(2**31 - 3, -32768, 32767))
+    for to in (-2**31 + 1, 0, 2**31 - 1):
+        flow_of(far, to, [near])
 
 
 def test_output_geometry_factor_and_crop():

@@ -9,7 +9,7 @@ import pytest
 
 import bitsr
 from bitsr.flow import mv_flow
-from streams import make_hevc
+from streams import make_h264, make_hevc
 
 
 def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -117,3 +117,22 @@ def test_no_flow_across_an_idr():
         else:
             assert conf.max() > 0
     assert checked >= 1
+    # the pixel-free display-order iterator sees the same frames and the same flow
+    from bitsr.flow import iter_frames
+
+    pf = list(iter_frames(path, lookahead=1))
+    assert [(f.poc, f.priors.cvs_index) for f in pf] == [(f.poc, f.priors.cvs_index) for f in fr]
+    for a, b in zip(pf, fr):
+        np.testing.assert_array_equal(a.flow(-1)[1], b.flow(-1)[1])
+
+
+def test_h264_priors_give_flow_too():
+    # H.264 priors come in the same schema (bitsr/io/h264.py): the rasterizer serves them
+    path = make_h264("flow-h264", frames=8, width=352, height=288)
+    with bitsr.open(path, lookahead=1) as video:
+        fr = [(f, f.yuv()[0]) for f in video]
+    gains = []
+    for (_, y_prev), (cur, y) in zip(fr, fr[1:]):
+        flow, conf = cur.flow(-1)
+        gains.append(psnr(warp(y_prev, flow), y) - psnr(y_prev, y))
+    assert np.mean(gains) > 4.0, gains

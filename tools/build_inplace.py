@@ -43,6 +43,15 @@ def main() -> int:
         pass
     subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(bdir), "-j", str(args.j)], check=True)
+    # Copy even when nothing was relinked: switching between a sanitizer build and a normal
+    # one must leave the matching library in bitsr/.
+    import shutil
+    import sysconfig
+
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    built = bdir / f"_core{suffix}"
+    if built.exists():
+        shutil.copy2(built, ROOT / "bitsr" / built.name)
     return 0
 
 

@@ -73,8 +73,7 @@ def select_stream(container: "av.container.InputContainer") -> "av.VideoStream":
             return s
     names = [s.codec_context.name for s in container.streams.video]
     raise _core.UnsupportedStreamError(
-        f"{container.name}: no HEVC video stream (video streams: {', '.join(names) or 'none'}); "
-        f"bitsr reads {', '.join(SUPPORTED_CODECS)}")
+        f"{container.name}: no HEVC or H.264 video stream (video streams: {', '.join(names) or 'none'})")
 
 
 def feed_extradata(decoder: "_core.Decoder", stream: "av.VideoStream") -> int:

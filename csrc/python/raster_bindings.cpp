@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,76 @@ namespace py = pybind11;
 using namespace bitsr::raster;
 
 namespace {
+
+// Output memory is recycled: a dense 1080p flow is 24 MB, and a fresh allocation costs
+// as much as computing it (the kernel faults in and zeroes every page). Arrays handed to
+// Python own a pooled buffer and give it back when they are freed; a later call of the
+// same size takes it again. The pool holds at most kPoolBytes of idle buffers.
+class BufferPool {
+ public:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      for (size_t i = 0; i < idle_.size(); ++i)
+        if (idle_[i].bytes == bytes) {
+          void* p = idle_[i].ptr;
+          held_ -= bytes;
+          idle_[i] = idle_.back();
+          idle_.pop_back();
+          return p;
+        }
+    }
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(m_);
+    while (!idle_.empty() && held_ + bytes > kPoolBytes) {  // drop the oldest
+      std::free(idle_.front().ptr);
+      held_ -= idle_.front().bytes;
+      idle_.erase(idle_.begin());
+    }
+    if (bytes > kPoolBytes) {
+      std::free(p);
+      return;
+    }
+    idle_.push_back({p, bytes});
+    held_ += bytes;
+  }
+
+ private:
+  static constexpr size_t kPoolBytes = size_t(128) << 20;
+  struct Entry {
+    void* ptr;
+    size_t bytes;
+  };
+  std::mutex m_;
+  std::vector<Entry> idle_;
+  size_t held_ = 0;
+};
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool();  // never destroyed: arrays may outlive module teardown
+  return *p;
+}
+
+template <class T>
+py::array_t<T> pooled_array(std::vector<py::ssize_t> shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= (size_t)d;
+  struct Owned {
+    void* ptr;
+    size_t bytes;
+  };
+  auto* o = new Owned{pool().take(n * sizeof(T)), n * sizeof(T)};
+  py::capsule owner(o, [](void* q) {
+    auto* own = static_cast<Owned*>(q);
+    pool().give(own->ptr, own->bytes);
+    delete own;
+  });
+  return py::array_t<T>(shape, static_cast<T*>(o->ptr), owner);
+}
 
 // Arrays borrowed from the caller's dicts, kept referenced while the GIL is released.
 struct Borrowed {
@@ -90,10 +162,18 @@ void block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc
                 const FlowOptions& o, PriorsView& tv, BlockFlow& bf) {
   tv = b.view(target, poc, false);
   std::vector<PriorsView> nb;
+  std::vector<std::vector<int32_t>> refs;
+  refs.reserve(py::len(neighbours));
   for (py::handle h : neighbours) {
     py::tuple t = h.cast<py::tuple>();
-    if (t.size() != 2) throw py::value_error("neighbours must be (arrays, poc) pairs");
+    if (t.size() != 2 && t.size() != 3)
+      throw py::value_error("neighbours must be (arrays, poc) or (arrays, poc, referenced POCs) tuples");
     nb.push_back(b.view(t[0].cast<py::dict>(), t[1].cast<int32_t>(), false));
+    if (t.size() == 3 && !t[2].is_none()) {
+      refs.push_back(t[2].cast<std::vector<int32_t>>());
+      nb.back().refs = refs.back().data();
+      nb.back().num_refs = (int)refs.back().size();
+    }
   }
   py::gil_scoped_release nogil;
   estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
@@ -102,7 +182,7 @@ void block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc
 // A caller-supplied float32 output array of the given shape (reused between frames, so
 // that no fresh pages have to be faulted in), or a new one.
 py::array_t<float> output(const py::object& given, std::vector<py::ssize_t> shape, const char* what) {
-  if (given.is_none()) return py::array_t<float>(shape);
+  if (given.is_none()) return pooled_array<float>(shape);
   if (!py::isinstance<py::array_t<float>>(given) || !py::isinstance<py::array>(given))
     throw py::type_error(std::string("out ") + what + " must be a float32 NumPy array");
   py::array a = given.cast<py::array>();
@@ -156,7 +236,8 @@ void bind_raster(py::module_& m) {
       py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
       py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, py::arg("out") = py::none(),
       "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
-      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc) of the same coded video sequence;\n"
+      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc[, referenced POCs]) of the same\n"
+      "coded video sequence (the referenced POCs let pictures with nothing to give be skipped unread);\n"
       "crop: (left, top, width, height) in coded luma samples; factor: output subsampling;\n"
       "out: optional (flow, confidence) arrays to write into.");
   m.def(
@@ -197,8 +278,8 @@ void bind_raster(py::module_& m) {
         std::vector<py::array> outs;
         std::vector<uint8_t*> ptrs;
         for (MapKind k : kinds) {
-          py::array a = map_is_signed(k) ? py::array(py::array_t<int8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}))
-                                         : py::array(py::array_t<uint8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}));
+          const std::vector<py::ssize_t> shape{g.out_h(), g.out_w()};
+          py::array a = map_is_signed(k) ? py::array(pooled_array<int8_t>(shape)) : py::array(pooled_array<uint8_t>(shape));
           ptrs.push_back(static_cast<uint8_t*>(a.mutable_data()));
           outs.push_back(a);
         }
