@@ -6,11 +6,12 @@
 1. ``bitsr.extract`` (no pixel decoding) prints per-picture statistics in decoding order:
    type, QP, share of skipped / intra / residual-free blocks, mean motion.
 2. ``bitsr.open`` pairs each decoded frame with its priors; ``Frame.flow(-1)`` is the dense
-   flow to the previous frame built from the motion vectors, ``Frame.maps()`` the coding
-   structure. Warping the previous frame with that flow is compared with no motion at all
-   (PSNR against the frame), which shows the flow is real motion.
-3. A panel video (frame | flow | confidence / CU size | block classes | warp error) goes to
-   ``build/demo/priors.mp4`` and one panel to ``build/demo/priors.png``.
+   flow to the previous frame built from the motion vectors (``bitsr.flow``). Warping the
+   previous frame with it is compared with no motion at all (PSNR against the frame): the
+   flow is real motion.
+3. ``bitsr.viz.render`` draws partitions, prediction modes, vector arrows and the flow over
+   each frame: ``build/demo/priors.mp4`` (all frames) and ``build/demo/priors.png`` (one).
+   ``bitsr extract clip.mp4 --viz DIR`` writes the same pictures from the command line.
 """
 from __future__ import annotations
 
@@ -18,21 +19,18 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import bitsr  # noqa: E402
+from bitsr import viz  # noqa: E402
 from bitsr.io.writer import VideoWriter  # noqa: E402
+from bitsr.models.warp import flow_warp  # noqa: E402
 from bitsr.samples import make_sample  # noqa: E402
-
-try:
-    import mmcv  # flow colour wheel and image writing (mmcv-lite, the 'flow' extra)
-except ImportError:  # pragma: no cover
-    sys.exit("this example needs mmcv-lite and opencv: pip install 'bitsr[flow]'")
 
 
 def picture_table(path: Path, limit: int) -> None:
@@ -50,47 +48,15 @@ def picture_table(path: Path, limit: int) -> None:
 
 
 def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Backward warp: samples ``img`` at (x + u, y + v)."""
-    h, w = flow.shape[1:]
+    """Backward warp: ``img`` sampled at (x + u, y + v)."""
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-    gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
-    fx, fy = torch.from_numpy(flow)
-    grid = torch.stack([(gx + fx) * 2 / (w - 1) - 1, (gy + fy) * 2 / (h - 1) - 1], -1)[None]
-    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    y = flow_warp(x, torch.from_numpy(flow)[None])
     return y[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return 99.0 if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
-
-
-def colour(m: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """A scalar map as an RGB heat strip (blue low, red high)."""
-    t = np.clip((m.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1)
-    return (np.stack([t, 1 - np.abs(2 * t - 1), 1 - t], -1) * 255).astype(np.uint8)
-
-
-def panel(frame, prev_rgb) -> tuple[np.ndarray, float, float]:
-    rgb = frame.rgb
-    flow, conf = frame.flow(-1)
-    m = frame.maps(("cu_log2", "skip", "intra", "residual"))
-    classes = np.zeros(rgb.shape, np.uint8)
-    classes[...] = (60, 60, 60)  # inter with residual: grey
-    classes[(m["residual"] == 0) & (m["intra"] == 0)] = (40, 160, 40)  # no residual: green
-    classes[m["skip"] == 1] = (40, 90, 220)  # skipped: blue
-    classes[m["intra"] == 1] = (220, 60, 40)  # intra: red
-    if prev_rgb is not None:
-        warped = warp(prev_rgb, flow)
-        p_warp, p_zero = psnr(warped, rgb), psnr(prev_rgb, rgb)
-        err = np.abs(warped.astype(np.int16) - rgb).mean(-1)
-    else:
-        p_warp = p_zero = float("nan")
-        err = np.zeros(rgb.shape[:2])
-    flow_rgb = (mmcv.flow2rgb(flow.transpose(1, 2, 0)) * 255).astype(np.uint8)
-    top = np.concatenate([rgb, flow_rgb, colour(conf, 0, 1)], 1)
-    bottom = np.concatenate([colour(m["cu_log2"], 3, 6), classes, colour(err, 0, 40)], 1)
-    return np.concatenate([top, bottom], 0), p_warp, p_zero
 
 
 def main() -> int:
@@ -113,19 +79,23 @@ def main() -> int:
         for frame in video:
             if frame.display_index == args.frames:
                 break
-            img, p_warp, p_zero = panel(frame, prev)
+            rgb = frame.rgb
+            flow, conf = frame.flow(-1)
+            img = viz.render(rgb, frame.priors, flow, conf,
+                             title=f"frame {frame.display_index} {frame.picture_type} POC {frame.poc}")
             if writer is None:
                 h, w = img.shape[0] & ~1, img.shape[1] & ~1
                 writer = VideoWriter(out_dir / "priors.mp4", w, h, rate=video.fps, preset="fast",
                                      time_base=video.time_base if frame.pts is not None else None)
             writer.write(img[:h, :w], frame.pts)
             if frame.display_index == min(args.frames, 24) // 2:
-                mmcv.imwrite(img[..., ::-1], str(out_dir / "priors.png"))
+                cv2.imwrite(str(out_dir / "priors.png"), img[..., ::-1])
             if prev is not None:
+                p_warp, p_zero = psnr(warp(prev, flow), rgb), psnr(prev, rgb)
                 gains.append((p_warp, p_zero))
-                print(f"frame {frame.display_index:3d} {frame.picture_type}  warp by MV flow {p_warp:5.2f} dB, "
-                      f"no motion {p_zero:5.2f} dB")
-            prev = frame.rgb
+                print(f"frame {frame.display_index:3d} {frame.picture_type}  previous frame warped by MV flow "
+                      f"{p_warp:5.2f} dB, unwarped {p_zero:5.2f} dB")
+            prev = rgb
     if writer is not None:
         writer.close()
     if gains:
