@@ -186,8 +186,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
                     writer = _open_writer(dst, hr, pts, tap.first, reader, src, encoder, crf, preset, threads)
                     for msg in writer.notes:
                         warnings.warn(msg, StreamNote, stacklevel=2)
-                h, w = writer._stream.height, writer._stream.width
-                writer.write(hr[:h, :w], pts)
+                writer.write(hr, pts)
                 n += 1
                 trim()
                 if bar is not None:

@@ -213,6 +213,8 @@ class VideoWriter:
             raise ValueError(f"{pix_fmt} needs even dimensions, got {width}x{height}")
         fmt = output_format(path)
         self.path = Path(path)
+        self.width, self.height = width, height
+        self._resized = False
         self.notes: list[str] = []
         self.frames_written = 0
         self.rate = Fraction(rate) if rate else Fraction(25)
@@ -274,7 +276,8 @@ class VideoWriter:
     # -- writing -----------------------------------------------------------------------------
     def write(self, rgb: np.ndarray, pts: Optional[int] = None) -> None:
         """Encodes one uint8 [H, W, 3] frame with timestamp ``pts`` (in ``time_base``; None:
-        one nominal frame after the previous)."""
+        one nominal frame after the previous). A frame one pixel larger than the output (odd
+        sizes) is cut; any other size is scaled to the output's (once with a warning)."""
         if self._closed:
             raise ValueError("writer is closed")
         if self._last_pts is None:
@@ -282,8 +285,17 @@ class VideoWriter:
         elif pts is None or pts <= self._last_pts:  # missing or non-increasing: keep the nominal rate
             pts = self._last_pts + self._tick
         self._last_pts = int(pts)
+        h, w = rgb.shape[:2]
+        if (h, w) != (self.height, self.width):
+            if h - self.height in (0, 1) and w - self.width in (0, 1):
+                rgb = rgb[:self.height, :self.width]  # odd size cut to even for 4:2:0
+            elif not self._resized:  # the source changed resolution mid-stream
+                self._resized = True
+                warnings.warn(f"frame {self.frames_written} is {w}x{h}; scaled to the output's "
+                              f"{self.width}x{self.height}", StreamNote, stacklevel=2)
         f = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        f = f.reformat(format=self._stream.pix_fmt, dst_colorspace=self._matrix, dst_color_range=1,
+        f = f.reformat(width=self.width, height=self.height, format=self._stream.pix_fmt,
+                       dst_colorspace=self._matrix, dst_color_range=1, interpolation="BICUBIC",
                        threads=self._threads)
         f.pts, f.time_base = self._last_pts, self.time_base
         self._mux_video(self._stream.encode(f))
