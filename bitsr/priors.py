@@ -41,11 +41,12 @@ class PicturePriors:
     coded picture.
     """
 
-    __slots__ = ("_pic", "_arrays")
+    __slots__ = ("_pic", "_arrays", "_valid")
 
     def __init__(self, pic: "_core.Picture"):
         self._pic = pic
         self._arrays = None
+        self._valid = None
 
     # picture level
     poc = property(lambda self: self._pic.poc)
@@ -84,7 +85,27 @@ class PicturePriors:
 
     @property
     def complete(self) -> bool:
+        """True if every CTB was decoded without error (nothing concealed)."""
         return self._pic.num_ctb_decoded == self.ctb_decoded.size
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool [Gh, Gw] on the 4x4 grid of the arrays: True where the priors were decoded.
+
+        False marks blocks of CTBs that were concealed (damaged or missing slice data): there
+        the arrays hold the placeholder "intra, no motion, picture QP, one CTB-sized CU", which
+        says nothing about the content. Consumers should give such blocks no confidence (the
+        flow rasterizer weights them 0). Read-only; all True for a complete picture.
+        """
+        if self._valid is None:
+            c = self.ctb_size // 4
+            ctb = self.ctb_decoded.astype(bool)
+            gh, gw = (self.height + 3) // 4, (self.width + 3) // 4
+            v = np.repeat(np.repeat(ctb, c, axis=0), c, axis=1)[:gh, :gw]
+            v = np.ascontiguousarray(v)
+            v.flags.writeable = False
+            self._valid = v
+        return self._valid
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -119,13 +140,26 @@ def is_raw_hevc(path: str | os.PathLike) -> bool:
 
 
 def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
-    """Feeds Annex B chunks and yields finished pictures as they complete."""
+    """Feeds Annex B chunks and yields finished pictures as they complete.
+
+    The parser stops after each finished picture (``yield_pictures=1``), so a chunk full of
+    tiny pictures never holds more than one in memory; the output-order queue, which this
+    decoding-order reader does not use, is emptied as it goes.
+    """
+    def drain():
+        decoder.pop_output()
+        return decoder.pop_decoded()
+
     for chunk in chunks:
-        decoder.push_annexb(chunk)
-        yield from decoder.pop_decoded()
-    decoder.push_annexb(b"", final=True)
+        more = decoder.push_annexb(chunk, yield_pictures=1)
+        yield from drain()
+        while more:
+            more = decoder.push_annexb(b"", yield_pictures=1)
+            yield from drain()
+    while decoder.push_annexb(b"", final=True, yield_pictures=1):
+        yield from drain()
     decoder.flush()
-    yield from decoder.pop_decoded()
+    yield from drain()
 
 
 def _file_chunks(path, size=1 << 20):
@@ -162,8 +196,10 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
             dec.push_annexb(data, final=True)
         else:
             dec.push_packet(data, length_size=kind)
+            dec.pop_output()  # output order is not used here; keep memory bounded
             for pic in dec.pop_decoded():
                 yield PicturePriors(pic)
     dec.flush()
+    dec.pop_output()
     for pic in dec.pop_decoded():
         yield PicturePriors(pic)

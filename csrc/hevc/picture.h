@@ -57,6 +57,7 @@ struct Priors {
   Buf<int8_t> qp_y;
   Buf<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
   Buf<uint8_t> ref_lt;   // bit l: list l refers to a long-term picture (TMVP needs it)
+  static constexpr int kBytesPerBlock = 30;  // sum of the element sizes above, per 4x4 block
   void allocate(int w4, int h4) {
     gw = w4;
     gh = h4;
