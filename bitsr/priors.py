@@ -186,6 +186,8 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     if is_raw_hevc(path):
         for pic in iter_pictures(dec, _file_chunks(path)):
             yield PicturePriors(pic)
+        if dec.num_nals == 0:
+            raise _core.BitstreamError(f"{path}: no NAL unit start code (00 00 01) found; not an HEVC Annex B stream")
         return
     from .io.demux import iter_hevc_packets
 

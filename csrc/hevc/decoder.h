@@ -54,7 +54,7 @@ class Decoder : private ParamSetLookup {
   std::deque<PicturePtr> decoded;  // finished pictures, decoding order
   std::deque<PicturePtr> output;   // pictures in output order (PicOutputFlag = 1)
 
-  int64_t num_nals() const { return nal_index_; }
+  int64_t num_nals() const { return nal_index_ + 1; }  // NAL units seen so far
   int64_t num_skipped_pictures() const { return skipped_pictures_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::shared_ptr<const Sps> active_sps() const { return active_sps_; }
