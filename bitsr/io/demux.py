@@ -6,11 +6,16 @@ from typing import Iterator, Union
 import av
 
 
+def _codec_name(s) -> str | None:
+    cc = s.codec_context  # None when FFmpeg has no decoder for the stream (damaged headers)
+    return cc.name if cc is not None else None
+
+
 def hevc_stream(container: "av.container.InputContainer"):
     for s in container.streams.video:
-        if s.codec_context.name == "hevc":
+        if _codec_name(s) == "hevc":
             return s
-    names = [s.codec_context.name for s in container.streams.video]
+    names = [_codec_name(s) or "unknown" for s in container.streams.video]
     from .._core import UnsupportedStreamError
 
     raise UnsupportedStreamError(f"no HEVC video stream (video streams: {names or 'none'})")

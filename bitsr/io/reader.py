@@ -76,7 +76,16 @@ class Frame:
 
 
 class Reader:
-    """Iterates the frames of an HEVC file in display order. Use as a context manager."""
+    """Iterates the frames of an HEVC file in display order. Use as a context manager.
+
+    ``strict=False`` (the default) conceals damage: damaged slices come back as pictures
+    whose ``priors.valid`` is False there, packets FFmpeg rejects yield no frame, and when
+    FFmpeg and the parser disagree on which pictures exist the frames are re-paired by
+    timestamp (what was dropped is listed in ``warnings``). ``strict=True`` raises
+    :class:`bitsr.BitstreamError` instead.
+    """
+
+    MAX_UNPAIRED = 128  # parsed pictures waiting for FFmpeg's frame
 
     def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits):
         self.path = os.fspath(path)
@@ -92,6 +101,8 @@ class Reader:
         cc.thread_type = "AUTO"
         if threads:
             cc.thread_count = threads
+        self.strict = strict
+        self.warnings: list[str] = []  # concealment mode: frames/pictures that could not be paired
         self._decoder = _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
         extra = bytes(cc.extradata or b"")
         self._length_size = 0
@@ -102,7 +113,6 @@ class Reader:
         self._raw = is_raw_hevc(self.path)
         self._pics: collections.deque = collections.deque()
         self._pts_by_decode: dict[int, Optional[int]] = {}
-        self._packet_pts: collections.deque = collections.deque()
         self._display_index = 0
 
     # metadata
@@ -133,25 +143,60 @@ class Reader:
             self._container.close()
             self._container = None
 
-    def _take_pictures(self) -> None:
+    def _take_pictures(self, pts=None) -> None:
+        # A packet is one access unit, finished by push_packet: the pictures it produced
+        # carry its pts (a damaged packet may produce none, or more than one).
         for pic in self._decoder.pop_decoded():
-            pts = self._packet_pts.popleft() if self._packet_pts else None
             self._pts_by_decode[pic.decode_index] = pts
+            pts = None
         self._pics.extend(self._decoder.pop_output())
+        # FFmpeg lags behind by its frame threads and reorder delay, never by this much: the
+        # oldest pictures have no frame coming (a damaged stream); bound the memory they hold.
+        while len(self._pics) > self.MAX_UNPAIRED:
+            pic = self._pics.popleft()
+            self._pts_by_decode.pop(pic.decode_index, None)
+            msg = f"{self.path}: parsed picture POC {pic.poc} got no decoded frame"
+            if self.strict:
+                raise _core.BitstreamError(msg)
+            self._warn(msg + "; dropped")
 
-    def _pair(self, f: "av.VideoFrame") -> Frame:
+    def _warn(self, msg: str) -> None:
+        if len(self.warnings) < 1000:
+            self.warnings.append(msg)
+
+    def _pair(self, f: "av.VideoFrame") -> Optional[Frame]:
+        """The parsed picture of FFmpeg's next frame. Strict mode raises when the two disagree;
+        concealment mode re-synchronises on timestamps, drops pictures FFmpeg did not output,
+        and skips (returns None for) a frame the parser has no picture for."""
         if not self._pics:
             self._decoder.bump_one()
             self._take_pictures()
         if not self._pics:
-            raise _core.BitstreamError(
-                f"{self.path}: FFmpeg output a frame (pts {f.pts}) for which the parser has no picture")
-        pic = self._pics.popleft()
-        pts = self._pts_by_decode.pop(pic.decode_index, None)
+            msg = f"{self.path}: FFmpeg output a frame (pts {f.pts}) for which the parser has no picture"
+            if self.strict:
+                raise _core.BitstreamError(msg)
+            self._warn(msg + "; frame skipped")
+            return None
+        pic = self._pics[0]
+        pts = self._pts_by_decode.get(pic.decode_index)
         if pts is not None and f.pts is not None and pts != f.pts:
-            raise _core.BitstreamError(
-                f"{self.path}: frame pts {f.pts} does not match the parsed picture's packet pts {pts} "
-                f"(POC {pic.poc})")
+            msg = (f"{self.path}: frame pts {f.pts} does not match the parsed picture's packet pts {pts} "
+                   f"(POC {pic.poc})")
+            if self.strict:
+                raise _core.BitstreamError(msg)
+            # a later picture with the frame's pts: FFmpeg dropped the ones before it
+            for k in range(1, len(self._pics)):
+                if self._pts_by_decode.get(self._pics[k].decode_index) == f.pts:
+                    for _ in range(k):
+                        self._pts_by_decode.pop(self._pics.popleft().decode_index, None)
+                    self._warn(f"{self.path}: {k} parsed picture(s) had no decoded frame; dropped")
+                    break
+            else:
+                self._warn(msg + "; paired in output order")
+            pic = self._pics[0]
+            pts = self._pts_by_decode.get(pic.decode_index)
+        self._pics.popleft()
+        self._pts_by_decode.pop(pic.decode_index, None)
         fr = Frame(self._display_index, PicturePriors(pic), f, f.pts if f.pts is not None else pts, self.time_base)
         self._display_index += 1
         return fr
@@ -164,16 +209,30 @@ class Reader:
         for packet in self._container.demux(self.stream):
             if not packet.size:  # the demuxer's end-of-stream marker; flushed below
                 continue
-            self._packet_pts.append(packet.pts)
             dec.push_packet(packet, length_size=self._length_size)
-            self._take_pictures()
-            for f in cc.decode(packet):
-                yield self._pair(f)
+            self._take_pictures(packet.pts)
+            for f in self._decode(cc, packet):
+                fr = self._pair(f)
+                if fr is not None:
+                    yield fr
         dec.flush()
         self._take_pictures()
-        for f in cc.decode(None):
-            yield self._pair(f)
+        for f in self._decode(cc, None):
+            fr = self._pair(f)
+            if fr is not None:
+                yield fr
         self.close()
+
+    def _decode(self, cc, packet) -> list:
+        """FFmpeg's frames for one packet; in concealment mode a packet FFmpeg rejects
+        yields no frame instead of ending the stream."""
+        try:
+            return cc.decode(packet)
+        except av.error.InvalidDataError as e:
+            if self.strict:
+                raise
+            self._warn(f"{self.path}: FFmpeg: {e}")
+            return []
 
 
 def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, **limits) -> Reader:  # noqa: A001
