@@ -10,8 +10,11 @@
 """
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -534,3 +537,17 @@ def check_priors(p) -> None:
     v = p.valid
     assert v.shape == (gh, gw) and v.dtype == bool
     assert v.all() == p.complete
+
+
+# --- child processes -----------------------------------------------------------------------
+
+def child_env(**extra: str) -> tuple[dict, str]:
+    """Environment and working directory for a child Python that imports the same bitsr as
+    this process (the ASan build under tools/test_sanitized.py, the in-place one otherwise).
+    The working directory is neutral so that the checkout's bitsr/ does not shadow it."""
+    import bitsr
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(bitsr.__file__)))
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_parent, tests]), **extra)
+    return env, tempfile.gettempdir()

@@ -14,7 +14,7 @@ import pytest
 import bitsr
 from bitsr import _core
 from conftest import CORPUS
-from hostile import Cu, IntraSliceWriter, Pps, Slice, Sps, check_priors, parameter_sets, vps
+from hostile import Cu, IntraSliceWriter, Pps, Slice, Sps, check_priors, child_env, parameter_sets, vps
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = sorted((CORPUS / "malformed").glob("*")) if CORPUS is not None and (CORPUS / "malformed").is_dir() else []
@@ -41,9 +41,9 @@ def extract_in_child(path: Path, timeout: float = 60, strict: bool = False) -> s
         "    print('error', type(e).__name__, e.nal_index, e.byte_offset, e.element, e)\n"
         "print('pictures', n)\n"
     )
-    env = dict(os.environ, BITSR_POISON="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env, cwd = child_env(BITSR_POISON="1")
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=ROOT)
+                          env=env, cwd=cwd)
 
 
 # --- the shared corpus of fuzz findings ---------------------------------------------------
@@ -66,8 +66,9 @@ def test_malformed_corpus_conceals_or_fails_clearly(path):
 @requires_malformed
 @pytest.mark.parametrize("path", MALFORMED, ids=[p.name for p in MALFORMED])
 def test_malformed_corpus_cli(path, tmp_path):
+    env, cwd = child_env()
     r = subprocess.run([sys.executable, "-m", "bitsr.cli.extract", "-q", str(path), "-o", str(tmp_path / "x.npz")],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+                       capture_output=True, text=True, timeout=120, cwd=cwd, env=env)
     assert r.returncode in (0, 2), r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 1, r.stderr
     if r.returncode == 2:

@@ -213,8 +213,10 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       maxn = pps.num_tile_columns * pps.num_tile_rows - 1;
     else
       maxn = pps.num_tile_columns * sps.PicHeightInCtbsY - 1;
-    maxn = std::min(maxn, limits.max_entry_points);
     sh.num_entry_point_offsets = br.ue_max(maxn, "num_entry_point_offsets");
+    if (sh.num_entry_point_offsets > limits.max_entry_points)
+      throw LimitError(std::to_string(sh.num_entry_point_offsets) + " entry points exceed max_entry_points",
+                       "num_entry_point_offsets");
     if (sh.num_entry_point_offsets > 0) {
       int len = br.ue_max(31, "offset_len_minus1") + 1;
       sh.entry_point_offset.resize(sh.num_entry_point_offsets);

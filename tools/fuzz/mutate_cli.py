@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from hostile import mutate  # noqa: E402
+from hostile import child_env, mutate  # noqa: E402
 
 # (name, frames, width, height, x265 params, container)
 ENCODED = [
@@ -55,9 +55,15 @@ def seed_streams(max_bytes: int = 60000) -> list[tuple[str, bytes]]:
     return out
 
 
+# Under ASan (tools/test_sanitized.py) the shadow memory needs terabytes of address space:
+# the cap is then ASan's own RSS limit instead of RLIMIT_AS.
+SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
+
+
 def _limit_memory(mem_bytes: int):
     def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+        if not SANITIZED:
+            resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     return apply
 
@@ -66,10 +72,12 @@ def run_one(path: Path, timeout: float = 60, mem_gb: float = 4) -> dict:
     """bitsr-extract on one file in a capped child; returns what happened and whether it is ok."""
     out = path.with_suffix(".npz")
     cmd = [sys.executable, "-m", "bitsr.cli.extract", "-q", "--no-compress", str(path), "-o", str(out)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env, cwd = child_env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    if SANITIZED:
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + f":hard_rss_limit_mb={int(mem_gb * 1024)}"
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
                            preexec_fn=_limit_memory(int(mem_gb * (1 << 30))))
         rc, err = r.returncode, r.stderr
     except subprocess.TimeoutExpired as e:

@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 NO_CLANG = 3
 
 
+# Child processes must not inherit a preloaded sanitizer runtime (tools/test_sanitized.py):
+# clang's fuzz binaries bring their own.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 def find_clang() -> str | None:
     """clang++ able to link -fsanitize=fuzzer (Debian: clang-15, or clang-14 + libclang-rt-14-dev)."""
     names = [os.environ.get("BITSR_CLANGXX", "")] + ["clang++"] + [f"clang++-{v}" for v in range(19, 13, -1)]
@@ -38,7 +43,7 @@ def find_clang() -> str | None:
             src = Path(d) / "t.cc"
             src.write_text('extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n')
             r = subprocess.run([exe, "-fsanitize=fuzzer,address,undefined", str(src), "-o", str(Path(d) / "t")],
-                               capture_output=True)
+                               capture_output=True, env=CLEAN_ENV)
             if r.returncode == 0:
                 return exe
     return None
@@ -49,9 +54,9 @@ def build(clang: str, build_dir: Path) -> None:
            "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DBITSR_FUZZ=ON", "-DBITSR_PYTHON=OFF"]
     if shutil.which("ninja") and not (build_dir / "CMakeCache.txt").exists():
         cfg += ["-G", "Ninja"]
-    subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cfg, check=True, stdout=subprocess.DEVNULL, env=CLEAN_ENV)
     subprocess.run(["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)], check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=CLEAN_ENV)
 
 
 def malformed_files() -> list[Path]:
@@ -104,7 +109,8 @@ def main() -> int:
     try:
         seeds = tmp / "seeds"
         mk = [sys.executable, str(ROOT / "tools" / "fuzz" / "make_seeds.py"), str(seeds)]
-        subprocess.run(mk + (["--no-encode"] if args.no_encode else []), check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(mk + (["--no-encode"] if args.no_encode else []), check=True, stderr=subprocess.DEVNULL,
+                       env=CLEAN_ENV)
         for t in args.targets:
             exe = args.build_dir / f"fuzz_{t}"
             corpus = (args.corpus / t) if args.corpus else (tmp / f"corpus-{t}")
@@ -112,9 +118,9 @@ def main() -> int:
             common = [f"-artifact_prefix={args.artifacts}/{t}-", "-timeout=10", "-rss_limit_mb=2048",
                       "-malloc_limit_mb=2048", "-print_final_stats=1"]
             replay = subprocess.run([str(exe), *common, *map(str, malformed_files())] if t == "annexb" else ["true"],
-                                    capture_output=True, text=True)
+                                    capture_output=True, text=True, env=CLEAN_ENV)
             r = subprocess.run([str(exe), *common, f"-max_total_time={args.seconds}", *args.extra, str(corpus),
-                                str(seeds / t)], capture_output=True, text=True)
+                                str(seeds / t)], capture_output=True, text=True, env=CLEAN_ENV)
             st = parse_stats(r.stderr)
             st["exit_code"] = r.returncode
             st["replay_exit_code"] = replay.returncode
