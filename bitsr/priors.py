@@ -125,7 +125,12 @@ class PicturePriors:
         )
 
 
-def _decoder(strict: bool, **limits) -> "_core.Decoder":
+def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
+    """A parser with the given limits (names as in ``_core.Decoder.default_limits``; 0 or None
+    keeps the default). Unknown names raise TypeError."""
+    unknown = set(limits) - set(_core.Decoder.default_limits)
+    if unknown:
+        raise TypeError(f"unknown limit(s) {sorted(unknown)}; expected {sorted(_core.Decoder.default_limits)}")
     return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
 
 
@@ -182,7 +187,7 @@ def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Itera
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(path)
-    dec = _decoder(strict, **limits)
+    dec = make_decoder(strict, **limits)
     if is_raw_hevc(path):
         for pic in iter_pictures(dec, _file_chunks(path)):
             yield PicturePriors(pic)

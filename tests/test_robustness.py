@@ -338,3 +338,31 @@ def test_no_start_code_in_max_nal_size_bytes_is_a_limit_error():
     with pytest.raises(bitsr.LimitError) as ei:
         d.push_annexb(b"\xff" * 600)
     assert ei.value.byte_offset == 0 and ei.value.element == "nal_unit"
+
+
+def test_unknown_limit_names_are_rejected(wpp_slices):
+    with pytest.raises(TypeError, match="unknown limit"):
+        list(bitsr.extract(wpp_slices, max_pixels=5))
+    with pytest.raises(TypeError, match="unknown limit"):
+        bitsr.open(wpp_slices, max_pixels=5)
+
+
+def test_damaged_hvcc_record_is_concealed():
+    mp4 = make_hevc("hvcc", frames=3, width=176, height=144, container="mp4")
+    with av.open(str(mp4)) as c:
+        rec = bytes(c.streams.video[0].codec_context.extradata)
+        packets = [bytes(p) for p in c.demux(video=0) if p.size]
+    cut = rec[:len(rec) - 5]  # the last parameter set runs past the record
+    d = _core.Decoder()
+    assert d.push_hvcc(cut) == 4
+    assert any("hvcC" in w for w in d.warnings)
+    with pytest.raises(bitsr.BitstreamError) as ei:
+        _core.Decoder(strict=True).push_hvcc(cut)
+    assert ei.value.element == "hvcC" and ei.value.byte_offset == 0
+    # the intact record still decodes the stream
+    d = _core.Decoder(strict=True)
+    n = d.push_hvcc(rec)
+    for p in packets:
+        d.push_packet(p, length_size=n)
+    d.flush()
+    assert len(d.pop_decoded()) == 3

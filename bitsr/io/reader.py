@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from .. import _core
-from ..priors import PicturePriors, is_raw_hevc
+from ..priors import PicturePriors, is_raw_hevc, make_decoder
 from .demux import hevc_stream
 
 
@@ -91,25 +91,26 @@ class Reader:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(2, "no such file", self.path)
+        self.strict = strict
+        self.warnings: list[str] = []  # concealment mode: frames/pictures that could not be paired
+        self._decoder = make_decoder(strict, **limits)
         self._container = av.open(self.path)
         try:
             self.stream = hevc_stream(self._container)
+            cc = self.stream.codec_context
+            cc.thread_type = "AUTO"
+            if threads:
+                cc.thread_count = threads
+            extra = bytes(cc.extradata or b"")
+            self._length_size = 0
+            if extra[:1] == b"\x01" and len(extra) >= 23:
+                self._length_size = self._decoder.push_hvcc(extra)
+            elif extra:
+                self._decoder.push_annexb(extra, final=True)
         except Exception:
             self._container.close()
+            self._container = None
             raise
-        cc = self.stream.codec_context
-        cc.thread_type = "AUTO"
-        if threads:
-            cc.thread_count = threads
-        self.strict = strict
-        self.warnings: list[str] = []  # concealment mode: frames/pictures that could not be paired
-        self._decoder = _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
-        extra = bytes(cc.extradata or b"")
-        self._length_size = 0
-        if extra[:1] == b"\x01" and len(extra) >= 23:
-            self._length_size = self._decoder.push_hvcc(extra)
-        elif extra:
-            self._decoder.push_annexb(extra, final=True)
         self._raw = is_raw_hevc(self.path)
         self._pics: collections.deque = collections.deque()
         self._pts_by_decode: dict[int, Optional[int]] = {}

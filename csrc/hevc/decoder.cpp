@@ -119,7 +119,16 @@ void Decoder::push_length_prefixed(const uint8_t* data, size_t size, int length_
 
 int Decoder::push_hvcc(const uint8_t* data, size_t size) {
   std::vector<NalSpan> nals;
-  int len = parse_hvcc(data, size, nals);
+  int len = 4;
+  try {
+    len = parse_hvcc(data, size, nals);
+  } catch (BitstreamError& e) {
+    // Concealment: keep the parameter sets read so far; they may also come in-band.
+    e.byte_offset = 0;
+    if (opts_.strict) throw;
+    report(e, "hvcC record");
+    if (size > 21) len = (data[21] & 3) + 1;
+  }
   for (auto& n : nals) push_nal(n.data, n.size, (int64_t)n.offset);
   return len;
 }
