@@ -68,7 +68,7 @@ def make_hevc(
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
         return path
-    tmp = path.with_suffix(".part." + container)
+    tmp = path.with_suffix(f".{os.getpid()}.part.{container}")  # pytest-xdist workers may race
     fmt = {"hevc": "hevc", "mp4": "mp4", "mkv": "matroska", "mov": "mov"}[container]
     with av.open(str(tmp), "w", format=fmt) as out:
         st = out.add_stream("libx265", rate=fps)

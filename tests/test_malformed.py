@@ -60,7 +60,7 @@ def test_malformed_corpus_conceals_or_fails_clearly(path):
     if b"\x00\x00\x01" in path.read_bytes():
         assert e.nal_index is not None and e.byte_offset is not None and e.element
     else:  # raw fuzzer input, not Annex B
-        assert "no NAL unit start code" in str(e)
+        assert "no decodable HEVC picture" in str(e)
 
 
 @requires_malformed

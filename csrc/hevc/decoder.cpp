@@ -38,11 +38,25 @@ void Decoder::warn(std::string msg) {
 
 void Decoder::report(const std::exception& e, const char* what) { warn(std::string(what) + ": " + e.what()); }
 
+// Bytes a finished picture holds: block grids, PU records, schema arrays once materialised.
+static int64_t picture_bytes(const Picture& p) {
+  const int64_t n = (int64_t)p.pr.gw * p.pr.gh;
+  return 5 * n + (int64_t)(p.pr.cap * sizeof(PuRec)) + (p.pr.schema.ready ? 30 * n : 0);
+}
+
 void Decoder::check_queue_limit(const Sps& sps) const {
-  const int64_t per_picture = Priors::kBytesPerBlock * (int64_t)((sps.width + 3) / 4) * ((sps.height + 3) / 4);
-  const size_t n = decoded.size() + output.size();
-  if ((int64_t)n * per_picture > opts_.limits.max_queued_bytes)
-    throw LimitError(std::to_string(n) + " finished pictures (" + std::to_string(((int64_t)n * per_picture) >> 20) +
+  const size_t count = decoded.size() + output.size();
+  // Cheap upper bound first (a record per block, materialised arrays): the exact sum is
+  // needed only when a consumer lets hundreds of pictures pile up.
+  const int64_t n = (int64_t)((sps.width + 3) / 4) * ((sps.height + 3) / 4);
+  const int64_t most = 67 * n + 256 * (int64_t)sizeof(PuRec);
+  if ((int64_t)count * most <= opts_.limits.max_queued_bytes) return;
+  int64_t bytes = 0;
+  for (auto& p : decoded) bytes += picture_bytes(*p);
+  for (auto& p : output)
+    if (std::find(decoded.begin(), decoded.end(), p) == decoded.end()) bytes += picture_bytes(*p);
+  if (bytes > opts_.limits.max_queued_bytes)
+    throw LimitError(std::to_string(count) + " finished pictures (" + std::to_string(bytes >> 20) +
                      " MiB) wait to be popped, more than max_queued_bytes; pop decoded/output pictures more often");
 }
 
@@ -204,9 +218,7 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
       case NAL_EOS:
       case NAL_EOB:
         finish_picture();
-        after_eos_ = true;
-        // FFmpeg outputs everything of the ended sequence here; so do we.
-        dpb_.flush(output);
+        after_eos_ = true;  // the next picture is an IRAP with NoRaslOutputFlag = 1
         break;
       default:
         if (h.type <= NAL_RASL_R || (h.type >= NAL_BLA_W_LP && h.type <= NAL_CRA))
@@ -425,7 +437,9 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   gen(cur_rps_.lt_curr, cur_rps_.poc_lt_curr, true);
 
   // Output and removal of pictures from the DPB (C.5.2.2).
-  bool no_output_prior = sh.no_output_of_prior_pics_flag;
+  // C.5.2.2: a CRA that starts a new sequence (after EOS) discards the pictures still
+  // waiting for output, whatever no_output_of_prior_pics_flag says; FFmpeg does the same.
+  const bool no_output_prior = nal_type == NAL_CRA ? true : sh.no_output_of_prior_pics_flag;
   dpb_.output_before_decode(sps, irap && no_rasl, first_picture_, no_output_prior, output);
   // Generated pictures must stay referable for this picture even if the DPB was emptied.
   for (auto* v : {&cur_rps_.st_curr_before, &cur_rps_.st_curr_after, &cur_rps_.lt_curr})
@@ -439,7 +453,7 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   }
 
   check_queue_limit(sps);
-  auto state = std::make_unique<PictureState>(*pic, params);  // allocates; cur_ stays unset if it throws
+  auto state = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
   pic->decode_index = decode_count_++;
   cur_ = pic;
   state_ = std::move(state);
@@ -472,6 +486,7 @@ void Decoder::finish_picture() {
   }
   PicturePtr pic = cur_;
   conceal_missing_ctbs(*state_);
+  rec_hint_ = pic->pr.nrec;
   state_.reset();
   cur_.reset();
   have_cur_sh_ = false;

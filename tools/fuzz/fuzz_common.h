@@ -27,12 +27,17 @@ inline bitsr::DecoderOptions fuzz_options(bool strict) {
   std::abort();
 }
 
-// Every value lies in its documented range and unused lists are empty (SCHEMA.md).
-inline void check_picture(const bitsr::Picture& p) {
-  const bitsr::Priors& r = p.pr;
-  const size_t n = (size_t)r.gw * r.gh;
+// Every value lies in its documented range and unused lists are empty (SCHEMA.md). The
+// check materialises the schema arrays from the PU records, as the Python layer does.
+inline void check_picture(bitsr::Picture& p) {
+  bitsr::Priors& pr = p.pr;
+  const size_t n = (size_t)pr.gw * pr.gh;
   if (!p.sps || n != ((size_t)(p.sps->width + 3) / 4) * ((p.sps->height + 3) / 4)) invariant_failed("grid size", -1);
   if ((int)p.ctb_ok.size() != p.sps->PicSizeInCtbsY) invariant_failed("ctb_ok size", -1);
+  for (size_t i = 0; i < n; ++i)
+    if (pr.pu[i] >= pr.nrec) invariant_failed("block without a PU record", i);
+  pr.materialize(p.slices);
+  const bitsr::SchemaArrays& r = pr.schema;
   for (size_t i = 0; i < n; ++i) {
     const int pm = r.pred_mode[i];
     if (pm < 0 || pm > 2) invariant_failed("pred_mode", i);
