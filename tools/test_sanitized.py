@@ -5,7 +5,7 @@ compiler's ASan runtime, and runs pytest with that package first on the path (ch
 processes the tests start inherit it). Extra arguments go to pytest.
 
 Usage: python tools/test_sanitized.py [pytest args, default: -q -m "not slow" tests]
-Options used: ASAN_OPTIONS=detect_leaks=0 (CPython does not free everything at exit),
+LD_PRELOAD holds the ASan runtime and libstdc++. Options: ASAN_OPTIONS=detect_leaks=0 (CPython does not free everything at exit),
 allocator_may_return_null=1 (a huge allocation becomes MemoryError, as in normal builds);
 UBSan stops at the first finding with a stack trace.
 """
@@ -20,21 +20,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def asan_runtime(build_dir: Path) -> str:
+def preload(build_dir: Path) -> str:
+    """The compiler's ASan runtime, then libstdc++: Python does not link the C++ runtime, and
+    ASan must see it at start-up to intercept __cxa_throw (else the first C++ exception
+    aborts with "CHECK failed: real___cxa_throw")."""
     cache = (build_dir / "CMakeCache.txt").read_text()
     cxx = re.search(r"CMAKE_CXX_COMPILER:\w+=(.*)", cache).group(1).strip()
-    name = "libclang_rt.asan-x86_64.so" if "clang" in Path(cxx).name else "libasan.so"
-    lib = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True, check=True).stdout.strip()
-    if not os.path.isabs(lib):
-        raise SystemExit(f"cannot find the ASan runtime of {cxx}")
-    return lib
+    names = ["libclang_rt.asan-x86_64.so" if "clang" in Path(cxx).name else "libasan.so", "libstdc++.so"]
+    libs = []
+    for name in names:
+        lib = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True, check=True).stdout.strip()
+        if not os.path.isabs(lib):
+            raise SystemExit(f"cannot find {name} of {cxx}")
+        libs.append(os.path.realpath(lib))
+    return " ".join(libs)
 
 
 def main() -> int:
     subprocess.run([sys.executable, str(ROOT / "tools" / "build_inplace.py"), "--sanitize"], check=True)
     pkg_root = ROOT / "build" / "asan-py"
     env = dict(os.environ)
-    env["LD_PRELOAD"] = asan_runtime(ROOT / "build" / "dev-asan")
+    env["LD_PRELOAD"] = preload(ROOT / "build" / "dev-asan")
     env["ASAN_OPTIONS"] = "detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     env["PYTHONPATH"] = os.pathsep.join([str(pkg_root), str(ROOT / "tests")])
