@@ -263,3 +263,25 @@ def test_errors_name_nal_offset_and_element_from_slice_data():
 def test_python_raised_bitstream_errors_have_the_attributes():
     e = bitsr.BitstreamError("made in Python")
     assert e.nal_index is None and e.byte_offset is None and e.element is None
+
+
+def test_warnings_and_errors_stay_bounded():
+    # 3000 damaged slice segments in one picture, 3000 damaged parameter sets: the lists
+    # keep the most recent 1000 warnings and the first 64 errors of the picture.
+    data = parameter_sets(SMALL) + Slice(SMALL, data=intra_data(SMALL, 0, 1)).nal()
+    bad_slice = Slice(SMALL, first=False, address=5, data=b"\xff").nal()
+    data += (bad_slice + b"\x00\x00\x01\x42\x01\xff") * 1500
+    pics, dec = decode(data, max_slice_segments=5000)
+    assert len(dec.warnings) == 1000
+    assert len(pics) == 1 and len(pics[0].errors) == 64
+
+
+def test_parameter_set_resent_with_other_trailing_bytes_is_the_same():
+    # Only the bytes the parser reads identify a parameter set: an SPS re-sent between two
+    # slice segments with different bytes after its last syntax element changes nothing.
+    sps_nal = SMALL.nal()
+    data = parameter_sets(SMALL) + Slice(SMALL, data=intra_data(SMALL, 0, 2)).nal()
+    data += sps_nal + b"\x80\x11\x22\x33"  # after rbsp_trailing_bits: ignored by the parser
+    data += Slice(SMALL, first=False, address=2, data=intra_data(SMALL, 2, 14)).nal()
+    pics, dec = decode(data, strict=True)
+    assert pics[0].complete

@@ -366,3 +366,16 @@ def test_damaged_hvcc_record_is_concealed():
         d.push_packet(p, length_size=n)
     d.flush()
     assert len(d.pop_decoded()) == 3
+
+
+def test_video_stream_without_decoder_is_unsupported(tmp_path):
+    # A damaged sample entry leaves PyAV without a codec context (was an AttributeError).
+    data = bytearray(make_hevc("fourcc", frames=2, width=64, height=64, container="mp4").read_bytes())
+    i = data.find(b"hev1")
+    assert i > 0
+    data[i:i + 4] = b"zzzz"
+    path = tmp_path / "unknown.mp4"
+    path.write_bytes(bytes(data))
+    for api in (bitsr.extract, bitsr.open):
+        with pytest.raises(bitsr.UnsupportedStreamError, match="unknown"):
+            list(api(path))
