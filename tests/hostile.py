@@ -165,6 +165,7 @@ class Slice:
     dependent_slices_enabled: bool = False
 
     dependent: bool = False
+    qp_delta: int = 0
 
     def header(self) -> BitWriter:
         s = self.sps
@@ -203,7 +204,7 @@ class Slice:
             if self.temporal_mvp and self.slice_type == 0:
                 w.flag(1)  # collocated_from_l0_flag
             w.ue(0)  # five_minus_max_num_merge_cand
-        w.se(0)  # slice_qp_delta
+        w.se(self.qp_delta)  # slice_qp_delta
         return w
 
     def nal(self) -> bytes:

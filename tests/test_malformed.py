@@ -285,3 +285,28 @@ def test_parameter_set_resent_with_other_trailing_bytes_is_the_same():
     data += Slice(SMALL, first=False, address=2, data=intra_data(SMALL, 2, 14)).nal()
     pics, dec = decode(data, strict=True)
     assert pics[0].complete
+
+
+@pytest.mark.parametrize("width, height", [(0xFFFFFFF0, 64), (64, 0xFFFFFF00), (1 << 31, 64)])
+def test_picture_size_of_2_pow_31_and_more_is_refused(width, height):
+    # Stored into an int first, such sizes became negative and passed the limit checks.
+    data = parameter_sets(Sps(width=width, height=height))
+    with pytest.raises(bitsr.LimitError) as ei:
+        decode(data)
+    assert ei.value.element == "pic_width_in_luma_samples" and str(max(width, height)) in str(ei.value)
+
+
+def test_slice_qp_delta_near_2_pow_31():
+    # 26 + init_qp_minus26 + slice_qp_delta overflowed an int (UB) before the range check.
+    for delta in ((1 << 31) - 1, -(1 << 31) + 1):
+        data = parameter_sets(SMALL) + Slice(SMALL, qp_delta=delta, data=intra_data(SMALL, 0, 16)).nal()
+        with pytest.raises(bitsr.BitstreamError) as ei:
+            decode(data, strict=True)
+        assert ei.value.element == "slice_qp_delta"
+
+
+def test_limit_ceilings():
+    with pytest.raises(ValueError, match="max_dimension"):
+        _core.Decoder(max_dimension=70000)
+    with pytest.raises(ValueError, match="max_luma_samples"):
+        _core.Decoder(max_luma_samples=(1 << 32) + 1)

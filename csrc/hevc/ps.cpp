@@ -250,15 +250,19 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
   s.chroma_format_idc = br.ue_max(3, "chroma_format_idc");
   if (s.chroma_format_idc == 3) s.separate_colour_plane_flag = br.flag("separate_colour_plane_flag");
   s.ChromaArrayType = s.separate_colour_plane_flag ? 0 : s.chroma_format_idc;
-  s.width = br.ue("pic_width_in_luma_samples");
-  s.height = br.ue("pic_height_in_luma_samples");
-  if (s.width == 0 || s.height == 0) fail("pic_width_in_luma_samples", "picture size is zero");
-  if (s.width > limits.max_dimension || s.height > limits.max_dimension ||
-      (int64_t)s.width * s.height > limits.max_luma_samples)
-    throw LimitError("picture size " + std::to_string(s.width) + "x" + std::to_string(s.height) +
+  // Checked as read (unsigned): stored into an int first, 2^31 and more became negative
+  // sizes that passed the limit checks.
+  const uint32_t width = br.ue("pic_width_in_luma_samples");
+  const uint32_t height = br.ue("pic_height_in_luma_samples");
+  if (width == 0 || height == 0) fail("pic_width_in_luma_samples", "picture size is zero");
+  if (width > (uint32_t)limits.max_dimension || height > (uint32_t)limits.max_dimension ||
+      (int64_t)width * height > limits.max_luma_samples)
+    throw LimitError("picture size " + std::to_string(width) + "x" + std::to_string(height) +
                          " exceeds the configured limit (max_dimension " + std::to_string(limits.max_dimension) +
                          ", max_luma_samples " + std::to_string(limits.max_luma_samples) + ")",
                      "pic_width_in_luma_samples");
+  s.width = (int)width;
+  s.height = (int)height;
   s.SubWidthC = (s.chroma_format_idc == 1 || s.chroma_format_idc == 2) && !s.separate_colour_plane_flag ? 2 : 1;
   s.SubHeightC = (s.chroma_format_idc == 1) && !s.separate_colour_plane_flag ? 2 : 1;
   if (br.flag("conformance_window_flag")) {

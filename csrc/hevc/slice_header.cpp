@@ -177,8 +177,9 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       sh.max_num_merge_cand = 5 - br.ue_max(4, "five_minus_max_num_merge_cand");
     }
     sh.slice_qp_delta = br.se("slice_qp_delta");
-    sh.SliceQpY = 26 + pps.init_qp_minus26 + sh.slice_qp_delta;
-    if (sh.SliceQpY < -sps.QpBdOffsetY || sh.SliceQpY > 51) fail("slice_qp_delta", "SliceQpY out of range");
+    const int64_t qp = 26 + (int64_t)pps.init_qp_minus26 + sh.slice_qp_delta;  // se(v) reaches +-2^31
+    if (qp < -sps.QpBdOffsetY || qp > 51) fail("slice_qp_delta", "SliceQpY out of range");
+    sh.SliceQpY = (int)qp;
     sh.slice_cb_qp_offset = sh.slice_cr_qp_offset = 0;
     if (pps.slice_chroma_qp_offsets_present_flag) {
       sh.slice_cb_qp_offset = br.se_range(-12, 12, "slice_cb_qp_offset");

@@ -207,6 +207,10 @@ void bind_hevc(py::module_& m) {
       .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension,
                        int max_slice_segments, int max_dpb_pictures, int64_t max_nal_size, int max_entry_points,
                        int64_t max_queued_bytes) {
+             // Ceilings keep every derived size inside the parser's integer types (16-bit
+             // block coordinates of PU records, int CTB counts).
+             if (max_dimension > 65535 || max_luma_samples > (int64_t(1) << 32))
+               throw py::value_error("max_dimension must be <= 65535 and max_luma_samples <= 2**32");
              DecoderOptions o;
              o.strict = strict;
              o.parse_ctu = parse_ctu;
