@@ -310,3 +310,17 @@ def test_limit_ceilings():
         _core.Decoder(max_dimension=70000)
     with pytest.raises(ValueError, match="max_luma_samples"):
         _core.Decoder(max_luma_samples=(1 << 32) + 1)
+
+
+def test_nal_units_of_other_layers_are_ignored_unless_strict():
+    # A single flipped bit in nuh_layer_id used to end the whole stream (UnsupportedError).
+    base = IDR + Slice(SMALL, nal_type=1, poc_lsb=1, data=intra_data(SMALL, 0, 16)).nal()
+    layer1 = bytearray(Slice(SMALL, nal_type=1, poc_lsb=2, data=intra_data(SMALL, 0, 16)).nal())
+    layer1[5] |= 0x08  # nuh_layer_id = 1
+    data = IDR + bytes(layer1) + base[len(IDR):]
+    pics, dec = decode(data, strict=False)
+    assert [p.poc for p in pics] == [0, 1] and all(p.complete for p in pics)
+    assert any("nuh_layer_id 1" in w for w in dec.warnings)
+    with pytest.raises(bitsr.UnsupportedStreamError) as ei:
+        decode(data, strict=True)
+    assert ei.value.nal_index == 4 and ei.value.element == "nuh_layer_id"

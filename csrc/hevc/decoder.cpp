@@ -174,10 +174,15 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
     NalHeader h = parse_nal_header(data, size);
     const bool vcl = h.type < 32;
     if (h.layer_id > 0) {
-      if (vcl && h.type <= NAL_CRA)
-        throw UnsupportedError("multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) +
-                                   "): only single-layer HEVC is supported",
-                               "nuh_layer_id");
+      // Version-1 decoders ignore NAL units of other layers (7.4.2.2), which also decodes the
+      // base layer of SHVC/MV-HEVC; strict mode reports that the stream has more.
+      if (vcl && h.type <= NAL_CRA) {
+        const std::string msg = "multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) +
+                                "): only single-layer HEVC is supported";
+        if (opts_.strict) throw UnsupportedError(msg, "nuh_layer_id");
+        warn("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset) + ": " + msg +
+             "; NAL unit ignored");
+      }
       return;
     }
     switch (h.type) {
