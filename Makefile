@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: all build test test-all demo bench clean
+.PHONY: all build test test-all test-sanitized fuzz demo bench clean
 
 all: build
 
@@ -23,6 +23,15 @@ test: build
 
 test-all: build
 	$(PY) -m pytest -q -n 2
+
+# ASan+UBSan build of the extension, then the suite against it (README "Hostile input")
+test-sanitized: $(VENV)/.deps
+	$(PY) tools/test_sanitized.py
+
+# libFuzzer targets (needs clang): FUZZ_SECONDS per target
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.deps
+	$(PY) tools/fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 demo: build
 	$(PY) examples/upscale_clip.py

@@ -43,11 +43,12 @@ class PicturePriors:
     coded picture.
     """
 
-    __slots__ = ("_pic", "_arrays")
+    __slots__ = ("_pic", "_arrays", "_valid")
 
     def __init__(self, pic: "_core.Picture"):
         self._pic = pic
         self._arrays = None
+        self._valid = None
 
     # picture level
     poc = property(lambda self: self._pic.poc)
@@ -86,7 +87,26 @@ class PicturePriors:
 
     @property
     def complete(self) -> bool:
+        """True if every CTB was decoded without error (nothing concealed)."""
         return self._pic.num_ctb_decoded == self.ctb_decoded.size
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool [Gh, Gw] on the 4x4 grid of the arrays: True where the priors were decoded.
+
+        False marks blocks of CTBs that were concealed (damaged or missing slice data): there
+        the arrays hold the placeholder "intra, no motion, picture QP, one CTB-sized CU", which
+        says nothing about the content. Consumers should give such blocks no confidence (the
+        flow rasterizer weights them 0). Read-only; all True for a complete picture.
+        """
+        if self._valid is None:
+            c = self.ctb_size // 4
+            ctb = self.ctb_decoded.astype(bool)
+            gh, gw = (self.height + 3) // 4, (self.width + 3) // 4
+            v = np.ascontiguousarray(np.repeat(np.repeat(ctb, c, axis=0), c, axis=1)[:gh, :gw])
+            v.flags.writeable = False
+            self._valid = v
+        return self._valid
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
@@ -106,7 +126,9 @@ class PicturePriors:
         )
 
 
-LIMITS = ("max_luma_samples", "max_dimension", "max_slice_segments", "max_dpb_pictures", "max_nal_size")
+# Parser limits accepted by make_decoder, extract() and open(); defaults in
+# _core.Decoder.default_limits (csrc/hevc/limits.h, README "Hostile input").
+LIMITS = tuple(_core.Decoder.default_limits)
 
 
 def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
@@ -135,11 +157,19 @@ def _finished(decoder: "_core.Decoder") -> list:
 
 
 def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
-    """Feeds Annex B chunks and yields finished pictures as they complete."""
+    """Feeds Annex B chunks and yields finished pictures as they complete.
+
+    The parser stops after each finished picture (``yield_pictures=1``), so a chunk full of
+    tiny pictures never holds more than one in memory.
+    """
     for chunk in chunks:
-        decoder.push_annexb(chunk)
+        more = decoder.push_annexb(chunk, yield_pictures=1)
         yield from _finished(decoder)
-    decoder.push_annexb(b"", final=True)
+        while more:
+            more = decoder.push_annexb(b"", yield_pictures=1)
+            yield from _finished(decoder)
+    while decoder.push_annexb(b"", final=True, yield_pictures=1):
+        yield from _finished(decoder)
     decoder.flush()
     yield from _finished(decoder)
 

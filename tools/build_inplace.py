@@ -2,6 +2,11 @@
 
 `pip install .` builds the same extension through scikit-build-core; this script only
 keeps a persistent CMake build directory so that edits to csrc/ rebuild incrementally.
+
+--sanitize builds an ASan+UBSan extension into build/asan-py/bitsr/ instead: a copy of the
+package made of links to bitsr/*, with its own _core, so the normal build stays usable.
+Importing it needs the ASan runtime preloaded; tools/test_sanitized.py sets that up and
+runs the test suite.
 Usage: python tools/build_inplace.py [--debug] [--sanitize] [--build-dir DIR]
 """
 from __future__ import annotations
@@ -26,13 +31,16 @@ def main() -> int:
     import pybind11
 
     bdir = Path(args.build_dir or ROOT / "build" / ("dev-asan" if args.sanitize else "dev"))
+    pkg = ROOT / "bitsr"
+    if args.sanitize:
+        pkg = sanitized_package()
     cfg = [
         "cmake", "-S", str(ROOT), "-B", str(bdir),
         f"-DCMAKE_BUILD_TYPE={'RelWithDebInfo' if args.debug else 'Release'}",
         f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
         f"-DPython_EXECUTABLE={sys.executable}",
         f"-DBITSR_SANITIZE={'ON' if args.sanitize else 'OFF'}",
-        f"-DBITSR_INPLACE_DIR={ROOT / 'bitsr'}",
+        f"-DBITSR_INPLACE_DIR={pkg}",
     ]
     try:
         import ninja  # noqa: F401
@@ -53,6 +61,18 @@ def main() -> int:
     if built.exists():
         shutil.copy2(built, ROOT / "bitsr" / built.name)
     return 0
+
+
+def sanitized_package() -> Path:
+    """build/asan-py/bitsr: links to every entry of bitsr/ except the extension."""
+    pkg = ROOT / "build" / "asan-py" / "bitsr"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for entry in (ROOT / "bitsr").iterdir():
+        link = pkg / entry.name
+        if entry.name.startswith("_core") or entry.name == "__pycache__" or link.exists() or link.is_symlink():
+            continue
+        link.symlink_to(entry)
+    return pkg
 
 
 if __name__ == "__main__":

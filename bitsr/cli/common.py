@@ -1,8 +1,11 @@
 """Shared CLI behaviour: one-line errors and exit code 2 for bad input."""
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
+
+import av
 
 from .. import _core
 
@@ -19,11 +22,21 @@ def cli_errors(prog: str):
         print(f"{prog}: error: {e.strerror or e}: {e.filename}", file=sys.stderr)
         raise SystemExit(2)
     except _core.BitstreamError as e:  # includes UnsupportedStreamError, LimitError
-        print(f"{prog}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"{prog}: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(2)
     except MemoryError:
         print(f"{prog}: error: out of memory", file=sys.stderr)
         raise SystemExit(2)
-    except (ValueError, OSError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, av.error.FFmpegError) as e:  # incl. PyAV/FFmpeg container errors
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(2)
+    except Exception as e:  # a bug, not bad input: still one line unless asked for more
+        if os.environ.get("BITSR_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {_one_line(e)} (set BITSR_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

@@ -9,22 +9,30 @@
 
 namespace bitsr {
 
-struct BitstreamError : std::runtime_error {
+// Base of every error about the input: where it happened (filled in by the decoder for the
+// NAL unit being processed; -1 when unknown) and which syntax element was being read.
+struct StreamError : std::runtime_error {
   std::string element;
   int64_t nal_index = -1;
   int64_t byte_offset = -1;
+  StreamError(const std::string& elem, const std::string& msg) : std::runtime_error(msg), element(elem) {}
+};
+
+// Malformed data: concealed unless the decoder is strict.
+struct BitstreamError : StreamError {
   explicit BitstreamError(const std::string& elem, const std::string& msg = "")
-      : std::runtime_error(msg.empty() ? ("invalid " + elem) : msg), element(elem) {}
+      : StreamError(elem, msg.empty() ? ("invalid " + elem) : msg) {}
 };
 
-// Valid syntax that bitsr does not implement (SCC, multi-layer, ...).
-struct UnsupportedError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// Valid syntax that bitsr does not implement (SCC, multi-layer, ...). Always raised.
+struct UnsupportedError : StreamError {
+  explicit UnsupportedError(const std::string& msg, const std::string& elem = "") : StreamError(elem, msg) {}
 };
 
-// A configured resource limit was exceeded (picture size, slices, DPB, ...).
-struct LimitError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// A configured resource limit was exceeded (picture size, slices, DPB, ...). Always raised:
+// limits are policy, never concealed.
+struct LimitError : StreamError {
+  explicit LimitError(const std::string& msg, const std::string& elem = "") : StreamError(elem, msg) {}
 };
 
 [[noreturn]] inline void fail(const char* element) { throw BitstreamError(element); }

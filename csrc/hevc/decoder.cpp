@@ -12,10 +12,52 @@ namespace bitsr {
 Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {}
 Decoder::~Decoder() = default;
 
-void Decoder::report(const std::exception& e, const char* what) {
-  std::string msg = std::string(what) + ": " + e.what();
-  warnings_.push_back(msg);
-  if (warnings_.size() > 1000) warnings_.erase(warnings_.begin());
+namespace {
+
+constexpr size_t kMaxWarnings = 1000;       // the most recent ones are kept
+constexpr size_t kMaxErrorsPerPicture = 64;  // Picture::errors
+
+// First start code (00 00 01) starting in [from, end - 3]; `end` if there is none.
+size_t find_start_code(const uint8_t* d, size_t from, size_t end) {
+  while (from + 3 <= end) {
+    const void* p = std::memchr(d + from, 0, end - from - 2);
+    if (!p) return end;
+    const size_t k = (const uint8_t*)p - d;
+    if (d[k + 1] == 0 && d[k + 2] == 1) return k;
+    from = k + 1;
+  }
+  return end;
+}
+
+}  // namespace
+
+void Decoder::warn(std::string msg) {
+  if (warnings_.size() >= kMaxWarnings) warnings_.erase(warnings_.begin());
+  warnings_.push_back(std::move(msg));
+}
+
+void Decoder::report(const std::exception& e, const char* what) { warn(std::string(what) + ": " + e.what()); }
+
+// Bytes a finished picture holds: block grids, PU records, schema arrays once materialised.
+static int64_t picture_bytes(const Picture& p) {
+  const int64_t n = (int64_t)p.pr.gw * p.pr.gh;
+  return 5 * n + (int64_t)(p.pr.cap * sizeof(PuRec)) + (p.pr.schema.ready ? 30 * n : 0);
+}
+
+void Decoder::check_queue_limit(const Sps& sps) const {
+  const size_t count = decoded.size() + output.size();
+  // Cheap upper bound first (a record per block, materialised arrays): the exact sum is
+  // needed only when a consumer lets hundreds of pictures pile up.
+  const int64_t n = (int64_t)((sps.width + 3) / 4) * ((sps.height + 3) / 4);
+  const int64_t most = 67 * n + 256 * (int64_t)sizeof(PuRec);
+  if ((int64_t)count * most <= opts_.limits.max_queued_bytes) return;
+  int64_t bytes = 0;
+  for (auto& p : decoded) bytes += picture_bytes(*p);
+  for (auto& p : output)
+    if (std::find(decoded.begin(), decoded.end(), p) == decoded.end()) bytes += picture_bytes(*p);
+  if (bytes > opts_.limits.max_queued_bytes)
+    throw LimitError(std::to_string(count) + " finished pictures (" + std::to_string(bytes >> 20) +
+                     " MiB) wait to be popped, more than max_queued_bytes; pop decoded/output pictures more often");
 }
 
 void Decoder::push_annexb(const uint8_t* data, size_t size, int64_t base_offset) {
@@ -24,33 +66,56 @@ void Decoder::push_annexb(const uint8_t* data, size_t size, int64_t base_offset)
   for (auto& n : nals) push_nal(n.data, n.size, base_offset + (int64_t)n.offset);
 }
 
-void Decoder::push_annexb_chunk(const uint8_t* data, size_t size, bool final) {
-  pending_.insert(pending_.end(), data, data + size);
-  size_t cut = pending_.size();
+bool Decoder::push_annexb_chunk(const uint8_t* data, size_t size, bool final, size_t yield_pictures) {
+  if (size) pending_.insert(pending_.end(), data, data + size);
+  const uint8_t* d = pending_.data();
+  const size_t n = pending_.size();
+  // Complete NAL units end at the last start code; at the end of the stream, at its end.
+  size_t cut = n;
   if (!final) {
-    // keep everything from the last start code on: its NAL may continue in the next chunk
-    size_t i = pending_.size();
-    cut = 0;
-    while (i >= 3) {
-      --i;
-      if (pending_[i] == 1 && pending_[i - 1] == 0 && pending_[i - 2] == 0) {
-        cut = i - 2;
+    // Search backwards, through bytes no earlier call has searched (linear time overall).
+    cut = pending_cut_;
+    const size_t lo = std::max(pending_scanned_, pending_begin_ + 1);
+    for (size_t e = n; e >= lo + 3; --e)
+      if (d[e - 1] == 1 && d[e - 2] == 0 && d[e - 3] == 0) {
+        cut = e - 3;
         break;
       }
-    }
-    if (cut == 0) {
-      if ((int64_t)pending_.size() > opts_.limits.max_nal_size)
-        throw LimitError("no start code in " + std::to_string(pending_.size()) + " bytes; NAL unit exceeds the limit");
-      return;
+    pending_cut_ = cut;
+    pending_scanned_ = n >= 2 ? n - 2 : 0;
+    if (cut <= pending_begin_) {
+      if ((int64_t)n > opts_.limits.max_nal_size) {
+        LimitError e("no start code in " + std::to_string(n) + " bytes: a NAL unit exceeds max_nal_size", "nal_unit");
+        e.nal_index = nal_index_ + 1;
+        e.byte_offset = pending_offset_;
+        throw e;
+      }
+      return false;
     }
   }
-  push_annexb(pending_.data(), cut, pending_offset_);
+  size_t pos = find_start_code(d, pending_begin_, cut);  // bytes before the first start code are ignored
+  while (pos < cut) {
+    const size_t start = pos + 3;
+    const size_t next = find_start_code(d, start, cut);
+    size_t end = next;
+    while (end > start && d[end - 1] == 0) --end;  // trailing_zero_8bits, 4-byte start codes
+    if (end > start) push_nal(d + start, end - start, pending_offset_ + (int64_t)start);
+    pos = next;
+    if (yield_pictures && decoded.size() >= yield_pictures && pos < cut) {
+      pending_begin_ = pos;
+      return true;
+    }
+  }
   pending_.erase(pending_.begin(), pending_.begin() + cut);
   pending_offset_ += (int64_t)cut;
+  pending_scanned_ = pending_scanned_ > cut ? pending_scanned_ - cut : 0;
+  pending_begin_ = pending_cut_ = 0;
   if (final) {
     pending_.clear();
     pending_.shrink_to_fit();
+    pending_scanned_ = 0;
   }
+  return false;
 }
 
 void Decoder::push_length_prefixed(const uint8_t* data, size_t size, int length_size, int64_t base_offset) {
@@ -68,7 +133,16 @@ void Decoder::push_length_prefixed(const uint8_t* data, size_t size, int length_
 
 int Decoder::push_hvcc(const uint8_t* data, size_t size) {
   std::vector<NalSpan> nals;
-  int len = parse_hvcc(data, size, nals);
+  int len = 4;
+  try {
+    len = parse_hvcc(data, size, nals);
+  } catch (BitstreamError& e) {
+    // Concealment: keep the parameter sets read so far; they may also come in-band.
+    e.byte_offset = 0;
+    if (opts_.strict) throw;
+    report(e, "hvcC record");
+    if (size > 21) len = (data[21] & 3) + 1;
+  }
   for (auto& n : nals) push_nal(n.data, n.size, (int64_t)n.offset);
   return len;
 }
@@ -95,13 +169,20 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
   ++nal_index_;
   nal_offset_ = offset;
   try {
-    if ((int64_t)size > opts_.limits.max_nal_size) throw LimitError("NAL unit of " + std::to_string(size) + " bytes exceeds the limit");
+    if ((int64_t)size > opts_.limits.max_nal_size)
+      throw LimitError("NAL unit of " + std::to_string(size) + " bytes exceeds max_nal_size", "nal_unit");
     NalHeader h = parse_nal_header(data, size);
     const bool vcl = h.type < 32;
     if (h.layer_id > 0) {
-      if (vcl && h.type <= NAL_CRA)
-        throw UnsupportedError("multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) +
-                               "): only single-layer HEVC is supported");
+      // Version-1 decoders ignore NAL units of other layers (7.4.2.2), which also decodes the
+      // base layer of SHVC/MV-HEVC; strict mode reports that the stream has more.
+      if (vcl && h.type <= NAL_CRA) {
+        const std::string msg = "multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) +
+                                "): only single-layer HEVC is supported";
+        if (opts_.strict) throw UnsupportedError(msg, "nuh_layer_id");
+        warn("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset) + ": " + msg +
+             "; NAL unit ignored");
+      }
       return;
     }
     switch (h.type) {
@@ -112,19 +193,23 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
         unescape_rbsp(data, size, rbsp_, nullptr);
         BitReader br(rbsp_.data() + 2, rbsp_.size() - 2);
         // A parameter set re-sent with identical content keeps its object, so repeating
-        // SPS/PPS at every IRAP (as x265 does) is not mistaken for a change.
-        std::vector<uint8_t> raw(rbsp_.begin() + 2, rbsp_.end());
+        // SPS/PPS at every IRAP (as x265 does) is not mistaken for a change. Only the bytes
+        // the parser read are compared and kept: what follows cannot change the parsed set,
+        // and a huge parameter-set NAL unit must not be stored 80 times over.
+        auto consumed = [&] { return std::vector<uint8_t>(rbsp_.begin() + 2, rbsp_.begin() + 2 + (br.pos() + 7) / 8); };
         if (h.type == NAL_VPS) {
           auto v = parse_vps(br);
           vps_[v->vps_id] = v;
         } else if (h.type == NAL_SPS) {
           auto s = parse_sps(br, opts_.limits);
+          std::vector<uint8_t> raw = consumed();
           if (!sps_[s->sps_id] || sps_raw_[s->sps_id] != raw) {
             sps_[s->sps_id] = s;
             sps_raw_[s->sps_id] = std::move(raw);
           }
         } else {
           auto p = parse_pps(br);
+          std::vector<uint8_t> raw = consumed();
           if (!pps_[p->pps_id] || pps_raw_[p->pps_id] != raw) {
             pps_[p->pps_id] = p;
             pps_raw_[p->pps_id] = std::move(raw);
@@ -151,10 +236,10 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
     e.byte_offset = offset;
     if (opts_.strict) throw;
     report(e, ("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset)).c_str());
-    if (cur_) cur_->errors.push_back(e.what());
-  } catch (LimitError&) {
-    throw;
-  } catch (UnsupportedError&) {
+    if (cur_ && cur_->errors.size() < kMaxErrorsPerPicture) cur_->errors.push_back(e.what());
+  } catch (StreamError& e) {  // LimitError, UnsupportedError: never concealed
+    e.nal_index = nal_index_;
+    e.byte_offset = offset;
     throw;
   }
 }
@@ -180,8 +265,10 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
   if (first) {
     if (!begin_picture(sh, params, nal_type, temporal_id)) return;
   } else {
-    if (params.pps != cur_->pps && params.pps->pps_id != cur_->pps->pps_id)
-      fail("slice_pic_parameter_set_id", "slice segments of one picture use different PPSs");
+    // Same objects, not just the same id: a PPS or SPS re-sent with other content between
+    // two slice segments would change the picture size and tiles under the decoder's feet.
+    if (params.pps != cur_->pps || params.sps != cur_->sps)
+      fail("slice_pic_parameter_set_id", "slice segments of one picture use different parameter sets");
     if (nal_type != cur_->nal_type) fail("nal_unit_type", "slice segments of one picture have different NAL unit types");
   }
   if (sh.dependent_slice_segment_flag && !have_cur_sh_)
@@ -192,7 +279,11 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     cur_sh_ = sh;
     have_cur_sh_ = true;
   }
-  // Reference lists of this slice.
+  // Reference lists of this slice, from the picture's RPS (derived from its first slice);
+  // a slice whose own RPS disagrees in size would index past it.
+  if (sh.slice_type != SLICE_I &&
+      (size_t)sh.NumPicTotalCurr != cur_rps_.st_curr_before.size() + cur_rps_.st_curr_after.size() + cur_rps_.lt_curr.size())
+    fail("short_term_ref_pic_set", "slice segments of one picture signal different reference picture sets");
   RefList lists[2];
   Dpb::build_lists(sh, cur_rps_, lists);
   for (int l = 0; l < 2; ++l)
@@ -232,6 +323,12 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
   if (sh.slice_temporal_mvp_enabled_flag && sh.slice_type != SLICE_I) {
     const RefList& L = lists[sh.collocated_from_l0_flag ? 0 : 1];
     col = L.pic[sh.collocated_ref_idx];
+    // A generated stand-in for a missing reference has no motion: same as no collocated
+    // picture. Pictures of one CVS share the SPS, so a size mismatch means a broken DPB.
+    if (col->generated)
+      col = nullptr;
+    else if (col->pr.gw != cur_->pr.gw || col->pr.gh != cur_->pr.gh)
+      fail("collocated_ref_idx", "collocated picture has a different size");
   }
   SliceDataInput in;
   in.sh = &sh;
@@ -264,7 +361,12 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
       in.entry_points.push_back((size_t)(unesc - hdr));
     }
   }
-  decode_slice_data(*state_, in);
+  try {
+    decode_slice_data(*state_, in);
+  } catch (const BitstreamError&) {
+    abandon_slice_data(*state_);
+    throw;
+  }
 }
 
 bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, int nal_type, int temporal_id) {
@@ -308,7 +410,8 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
       msb = prev_msb;
     poc = msb + lsb;
   }
-  if (poc < -(int64_t(1) << 30) || poc > (int64_t(1) << 30)) fail("slice_pic_order_cnt_lsb", "POC out of range");
+  // |POC| < 2^30 keeps every POC difference the motion derivation takes inside an int.
+  if (poc <= -(int64_t(1) << 30) || poc >= (int64_t(1) << 30)) fail("slice_pic_order_cnt_lsb", "POC out of range");
   auto pic = std::make_shared<Picture>();
   pic->poc = (int32_t)poc;
   pic->nal_type = nal_type;
@@ -330,8 +433,8 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
       if (!v[i]) {
         v[i] = generate_missing(pocs[i], lt, params);
         if (!(is_irap(nal_type) && no_rasl) && !is_rasl(nal_type))
-          warnings_.push_back("picture POC " + std::to_string(pic->poc) + ": reference POC " + std::to_string(pocs[i]) +
-                              " is missing; generated");
+          warn("picture POC " + std::to_string(pic->poc) + ": reference POC " + std::to_string(pocs[i]) +
+               " is missing; generated");
       }
   };
   gen(cur_rps_.st_curr_before, cur_rps_.poc_st_curr_before, false);
@@ -349,17 +452,19 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
       if (p->generated && std::find(dpb_.pics.begin(), dpb_.pics.end(), p) == dpb_.pics.end()) dpb_.pics.push_back(p);
   while ((int)dpb_.pics.size() >= opts_.limits.max_dpb_pictures) {
     // Non-conforming stream: drop the oldest picture to keep memory bounded.
-    warnings_.push_back("DPB overflow; dropping a picture");
+    warn("DPB overflow; dropping a picture");
     dpb_.pics.front()->needed_for_output = false;
     dpb_.pics.erase(dpb_.pics.begin());
   }
 
+  check_queue_limit(sps);
+  auto state = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
   pic->decode_index = decode_count_++;
   cur_ = pic;
+  state_ = std::move(state);
   have_cur_sh_ = false;
   first_picture_ = false;
   after_eos_ = false;
-  state_ = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);
   return true;
 }
 
@@ -374,9 +479,8 @@ PicturePtr Decoder::generate_missing(int32_t poc, bool long_term, const ActivePa
   p->pps = params.pps;
   p->cvs_index = cvs_index_;
   p->nal_type = -1;
-  const Sps& s = *params.sps;
-  p->pr.allocate((s.width + 3) / 4, (s.height + 3) / 4, (size_t)s.PicSizeInCtbsY);
-  fill_intra(*p, 26 + params.pps->init_qp_minus26);
+  // No priors: a generated picture is never output and never used as the collocated
+  // picture (handle_slice), so up to 16 of them per picture cost no memory or time.
   return p;
 }
 

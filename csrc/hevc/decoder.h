@@ -36,7 +36,11 @@ class Decoder : private ParamSetLookup {
   void push_length_prefixed(const uint8_t* data, size_t size, int length_size, int64_t base_offset = 0);
   // Part of an Annex B byte stream read in chunks: NAL units are processed once the next
   // start code is seen; `final` processes the rest. Memory stays bounded by the largest NAL.
-  void push_annexb_chunk(const uint8_t* data, size_t size, bool final);
+  // With `yield_pictures` > 0, processing stops as soon as that many finished pictures wait
+  // in `decoded` and the call returns true: pop them, then call again with no data (and the
+  // same `final`) until it returns false. A chunk full of tiny pictures then never needs
+  // more than a few pictures in memory.
+  bool push_annexb_chunk(const uint8_t* data, size_t size, bool final, size_t yield_pictures = 0);
   // hvcC record from MP4/MKV extradata; returns the NAL length size.
   int push_hvcc(const uint8_t* data, size_t size);
   // Marks the end of an access unit (a container packet): finishes the current picture.
@@ -50,7 +54,7 @@ class Decoder : private ParamSetLookup {
   std::deque<PicturePtr> decoded;  // finished pictures, decoding order
   std::deque<PicturePtr> output;   // pictures in output order (PicOutputFlag = 1)
 
-  int64_t num_nals() const { return nal_index_; }
+  int64_t num_nals() const { return nal_index_ + 1; }  // NAL units seen so far
   int64_t num_skipped_pictures() const { return skipped_pictures_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::shared_ptr<const Sps> active_sps() const { return active_sps_; }
@@ -62,6 +66,9 @@ class Decoder : private ParamSetLookup {
   void finish_picture();
   PicturePtr generate_missing(int32_t poc, bool long_term, const ActiveParams& params);
   void report(const std::exception& e, const char* what);
+  void warn(std::string msg);
+  void slice_data_failed();
+  void check_queue_limit(const Sps& sps) const;
 
   DecoderOptions opts_;
   std::array<std::shared_ptr<const Vps>, 16> vps_{};
@@ -97,6 +104,9 @@ class Decoder : private ParamSetLookup {
   std::vector<uint8_t> rbsp_;
   std::vector<uint8_t> pending_;  // unprocessed tail of an Annex B stream
   int64_t pending_offset_ = 0;    // stream offset of pending_[0]
+  size_t pending_scanned_ = 0;    // no start code begins in pending_[pending_begin_ + 1, this)
+  size_t pending_cut_ = 0;        // last start code found in pending_ (0: none)
+  size_t pending_begin_ = 0;      // unprocessed data starts here (after an early stop)
   std::vector<uint32_t> epb_;
 };
 

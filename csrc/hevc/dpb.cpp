@@ -6,6 +6,16 @@
 
 namespace bitsr {
 
+namespace {
+// Reference POCs stay inside (-2^30, 2^30) like picture POCs (decoder.cpp), so that the
+// POC differences of MV scaling and TMVP cannot overflow.
+int32_t checked_ref_poc(int64_t poc, const char* element) {
+  if (poc <= -(int64_t(1) << 30) || poc >= (int64_t(1) << 30))
+    fail(element, std::string("reference picture POC ") + std::to_string(poc) + " out of range");
+  return (int32_t)poc;
+}
+}  // namespace
+
 RefPicSet Dpb::apply_rps(const SliceHeader& sh, const Sps& sps, const Picture& cur, bool irap_no_rasl) {
   RefPicSet rps;
   if (is_irap(cur.nal_type) && irap_no_rasl)
@@ -24,7 +34,9 @@ RefPicSet Dpb::apply_rps(const SliceHeader& sh, const Sps& sps, const Picture& c
     int64_t poc_lt = sh.poc_lsb_lt[i];
     bool msb = sh.delta_poc_msb_present_flag[i];
     if (msb)
-      poc_lt += (int64_t)cur.poc - (int64_t)sh.delta_poc_msb_cycle_lt[i] * max_lsb - (cur.poc & (max_lsb - 1));
+      poc_lt = checked_ref_poc(
+          poc_lt + (int64_t)cur.poc - (int64_t)sh.delta_poc_msb_cycle_lt[i] * max_lsb - (cur.poc & (max_lsb - 1)),
+          "delta_poc_msb_cycle_lt");
     Picture* found = nullptr;
     for (auto& p : pics) {
       if (!p->is_reference) continue;
@@ -52,7 +64,7 @@ RefPicSet Dpb::apply_rps(const SliceHeader& sh, const Sps& sps, const Picture& c
     return nullptr;
   };
   for (int i = 0; i < st.num_negative; ++i) {
-    int32_t poc = (int32_t)((int64_t)cur.poc + st.delta_poc_s0[i]);
+    int32_t poc = checked_ref_poc((int64_t)cur.poc + st.delta_poc_s0[i], "delta_poc_s0_minus1");
     PicturePtr p = find_st(poc);
     if (p) keep.push_back(p.get());
     if (st.used_s0[i]) {
@@ -61,7 +73,7 @@ RefPicSet Dpb::apply_rps(const SliceHeader& sh, const Sps& sps, const Picture& c
     }
   }
   for (int i = 0; i < st.num_positive; ++i) {
-    int32_t poc = (int32_t)((int64_t)cur.poc + st.delta_poc_s1[i]);
+    int32_t poc = checked_ref_poc((int64_t)cur.poc + st.delta_poc_s1[i], "delta_poc_s1_minus1");
     PicturePtr p = find_st(poc);
     if (p) keep.push_back(p.get());
     if (st.used_s1[i]) {

@@ -250,13 +250,19 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
   s.chroma_format_idc = br.ue_max(3, "chroma_format_idc");
   if (s.chroma_format_idc == 3) s.separate_colour_plane_flag = br.flag("separate_colour_plane_flag");
   s.ChromaArrayType = s.separate_colour_plane_flag ? 0 : s.chroma_format_idc;
-  s.width = br.ue("pic_width_in_luma_samples");
-  s.height = br.ue("pic_height_in_luma_samples");
-  if (s.width == 0 || s.height == 0) fail("pic_width_in_luma_samples", "picture size is zero");
-  if (s.width > limits.max_dimension || s.height > limits.max_dimension ||
-      (int64_t)s.width * s.height > limits.max_luma_samples)
-    throw LimitError("picture size " + std::to_string(s.width) + "x" + std::to_string(s.height) +
-                     " exceeds the configured limit");
+  // Checked as read (unsigned): stored into an int first, 2^31 and more became negative
+  // sizes that passed the limit checks.
+  const uint32_t width = br.ue("pic_width_in_luma_samples");
+  const uint32_t height = br.ue("pic_height_in_luma_samples");
+  if (width == 0 || height == 0) fail("pic_width_in_luma_samples", "picture size is zero");
+  if (width > (uint32_t)limits.max_dimension || height > (uint32_t)limits.max_dimension ||
+      (int64_t)width * height > limits.max_luma_samples)
+    throw LimitError("picture size " + std::to_string(width) + "x" + std::to_string(height) +
+                         " exceeds the configured limit (max_dimension " + std::to_string(limits.max_dimension) +
+                         ", max_luma_samples " + std::to_string(limits.max_luma_samples) + ")",
+                     "pic_width_in_luma_samples");
+  s.width = (int)width;
+  s.height = (int)height;
   s.SubWidthC = (s.chroma_format_idc == 1 || s.chroma_format_idc == 2) && !s.separate_colour_plane_flag ? 2 : 1;
   s.SubHeightC = (s.chroma_format_idc == 1) && !s.separate_colour_plane_flag ? 2 : 1;
   if (br.flag("conformance_window_flag")) {
@@ -277,7 +283,8 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
   for (int i = ordering_info ? 0 : s.max_sub_layers - 1; i < s.max_sub_layers; ++i) {
     s.max_dec_pic_buffering[i] = br.ue_max(15, "sps_max_dec_pic_buffering_minus1") + 1;
     s.max_num_reorder[i] = br.ue_max(s.max_dec_pic_buffering[i] - 1, "sps_max_num_reorder_pics");
-    s.max_latency_increase_plus1[i] = br.ue("sps_max_latency_increase_plus1");
+    // Clamped: SpsMaxLatencyPictures = reorder + this - 1 must not overflow an int.
+    s.max_latency_increase_plus1[i] = (int)std::min<uint32_t>(br.ue("sps_max_latency_increase_plus1"), 1u << 30);
   }
   if (!ordering_info)
     for (int i = 0; i < s.max_sub_layers - 1; ++i) {
@@ -347,8 +354,8 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
       s.cabac_bypass_alignment_enabled_flag = br.flag("cabac_bypass_alignment_enabled_flag");
     }
     if (multilayer) br.flag("inter_view_mv_vert_constraint_flag");
-    if (ext3d) throw UnsupportedError("SPS uses the 3D-HEVC extension, which bitsr does not support");
-    if (scc) throw UnsupportedError("SPS uses the screen content coding (SCC) extension, which bitsr does not support");
+    if (ext3d) throw UnsupportedError("SPS uses the 3D-HEVC extension, which bitsr does not support", "sps_3d_extension_flag");
+    if (scc) throw UnsupportedError("SPS uses the screen content coding (SCC) extension, which bitsr does not support", "sps_scc_extension_flag");
   }
   // Derived variables (7.4.3.2).
   s.CtbSizeY = 1 << s.log2_ctb;
@@ -446,9 +453,9 @@ std::shared_ptr<Pps> parse_pps(BitReader& br) {
       s.log2_sao_offset_scale_luma = br.ue_max(6, "log2_sao_offset_scale_luma");
       s.log2_sao_offset_scale_chroma = br.ue_max(6, "log2_sao_offset_scale_chroma");
     }
-    if (multilayer) throw UnsupportedError("PPS uses the multi-layer extension, which bitsr does not support");
-    if (ext3d) throw UnsupportedError("PPS uses the 3D-HEVC extension, which bitsr does not support");
-    if (scc) throw UnsupportedError("PPS uses the screen content coding (SCC) extension, which bitsr does not support");
+    if (multilayer) throw UnsupportedError("PPS uses the multi-layer extension, which bitsr does not support", "pps_multilayer_extension_flag");
+    if (ext3d) throw UnsupportedError("PPS uses the 3D-HEVC extension, which bitsr does not support", "pps_3d_extension_flag");
+    if (scc) throw UnsupportedError("PPS uses the screen content coding (SCC) extension, which bitsr does not support", "pps_scc_extension_flag");
   }
   return p;
 }

@@ -44,6 +44,13 @@ const ScanTables kScan;
 
 const uint8_t kCtxIdxMap[16] = {0, 1, 4, 5, 2, 3, 4, 5, 6, 6, 8, 8, 7, 7, 8, 8};
 
+// Escapes above 2^30 cannot be valid (coefficients stay below 2^22 even with extended
+// precision); bounding them keeps the Rice/StatCoeff arithmetic inside an int.
+int checked_escape(int64_t v) {
+  if (v > (1 << 30)) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining out of range");
+  return (int)v;
+}
+
 // sigCtx inside a sub-block of a TB larger than 4x4 (9.3.4.2.5), by prevCsbf and the
 // position (xP, yP) within the sub-block, indexed [prevCsbf][(yP << 2) + xP].
 struct SigPattern {
@@ -73,7 +80,7 @@ int SliceDecoder::coeff_abs_level_remaining(int rice) {
   int prefix = 0;
   if (!sps_.extended_precision_processing_flag) {
     while (prefix < 32 && eng_.bypass()) ++prefix;
-    if (prefix <= 3) return (prefix << rice) + (int)eng_.bypass_bits(rice);
+    if (prefix <= 3) return checked_escape(((int64_t)prefix << rice) + eng_.bypass_bits(rice));
     const int nbits = prefix - 3 + rice;
     if (nbits > 30) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining is too long");
     int64_t v = (((int64_t)1 << (prefix - 3)) + 2) << rice;
@@ -87,14 +94,13 @@ int SliceDecoder::coeff_abs_level_remaining(int rice) {
   const int max_prefix_ext = 32 - (3 + range);
   const int longest = max_prefix_ext + 3;
   while (prefix < longest && eng_.bypass()) ++prefix;
-  if (prefix < 3) return (prefix << rice) + (int)eng_.bypass_bits(rice);
+  if (prefix < 3) return checked_escape(((int64_t)prefix << rice) + eng_.bypass_bits(rice));
   const int prefix_ext = prefix - 3;
   const int suffix_len = prefix_ext == max_prefix_ext ? range - rice : prefix_ext;
   if (suffix_len + rice > 31 || suffix_len < 0) fail("coeff_abs_level_remaining");
   int64_t v = ((((int64_t)1 << prefix_ext) - 1) + 3) << rice;
   v += eng_.bypass_bits(suffix_len + rice);
-  if (v > ((int64_t)1 << 31) - 1) fail("coeff_abs_level_remaining", "coeff_abs_level_remaining out of range");
-  return (int)v;
+  return checked_escape(v);
 }
 
 void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
@@ -277,11 +283,11 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
           int& s = cc_.stat_coeff[sb_type];
           if (rem >= (3 << (s / 4)))
             s++;
-          else if (2 * rem < (1 << (s / 4)) && s > 0)
+          else if (2 * (int64_t)rem < (1 << (s / 4)) && s > 0)
             s--;
           first_rem = false;
         }
-        if (base + rem > 3 * (1 << rice))
+        if (base + rem > ((int64_t)3 << rice))
           rice = sps_.persistent_rice_adaptation_enabled_flag ? rice + 1 : std::min(rice + 1, 4);
         if (rice > 30) fail("coeff_abs_level_remaining", "Rice parameter out of range");
       }

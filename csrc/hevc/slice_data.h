@@ -37,6 +37,12 @@ struct PictureState {
 // before the error stay valid and are recorded in pic.ctb_ok.
 void decode_slice_data(PictureState& st, const SliceDataInput& in);
 
+// After decode_slice_data threw: CTBs the failed segment started but did not finish hold
+// partial priors, so they become unavailable to later segments of the picture (they are
+// concealed with the rest at its end), and a following dependent slice segment, whose
+// contexts would come from the broken one, is refused (conceal.cpp).
+void abandon_slice_data(PictureState& st);
+
 // Fills the CTBs that no slice decoded with "unknown" priors (intra, no motion, qp of
 // the picture) so the arrays are fully defined.
 void conceal_missing_ctbs(PictureState& st);

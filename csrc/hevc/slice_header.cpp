@@ -177,8 +177,9 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       sh.max_num_merge_cand = 5 - br.ue_max(4, "five_minus_max_num_merge_cand");
     }
     sh.slice_qp_delta = br.se("slice_qp_delta");
-    sh.SliceQpY = 26 + pps.init_qp_minus26 + sh.slice_qp_delta;
-    if (sh.SliceQpY < -sps.QpBdOffsetY || sh.SliceQpY > 51) fail("slice_qp_delta", "SliceQpY out of range");
+    const int64_t qp = 26 + (int64_t)pps.init_qp_minus26 + sh.slice_qp_delta;  // se(v) reaches +-2^31
+    if (qp < -sps.QpBdOffsetY || qp > 51) fail("slice_qp_delta", "SliceQpY out of range");
+    sh.SliceQpY = (int)qp;
     sh.slice_cb_qp_offset = sh.slice_cr_qp_offset = 0;
     if (pps.slice_chroma_qp_offsets_present_flag) {
       sh.slice_cb_qp_offset = br.se_range(-12, 12, "slice_cb_qp_offset");
@@ -213,8 +214,10 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       maxn = pps.num_tile_columns * pps.num_tile_rows - 1;
     else
       maxn = pps.num_tile_columns * sps.PicHeightInCtbsY - 1;
-    maxn = std::min(maxn, limits.max_entry_points);
     sh.num_entry_point_offsets = br.ue_max(maxn, "num_entry_point_offsets");
+    if (sh.num_entry_point_offsets > limits.max_entry_points)
+      throw LimitError(std::to_string(sh.num_entry_point_offsets) + " entry points exceed max_entry_points",
+                       "num_entry_point_offsets");
     if (sh.num_entry_point_offsets > 0) {
       int len = br.ue_max(31, "offset_len_minus1") + 1;
       sh.entry_point_offset.resize(sh.num_entry_point_offsets);

@@ -127,7 +127,11 @@ void bind_hevc(py::module_& m) {
   ns["__module__"] = "bitsr";
   ns["__doc__"] =
       "Malformed HEVC data. Attributes: nal_index (index of the NAL unit in the stream), "
-      "byte_offset (its position), element (the syntax element being read).";
+      "byte_offset (its position), element (the syntax element being read); None where unknown.";
+  // class-level defaults, so errors raised from Python code carry the attributes too
+  ns["nal_index"] = py::none();
+  ns["byte_offset"] = py::none();
+  ns["element"] = py::none();
   g_bitstream_error = type("BitstreamError", py::make_tuple(value_error), ns);
   py::dict ns2;
   ns2["__module__"] = "bitsr";
@@ -144,14 +148,15 @@ void bind_hevc(py::module_& m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const BitstreamError& e) {
+    } catch (const StreamError& e) {
       std::string msg = e.what();
       if (e.nal_index >= 0) msg += " (NAL " + std::to_string(e.nal_index) + ", byte " + std::to_string(e.byte_offset) + ")";
-      raise_py(g_bitstream_error, msg, e.nal_index, e.byte_offset, e.element);
-    } catch (const UnsupportedError& e) {
-      raise_py(g_unsupported_error, e.what(), -1, -1, "");
-    } catch (const LimitError& e) {
-      raise_py(g_limit_error, e.what(), -1, -1, "");
+      py::object cls = g_bitstream_error;
+      if (dynamic_cast<const UnsupportedError*>(&e))
+        cls = g_unsupported_error;
+      else if (dynamic_cast<const LimitError*>(&e))
+        cls = g_limit_error;
+      raise_py(cls, msg, e.nal_index, e.byte_offset, e.element);
     }
   });
 
@@ -200,7 +205,12 @@ void bind_hevc(py::module_& m) {
 
   py::class_<Decoder>(m, "Decoder", "Parse-only HEVC decoder fed with NAL units in decoding order.")
       .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension,
-                       int max_slice_segments, int max_dpb_pictures, int64_t max_nal_size) {
+                       int max_slice_segments, int max_dpb_pictures, int64_t max_nal_size, int max_entry_points,
+                       int64_t max_queued_bytes) {
+             // Ceilings keep every derived size inside the parser's integer types (16-bit
+             // block coordinates of PU records, int CTB counts).
+             if (max_dimension > 65535 || max_luma_samples > (int64_t(1) << 32))
+               throw py::value_error("max_dimension must be <= 65535 and max_luma_samples <= 2**32");
              DecoderOptions o;
              o.strict = strict;
              o.parse_ctu = parse_ctu;
@@ -209,20 +219,39 @@ void bind_hevc(py::module_& m) {
              if (max_slice_segments > 0) o.limits.max_slice_segments_per_picture = max_slice_segments;
              if (max_dpb_pictures > 0) o.limits.max_dpb_pictures = max_dpb_pictures;
              if (max_nal_size > 0) o.limits.max_nal_size = max_nal_size;
+             if (max_entry_points > 0) o.limits.max_entry_points = max_entry_points;
+             if (max_queued_bytes > 0) o.limits.max_queued_bytes = max_queued_bytes;
              return new Decoder(o);
            }),
            py::arg("strict") = false, py::arg("parse_ctu") = true, py::arg("max_luma_samples") = 0,
            py::arg("max_dimension") = 0, py::arg("max_slice_segments") = 0, py::arg("max_dpb_pictures") = 0,
-           py::arg("max_nal_size") = 0)
+           py::arg("max_nal_size") = 0, py::arg("max_entry_points") = 0, py::arg("max_queued_bytes") = 0,
+           "Limits (0 = default, see csrc/hevc/limits.h and README 'Hostile input') raise LimitError when exceeded.")
+      .def_property_readonly_static("default_limits",
+                                    [](py::object) {
+                                      const Limits l;
+                                      py::dict d;
+                                      d["max_luma_samples"] = l.max_luma_samples;
+                                      d["max_dimension"] = l.max_dimension;
+                                      d["max_slice_segments"] = l.max_slice_segments_per_picture;
+                                      d["max_dpb_pictures"] = l.max_dpb_pictures;
+                                      d["max_nal_size"] = l.max_nal_size;
+                                      d["max_entry_points"] = l.max_entry_points;
+                                      d["max_queued_bytes"] = l.max_queued_bytes;
+                                      return d;
+                                    })
       .def(
           "push_annexb",
-          [](Decoder& d, py::buffer b, bool final) {
+          [](Decoder& d, py::buffer b, bool final, size_t yield_pictures) {
             py::buffer_info i = b.request();
             py::gil_scoped_release nogil;
-            d.push_annexb_chunk(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize, final);
+            return d.push_annexb_chunk(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize, final,
+                                       yield_pictures);
           },
-          py::arg("data"), py::arg("final") = false,
-          "Feed part of an Annex B byte stream; NAL units are parsed once complete.")
+          py::arg("data"), py::arg("final") = false, py::arg("yield_pictures") = 0,
+          "Feed part of an Annex B byte stream; NAL units are parsed once complete. With yield_pictures=N > 0 "
+          "it stops once N finished pictures wait and returns True: pop them and call again with b'' (same "
+          "final) until it returns False.")
       .def(
           "push_nal",
           [](Decoder& d, py::buffer b, int64_t offset) {
