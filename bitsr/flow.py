@@ -11,10 +11,11 @@ Where it comes from, per 4x4 block (see csrc/raster/flow.h):
     ``to`` pointing at the target give the exact inverse motion (I-pictures, intra blocks);
   * blocks with none of these are filled from their surroundings.
 
-Confidence: 1 is a block the encoder predicted from ``to`` itself without residual and that
-other evidence agrees with; around 0.8 a single direct vector; 0.5-0.7 POC-scaled or
-projected vectors; <= 0.3 filled holes; 0 no information (e.g. ``to`` lies in another coded
-video sequence, across an IDR).
+Confidence: 0.7-1 where the encoder predicted the block from ``to`` itself (about 0.7-0.8
+for a single vector, up to 1 when other evidence agrees); about 0.2-0.7 for POC-scaled or
+projected vectors (lower the farther they extrapolate or the more candidates disagree);
+<= 0.3 for filled holes; 0 for no information (e.g. ``to`` lies in another coded video
+sequence, across an IDR).
 """
 from __future__ import annotations
 
@@ -36,8 +37,17 @@ def crop_rect(p: PicturePriors) -> tuple[int, int, int, int]:
 
 def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
     """(height, width) of flow and maps at ``factor`` (ceil of the cropped size / factor)."""
-    w, h = p.cropped_size
+    _, _, w, h = crop_rect(p)
     return (-(-h // factor), -(-w // factor))
+
+
+def _referenced_pocs(p) -> Optional[list[int]]:
+    """POCs any slice of the picture references (lets the rasterizer skip pictures whose
+    motion cannot reach the target), or None when unknown."""
+    slices = getattr(p, "slices", None)
+    if not slices:
+        return None
+    return sorted({r for s in slices for lst in s["ref_poc"] for r in lst})
 
 
 def _as_torch(arrays):
@@ -63,6 +73,7 @@ def mv_flow(
     as_torch: bool = False,
     project: bool = True,
     fill: bool = True,
+    out: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ):
     """Flow from ``target`` to picture ``to`` (PicturePriors, or a POC of the same coded video
     sequence) and its confidence: float32 ``[2, H, W]`` and ``[H, W]``.
@@ -75,13 +86,19 @@ def mv_flow(
     ``interp``: 'nearest' (piecewise constant per 4x4 block, as the encoder predicts) or
     'bilinear' (between block centres). ``as_torch`` returns CPU tensors sharing the memory.
     ``project``/``fill`` switch off the neighbours' projection and the hole filling.
+    ``out``: (flow, confidence) float32 arrays of the output shape to write into (reusing
+    them across frames avoids faulting in fresh memory each time).
     """
     if not isinstance(factor, (int, np.integer)) or factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
     if interp not in INTERP:
         raise ValueError(f"interp must be one of {INTERP}, got {interp!r}")
-    if isinstance(to, PicturePriors):
+    if not isinstance(to, (int, np.integer)):  # PicturePriors (or the like)
         if to.cvs_index != target.cvs_index:  # across an IDR: no motion relation
+            if out is not None:
+                out[0].fill(0.0)
+                out[1].fill(0.0)
+                return _as_torch(out) if as_torch else out
             return zero_flow(target, factor, 0.0, as_torch)
         to_poc = to.poc
         neighbours = [to, *neighbours]
@@ -94,10 +111,10 @@ def mv_flow(
         if (p.width, p.height) != (target.width, target.height):
             continue
         seen.add(p.poc)
-        nbs.append((p.arrays, p.poc))
-    out = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
-                            project, fill)
-    return _as_torch(out) if as_torch else out
+        nbs.append((p.arrays, p.poc, _referenced_pocs(p)))
+    res = _core.raster_flow(target.arrays, target.poc, to_poc, nbs, crop_rect(target), int(factor), interp,
+                            project=project, fill=fill, out=out)
+    return _as_torch(res) if as_torch else res
 
 
 def frame_flow(frame, k: int, **kwargs):
@@ -111,6 +128,70 @@ def frame_flow(frame, k: int, **kwargs):
         raise ValueError(f"flow offset {k} is outside the reader's window (open with lookahead >= {abs(k)})")
     to = win.get(k)
     if to is None:
+        out = kwargs.get("out")
+        if out is not None:
+            out[0].fill(0.0)
+            out[1].fill(0.0)
+            return _as_torch(out) if kwargs.get("as_torch") else out
         return zero_flow(frame.priors, kwargs.get("factor", 1), 0.0, kwargs.get("as_torch", False))
     others = [p for off, p in win.items() if off not in (0, k)]
     return mv_flow(frame.priors, to, others, **kwargs)
+
+
+class PriorsFrame:
+    """A picture in display order with the priors of its neighbours, without pixels (see
+    :func:`iter_frames`); ``flow(k)`` and ``maps()`` work as on :class:`bitsr.Frame`."""
+
+    __slots__ = ("display_index", "priors", "_window")
+
+    def __init__(self, display_index: int, priors: PicturePriors):
+        self.display_index = display_index
+        self.priors = priors
+        self._window = None
+
+    poc = property(lambda self: self.priors.poc)
+    decode_index = property(lambda self: self.priors.decode_index)
+    picture_type = property(lambda self: self.priors.picture_type)
+
+    def flow(self, k: int = -1, **kwargs):
+        return frame_flow(self, k, **kwargs)
+
+    def maps(self, names=None, **kwargs):
+        from .maps import maps
+
+        return maps(self.priors, names, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<bitsr.flow.PriorsFrame display_index={self.display_index} poc={self.poc} type={self.picture_type}>"
+
+
+def display_order(pictures: Iterable[PicturePriors], depth: int = 16):
+    """Decoding-order priors -> output (display) order: POC order within each coded video
+    sequence. HEVC reorders by fewer than 16 pictures (the largest DPB), so a buffer of
+    `depth` pictures suffices. Pictures not meant for output are dropped."""
+    import heapq
+
+    heap: list = []
+    cvs = None
+    for p in pictures:
+        if not p.output_flag:
+            continue
+        if cvs is not None and p.cvs_index != cvs:
+            while heap:
+                yield heapq.heappop(heap)[2]
+        cvs = p.cvs_index
+        heapq.heappush(heap, (p.poc, p.decode_index, p))
+        if len(heap) > depth:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
+def iter_frames(path, *, lookahead: int = 2, strict: bool = False, **limits):
+    """Display-order :class:`PriorsFrame` objects of an HEVC file, parsed without decoding
+    pixels, each carrying the priors of ``lookahead`` frames before and after it."""
+    from .io.reader import _windowed
+    from .priors import extract
+
+    frames = (PriorsFrame(i, p) for i, p in enumerate(display_order(extract(path, strict=strict, **limits))))
+    return _windowed(frames, lookahead)

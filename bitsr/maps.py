@@ -61,3 +61,37 @@ def maps(
 
         return {k: torch.from_numpy(v) for k, v in out.items()}
     return out
+
+
+def picture_summary(priors) -> dict:
+    """Per-picture statistics of the coding decisions over the cropped picture's 4x4 blocks:
+    QP, shares of prediction modes (intra + inter + skip = 100; merge counts the merge PUs
+    of non-skip inter CUs, bi the bi-predicted blocks) and of CU sizes (percent of the
+    area), mean and largest motion-vector length in luma pixels (over the inter blocks'
+    used lists)."""
+    a = priors.arrays
+    l, r, t, b = priors.conf_win
+    gh, gw = a["pred_mode"].shape
+    crop = (slice(t // 4, gh - b // 4), slice(l // 4, gw - r // 4))
+    pm = a["pred_mode"][crop]
+    inter = pm != 1
+    qp = a["qp_y"][crop].astype(np.float64)
+    pct = lambda m: round(100.0 * float(np.mean(m)), 2)  # noqa: E731
+    out = {
+        "qp": {"min": int(qp.min()), "mean": round(float(qp.mean()), 2), "max": int(qp.max())},
+        "modes_pct": {
+            "intra": pct(pm == 1),
+            "inter": pct(pm == 0),
+            "skip": pct(pm == 2),
+            "merge": pct((pm == 0) & (a["merge_flag"][crop] != 0)),  # merge PUs of non-skip CUs
+            "bi": pct(inter & (a["inter_dir"][crop] == 3)),
+        },
+        "residual_pct": pct(a["residual"][crop] != 0),
+        "cu_size_pct": {str(1 << int(k)): pct(a["cu_log2"][crop] == k) for k in np.unique(a["cu_log2"][crop])},
+    }
+    mv = a["mv"][crop].astype(np.float64) / 4.0
+    used = np.stack([(a["inter_dir"][crop] >> lst) & 1 for lst in (0, 1)], -1).astype(bool) & inter[..., None]
+    lengths = np.hypot(mv[..., 0], mv[..., 1])[used]
+    out["mv"] = {"mean_px": round(float(lengths.mean()), 3) if lengths.size else 0.0,
+                 "max_px": round(float(lengths.max()), 3) if lengths.size else 0.0}
+    return out

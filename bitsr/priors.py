@@ -8,6 +8,8 @@ from typing import Iterator
 import numpy as np
 
 from . import _core
+from .io.demux import (check_path, feed_extradata, iter_packets, named_errors, open_container, packet_offset,
+                       select_stream)
 
 # Per-4x4 arrays, in the order of ../shared/corpus/SCHEMA.md.
 BLOCK_ARRAYS = (
@@ -104,7 +106,14 @@ class PicturePriors:
         )
 
 
-def _decoder(strict: bool, **limits) -> "_core.Decoder":
+LIMITS = ("max_luma_samples", "max_dimension", "max_slice_segments", "max_dpb_pictures", "max_nal_size")
+
+
+def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
+    """The parser with resource limits (see LIMITS; 0 or None keeps the default)."""
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise TypeError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMITS)}")
     return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
 
 
@@ -118,14 +127,21 @@ def is_raw_hevc(path: str | os.PathLike) -> bool:
     return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
 
 
+def _finished(decoder: "_core.Decoder") -> list:
+    """Pictures finished since the last call, decoding order. The output-order queue, which
+    decoding-order readers do not use, is emptied too: it would keep every picture alive."""
+    decoder.pop_output()
+    return decoder.pop_decoded()
+
+
 def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
     """Feeds Annex B chunks and yields finished pictures as they complete."""
     for chunk in chunks:
         decoder.push_annexb(chunk)
-        yield from decoder.pop_decoded()
+        yield from _finished(decoder)
     decoder.push_annexb(b"", final=True)
     decoder.flush()
-    yield from decoder.pop_decoded()
+    yield from _finished(decoder)
 
 
 def _file_chunks(path, size=1 << 20):
@@ -137,33 +153,55 @@ def _file_chunks(path, size=1 << 20):
             yield b
 
 
+def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
+    with open_container(path, raw=False) as c:
+        s = select_stream(c)
+        length_size = feed_extradata(decoder, s)
+        for pkt in iter_packets(c, s, path):
+            decoder.push_packet(pkt, length_size=length_size, offset=packet_offset(pkt))
+            yield from _finished(decoder)
+    decoder.flush()
+    yield from _finished(decoder)
+
+
 def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:
     """Yields the priors of every decoded picture of an HEVC file, in decoding order.
 
     Raw Annex B files are read by the C++ parser directly; MP4/MOV/MKV are demuxed with PyAV
     (no pixel decoding). ``strict=True`` raises :class:`bitsr.BitstreamError` on the first
-    damaged NAL unit instead of concealing it. Memory stays bounded: only pictures still
-    needed as references are kept by the parser.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    dec = _decoder(strict, **limits)
-    if is_raw_hevc(path):
-        for pic in iter_pictures(dec, _file_chunks(path)):
-            yield PicturePriors(pic)
-        return
-    from .io.demux import iter_hevc_packets
+    damaged NAL unit instead of concealing it. ``limits`` (``max_luma_samples``,
+    ``max_dimension``, ``max_slice_segments``, ``max_dpb_pictures``, ``max_nal_size``) bound
+    what the parser accepts (:class:`bitsr.LimitError` beyond). Memory stays bounded: only
+    pictures still needed as references are kept by the parser.
 
-    for kind, data in iter_hevc_packets(path):
-        if kind == "hvcc":
-            dec.push_hvcc(data)
-        elif kind == "annexb_extradata":
-            dec.push_annexb(data, final=True)
-        else:
-            dec.push_packet(data, length_size=kind)
-            for pic in dec.pop_decoded():
-                yield PicturePriors(pic)
-    dec.flush()
-    for pic in dec.pop_decoded():
-        yield PicturePriors(pic)
+    Raises FileNotFoundError for a missing path, :class:`bitsr.UnsupportedStreamError` for a
+    container without HEVC video, and :class:`bitsr.BitstreamError` for anything that is not
+    a readable HEVC stream (a directory, an empty file, no decodable picture, a container
+    FFmpeg cannot read).
+    """
+    path = check_path(path)  # path errors now, not at the first next()
+    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
+    from .io.h264 import extract_h264, is_h264
+
+    if is_h264(path):
+        return extract_h264(path, strict=strict, **limits)
+    dec = make_decoder(strict, **limits)
+    return _extract(path, dec)
+
+
+def _extract(path: str, dec: "_core.Decoder") -> Iterator[PicturePriors]:
+    pics = iter_pictures(dec, _file_chunks(path)) if is_raw_hevc(path) else _container_pictures(path, dec)
+    n = 0
+    with named_errors(path):
+        for pic in pics:
+            n += 1
+            yield PicturePriors(pic)
+    if n == 0:
+        raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + _warning_summary(dec))
+
+
+def _warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
+    w = list(dec.warnings)
+    if dec.num_skipped_pictures:
+        w.insert(0, f"{dec.num_skipped_pictures} picture(s) skipped before the first IRAP picture or as RASL")
+    return f" ({'; '.join(w[:n])}{'; ...' if len(w) > n else ''})" if w else ""

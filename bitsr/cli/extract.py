@@ -5,6 +5,16 @@ picture level (width, height, conf_win, bit_depth, chroma_format, poc, nal_type,
 slice_type, temporal_id) and per 4x4 block (pred_mode, cu_log2, part_mode, merge_flag,
 inter_dir, mv, ref_idx, ref_poc, qp_y, tu_log2, residual, intra_mode, pcm_flag,
 transquant_bypass).
+
+With --flow, --json or --viz a second pass goes through the pictures in display order:
+  --flow   motion-vector flow (bitsr.flow) to the frames --flow-offsets away, added to the
+           .npz (flow [N, K, 2, H, W], flow_confidence [N, K, H, W], flow_offsets,
+           flow_factor, flow_display_index, flow_poc, flow_decode_index; display order) and
+           written as Middlebury .flo files (<display index>_<offset>.flo, via mmcv).
+  --json   a per-frame summary: type, POC, QP statistics, block-mode and CU-size shares,
+           mean motion vector length (and flow statistics with --flow).
+  --viz    PNG pictures and an MP4 of the decoded frames with CU/PU/TU boundaries,
+           prediction modes, motion-vector arrows and colour-coded flow (bitsr.viz).
 """
 from __future__ import annotations
 
@@ -22,11 +32,39 @@ def build_parser(prog: str = "bitsr-extract") -> argparse.ArgumentParser:
     ap.add_argument("--picture-level", action="store_true",
                     help="write only the picture-level arrays (skips the per-4x4 arrays, much smaller)")
     ap.add_argument("--no-compress", action="store_true", help="store arrays uncompressed (faster, larger)")
-    ap.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N pictures (decoding order)")
+    ap.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N pictures (decoding order; display order in the --flow/--json/--viz pass)")
     ap.add_argument("--strict", action="store_true",
                     help="fail on the first damaged NAL unit instead of concealing it")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g = ap.add_argument_group("flow, summary and pictures (display order)")
+    g.add_argument("--flow", action="store_true",
+                   help="compute motion-vector flow; stored in the .npz and as .flo files (see --flo-dir)")
+    g.add_argument("--flow-offsets", default="-1,1", metavar="K,...",
+                   help="display offsets to compute the flow towards (default: -1,1; |k| <= 16; "
+                        "write --flow-offsets=-1,2 when the list starts with a minus)")
+    g.add_argument("--flow-factor", type=int, default=1, metavar="F",
+                   help="flow at the cropped size divided by F, values in those pixels (default: 1)")
+    g.add_argument("--flo-dir", metavar="DIR",
+                   help="folder for the .flo files (default: <output without .npz>.flo/; 'none' to skip)")
+    g.add_argument("--json", nargs="?", const="", metavar="PATH",
+                   help="write a per-frame summary as JSON to PATH ('-' for stdout; default <input stem>.json)")
+    g.add_argument("--viz", metavar="DIR",
+                   help="write PNG pictures and an MP4 with the coding structure drawn over the frames into DIR")
+    g.add_argument("--viz-scale", type=int, default=0, metavar="S",
+                   help="enlarge the --viz pictures S times (default: enough for small videos, 1 from about 400 rows)")
+    g.add_argument("--no-npz", action="store_true",
+                   help="do not write the .npz (with --flow, --json or --viz only)")
     return ap
+
+
+def _offsets(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--flow-offsets: expected comma-separated integers, got {text!r}") from None
+    if not ks or any(k == 0 or abs(k) > 16 for k in ks) or len(set(ks)) != len(ks):
+        raise ValueError(f"--flow-offsets: need distinct non-zero offsets with |k| <= 16, got {text!r}")
+    return ks
 
 
 def run(args) -> int:
@@ -36,7 +74,17 @@ def run(args) -> int:
 
     if not os.path.isfile(args.input):
         raise FileNotFoundError(2, "no such file", args.input)
+    display_pass = args.flow or args.json is not None or args.viz
+    if args.no_npz and not display_pass:
+        raise ValueError("--no-npz leaves nothing to do without --flow, --json or --viz")
+    offsets = _offsets(args.flow_offsets) if args.flow else []
+    if args.flow_factor < 1:
+        raise ValueError("--flow-factor must be >= 1")
+    if args.viz_scale < 0 or args.viz_scale > 16:
+        raise ValueError("--viz-scale must be in 0..16")
     out = args.output or os.path.splitext(args.input)[0] + ".priors.npz"
+    if args.no_npz:
+        return run_display(args, None, out, offsets)
     writer = NpzStreamWriter(out, compress=not args.no_compress)
     total = os.path.getsize(args.input)
     bar = None
@@ -78,9 +126,27 @@ def run(args) -> int:
     if n == 0:
         writer.abort()
         raise ValueError(f"{args.input}: no decodable HEVC picture found")
+    if display_pass:
+        try:
+            run_display(args, writer, out, offsets)
+        except BaseException:
+            writer.abort()
+            raise
     writer.close()
     if not args.quiet:
         print(f"wrote {n} pictures to {out} ({total} input bytes)", file=sys.stderr)
+    return 0
+
+
+def run_display(args, writer, out: str, offsets: list[int]) -> int:
+    """The display-order pass: flow, JSON summary, pictures."""
+    from .display_pass import DisplayOutputs
+
+    outputs = DisplayOutputs(args, writer, out, offsets)
+    try:
+        outputs.run()
+    finally:
+        outputs.close()
     return 0
 
 

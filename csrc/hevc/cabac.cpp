@@ -28,6 +28,16 @@ const uint8_t kTransIdxLps[64] = {0,  0,  1,  2,  2,  4,  4,  5,  6,  7,  8,  9,
 const uint8_t kRenormTable[32] = {6, 5, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
                                   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
+CabacTables::CabacTables() {
+  for (int st = 0; st < 128; ++st) {
+    const int p = st >> 1, mps = st & 1;
+    for (int q = 0; q < 4; ++q) lps[st][q] = kRangeTabLps[p][q];
+    next_mps[st] = (uint8_t)((std::min(p + 1, 62) << 1) | mps);
+    next_lps[st] = (uint8_t)((kTransIdxLps[p] << 1) | (p == 0 ? !mps : mps));
+  }
+}
+const CabacTables kCabac;
+
 namespace {
 
 // initValue per initType (Tables 9-5 .. 9-37), laid out like ctx:: offsets.
@@ -100,9 +110,8 @@ void CabacContexts::init(int init_type, int qp) {
       int m = (v >> 4) * 5 - 45;
       int n = ((v & 15) << 3) - 16;
       int pre = std::clamp(((m * q) >> 4) + n, 1, 126);
-      ContextModel& cm = this->m[e.offset + i];
-      cm.mps = pre <= 63 ? 0 : 1;
-      cm.state = (uint8_t)(cm.mps ? pre - 64 : 63 - pre);
+      const int mps = pre <= 63 ? 0 : 1;
+      this->m[e.offset + i].s = (uint8_t)(((mps ? pre - 64 : 63 - pre) << 1) | mps);
     }
   }
   for (int& s : stat_coeff) s = 0;

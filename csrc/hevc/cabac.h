@@ -50,9 +50,9 @@ enum : int {
 };
 }  // namespace ctx
 
+// (pStateIdx << 1) | valMps in one byte, so a bin needs one table lookup per transition.
 struct ContextModel {
-  uint8_t state;  // pStateIdx
-  uint8_t mps;    // valMps
+  uint8_t s;
 };
 
 // Everything that WPP and dependent slice segments save and restore (9.3.2.3/9.3.2.4).
@@ -65,6 +65,15 @@ struct CabacContexts {
 extern const uint8_t kRangeTabLps[64][4];
 extern const uint8_t kTransIdxLps[64];
 extern const uint8_t kRenormTable[32];
+// Indexed by ContextModel::s: rLPS per quantised range, and the next state after an MPS or
+// an LPS (including the valMps switch at pStateIdx 0).
+struct CabacTables {
+  uint8_t lps[128][4];
+  uint8_t next_mps[128];
+  uint8_t next_lps[128];
+  CabacTables();
+};
+extern const CabacTables kCabac;
 
 class CabacEngine {
  public:
@@ -82,13 +91,12 @@ class CabacEngine {
   }
 
   int decode(ContextModel& m) {
-    uint32_t lps = kRangeTabLps[m.state][(range_ >> 6) - 4];
+    const unsigned st = m.s;
+    const uint32_t lps = kCabac.lps[st][(range_ >> 6) & 3];
     range_ -= lps;
-    uint32_t scaled = range_ << 7;
-    int bin;
+    const uint32_t scaled = range_ << 7;
     if (value_ < scaled) {
-      bin = m.mps;
-      if (m.state < 62) m.state++;
+      m.s = kCabac.next_mps[st];
       if (scaled < (256u << 7)) {
         range_ = scaled >> 6;
         value_ <<= 1;
@@ -97,21 +105,19 @@ class CabacEngine {
           value_ |= next_byte();
         }
       }
-    } else {
-      value_ -= scaled;
-      int nb = kRenormTable[lps >> 3];
-      value_ <<= nb;
-      range_ = lps << nb;
-      bin = !m.mps;
-      if (m.state == 0) m.mps = !m.mps;
-      m.state = kTransIdxLps[m.state];
-      bits_needed_ += nb;
-      if (bits_needed_ >= 0) {
-        value_ |= (uint32_t)next_byte() << bits_needed_;
-        bits_needed_ -= 8;
-      }
+      return st & 1;
     }
-    return bin;
+    value_ -= scaled;
+    const int nb = kRenormTable[lps >> 3];
+    value_ <<= nb;
+    range_ = lps << nb;
+    m.s = kCabac.next_lps[st];
+    bits_needed_ += nb;
+    if (bits_needed_ >= 0) {
+      value_ |= (uint32_t)next_byte() << bits_needed_;
+      bits_needed_ -= 8;
+    }
+    return !(st & 1);
   }
 
   int bypass() {

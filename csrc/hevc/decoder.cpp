@@ -138,9 +138,7 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
       case NAL_EOS:
       case NAL_EOB:
         finish_picture();
-        after_eos_ = true;
-        // FFmpeg outputs everything of the ended sequence here; so do we.
-        dpb_.flush(output);
+        after_eos_ = true;  // the next picture is an IRAP with NoRaslOutputFlag = 1
         break;
       default:
         if (h.type <= NAL_RASL_R || (h.type >= NAL_BLA_W_LP && h.type <= NAL_CRA))
@@ -341,7 +339,9 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   gen(cur_rps_.lt_curr, cur_rps_.poc_lt_curr, true);
 
   // Output and removal of pictures from the DPB (C.5.2.2).
-  bool no_output_prior = sh.no_output_of_prior_pics_flag;
+  // C.5.2.2: a CRA that starts a new sequence (after EOS) discards the pictures still
+  // waiting for output, whatever no_output_of_prior_pics_flag says; FFmpeg does the same.
+  const bool no_output_prior = nal_type == NAL_CRA ? true : sh.no_output_of_prior_pics_flag;
   dpb_.output_before_decode(sps, irap && no_rasl, first_picture_, no_output_prior, output);
   // Generated pictures must stay referable for this picture even if the DPB was emptied.
   for (auto* v : {&cur_rps_.st_curr_before, &cur_rps_.st_curr_after, &cur_rps_.lt_curr})
@@ -359,7 +359,7 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   have_cur_sh_ = false;
   first_picture_ = false;
   after_eos_ = false;
-  state_ = std::make_unique<PictureState>(*pic, params);
+  state_ = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);
   return true;
 }
 
@@ -375,7 +375,7 @@ PicturePtr Decoder::generate_missing(int32_t poc, bool long_term, const ActivePa
   p->cvs_index = cvs_index_;
   p->nal_type = -1;
   const Sps& s = *params.sps;
-  p->pr.allocate((s.width + 3) / 4, (s.height + 3) / 4);
+  p->pr.allocate((s.width + 3) / 4, (s.height + 3) / 4, (size_t)s.PicSizeInCtbsY);
   fill_intra(*p, 26 + params.pps->init_qp_minus26);
   return p;
 }
@@ -387,6 +387,7 @@ void Decoder::finish_picture() {
   }
   PicturePtr pic = cur_;
   conceal_missing_ctbs(*state_);
+  rec_hint_ = pic->pr.nrec;
   state_.reset();
   cur_.reset();
   have_cur_sh_ = false;

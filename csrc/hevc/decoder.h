@@ -92,6 +92,7 @@ class Decoder : private ParamSetLookup {
   int64_t nal_index_ = -1;
   int64_t nal_offset_ = -1;
   int64_t skipped_pictures_ = 0;
+  size_t rec_hint_ = 0;  // PU records of the last picture, to size the next one's buffer
   std::vector<std::string> warnings_;
   std::vector<uint8_t> rbsp_;
   std::vector<uint8_t> pending_;  // unprocessed tail of an Annex B stream

@@ -55,50 +55,28 @@ bool SliceDecoder::available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     avail = false;
   else
     avail = true;
-  if (avail && pr_.pred_mode[g(xNb, yNb)] == PM_INTRA) avail = false;
+  if (avail && rec(xNb, yNb).pred_mode == PM_INTRA) avail = false;
   return avail;
 }
 
 void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge) {
   const RefList* L = in_.lists;
-  const uint8_t dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
-  int16_t mv4[4];
-  int8_t ri[2];
-  int32_t rp[2];
-  uint8_t lt = 0;
+  PuRec r = cu_rec_;
+  r.merge_flag = (uint8_t)merge;
+  r.inter_dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
   for (int l = 0; l < 2; ++l) {
     if (m.pred_flag[l]) {
       if (m.ref_idx[l] < 0 || m.ref_idx[l] >= L[l].n) fail("ref_idx", "reference index outside the reference list");
-      mv4[l * 2] = (int16_t)m.mv[l].x;
-      mv4[l * 2 + 1] = (int16_t)m.mv[l].y;
-      ri[l] = (int8_t)m.ref_idx[l];
-      rp[l] = L[l].poc[m.ref_idx[l]];
-      lt |= (uint8_t)(L[l].is_lt[m.ref_idx[l]] << l);
+      r.mv[l * 2] = (int16_t)m.mv[l].x;
+      r.mv[l * 2 + 1] = (int16_t)m.mv[l].y;
+      r.ref_idx[l] = (int8_t)m.ref_idx[l];
+      r.ref_lt |= (uint8_t)(L[l].is_lt[m.ref_idx[l]] << l);
     } else {
-      mv4[l * 2] = mv4[l * 2 + 1] = 0;
-      ri[l] = -1;
-      rp[l] = kNoRefPoc;
+      r.mv[l * 2] = r.mv[l * 2 + 1] = 0;
+      r.ref_idx[l] = -1;
     }
   }
-  const int x4 = xPb >> 2, y4 = yPb >> 2, w4 = w >> 2, h4 = h >> 2;
-  for (int j = 0; j < h4; ++j) {
-    const size_t o = (size_t)(y4 + j) * gw_ + x4;
-    for (int i = 0; i < w4; ++i) {
-      const size_t k = o + i;
-      pr_.merge_flag[k] = (uint8_t)merge;
-      pr_.inter_dir[k] = dir;
-      int16_t* mv = &pr_.mv[k * 4];
-      mv[0] = mv4[0];
-      mv[1] = mv4[1];
-      mv[2] = mv4[2];
-      mv[3] = mv4[3];
-      pr_.ref_idx[k * 2] = ri[0];
-      pr_.ref_idx[k * 2 + 1] = ri[1];
-      pr_.ref_poc[k * 2] = rp[0];
-      pr_.ref_poc[k * 2 + 1] = rp[1];
-      pr_.ref_lt[k] = lt;
-    }
-  }
+  add_rec(xPb, yPb, w, h, r);
 }
 
 bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
@@ -106,9 +84,9 @@ bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
   const Priors& cp = col->pr;
   xCol = (xCol >> 4) << 4;
   yCol = (yCol >> 4) << 4;
-  const size_t k = (size_t)(yCol >> 2) * cp.gw + (xCol >> 2);
-  if (cp.pred_mode[k] == PM_INTRA) return false;
-  const int dir = cp.inter_dir[k];
+  const PuRec& cr = cp.at((size_t)(yCol >> 2) * cp.gw + (xCol >> 2));
+  if (cr.pred_mode == PM_INTRA) return false;
+  const int dir = cr.inter_dir;
   if (dir == 0) return false;
   int list_col;
   if (!(dir & 1)) {
@@ -126,11 +104,13 @@ bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
         }
     list_col = no_backward ? X : (sh_.collocated_from_l0_flag ? 1 : 0);
   }
-  const Mv mv_col = {cp.mv[k * 4 + list_col * 2], cp.mv[k * 4 + list_col * 2 + 1]};
-  const bool col_lt = (cp.ref_lt[k] >> list_col) & 1;
+  const Mv mv_col = {cr.mv[list_col * 2], cr.mv[list_col * 2 + 1]};
+  const bool col_lt = (cr.ref_lt >> list_col) & 1;
+  if (cr.slice_idx >= col->slices.size()) return false;
+  const int32_t col_ref_poc = col->slices[cr.slice_idx].ref_poc[list_col][cr.ref_idx[list_col]];
   const bool cur_lt = in_.lists[X].is_lt[ref_idx];
   if (col_lt != cur_lt) return false;
-  const int col_poc_diff = col->poc - cp.ref_poc[k * 2 + list_col];
+  const int col_poc_diff = col->poc - col_ref_poc;
   const int cur_poc_diff = pic_.poc - in_.lists[X].poc[ref_idx];
   if (cur_lt || col_poc_diff == cur_poc_diff)
     out = mv_col;
@@ -152,91 +132,93 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
                                 int merge_idx, PuMotion& out) {
   const int orig_w = w, orig_h = h;
   const int pml = pps_.log2_parallel_merge_level;
-  if (pml > 2 && nCbS == 8) {
+  if (pml > 2 && nCbS == 8) {  // singleMCLFlag: all PUs of an 8x8 CU share the 2Nx2N list
     xPb = xCb;
     yPb = yCb;
     w = h = nCbS;
     part_idx = 0;
   }
+  const int max_cand = sh_.max_num_merge_cand;
   Cand list[5];
   int n = 0;
   auto read = [&](int x, int y) {
     Cand c;
-    const size_t k = g(x, y);
-    const int dir = pr_.inter_dir[k];
+    const PuRec& r = rec(x, y);
     for (int l = 0; l < 2; ++l) {
-      c.pf[l] = (dir >> l) & 1;
-      c.ref_idx[l] = pr_.ref_idx[k * 2 + l];
-      c.mv[l] = {pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]};
+      c.pf[l] = (r.inter_dir >> l) & 1;
+      c.ref_idx[l] = r.ref_idx[l];
+      c.mv[l] = {r.mv[l * 2], r.mv[l * 2 + 1]};
     }
     return c;
   };
   auto same_mer = [&](int xN, int yN) { return (xPb >> pml) == (xN >> pml) && (yPb >> pml) == (yN >> pml); };
-  // A1
-  const int xA1 = xPb - 1, yA1 = yPb + h - 1;
-  bool avA1 = !same_mer(xA1, yA1) &&
-              !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
-              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
-  Cand A1, B1;
-  if (avA1) {
-    A1 = read(xA1, yA1);
-    list[n++] = A1;
-  }
-  // B1
-  const int xB1 = xPb + w - 1, yB1 = yPb - 1;
-  bool avB1 = !same_mer(xB1, yB1) &&
-              !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-              available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-  if (avB1) {
-    B1 = read(xB1, yB1);
-    if (avA1 && same_motion(A1, B1))
-      avB1 = false;
-    else
-      list[n++] = B1;
-  }
-  // B0
-  const int xB0 = xPb + w, yB0 = yPb - 1;
-  bool avB0 = !same_mer(xB0, yB0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB0, yB0);
-  if (avB0) {
-    Cand B0 = read(xB0, yB0);
-    // pruning against B1 uses the neighbour's motion whether or not B1 itself was kept
-    bool b1_exists = !same_mer(xB1, yB1) &&
-                     !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-                     available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-    if (b1_exists && same_motion(read(xB1, yB1), B0))
-      avB0 = false;
-    else
-      list[n++] = B0;
-  }
-  // A0
-  const int xA0 = xPb - 1, yA0 = yPb + h;
-  bool avA0 = !same_mer(xA0, yA0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA0, yA0);
-  if (avA0) {
-    Cand A0 = read(xA0, yA0);
-    if (avA1 && same_motion(A1, A0))
-      avA0 = false;
-    else
-      list[n++] = A0;
-  }
-  // B2
-  if (!(avA0 && avA1 && avB0 && avB1)) {
-    const int xB2 = xPb - 1, yB2 = yPb - 1;
-    bool avB2 = !same_mer(xB2, yB2) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB2, yB2);
-    if (avB2) {
-      Cand B2 = read(xB2, yB2);
-      bool b1_exists = !same_mer(xB1, yB1) &&
-                       !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
-                       available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
-      if ((avA1 && same_motion(A1, B2)) || (b1_exists && same_motion(read(xB1, yB1), B2)))
-        avB2 = false;
-      else
-        list[n++] = B2;
+  // The list is built in order and later candidates never change earlier ones, so
+  // construction stops as soon as the entry merge_idx selects exists.
+  do {
+    // A1
+    const int xA1 = xPb - 1, yA1 = yPb + h - 1;
+    const bool avA1 = !same_mer(xA1, yA1) &&
+                      !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
+                      available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
+    Cand A1, B1;
+    if (avA1) {
+      A1 = read(xA1, yA1);
+      list[n++] = A1;
+      if (n > merge_idx) break;
     }
-  }
-  const int max_cand = sh_.max_num_merge_cand;
-  if (n > max_cand) n = max_cand;
-  // temporal
-  if (n <= merge_idx || n < max_cand) {
+    // B1 (availableB1 before pruning is what B0 and B2 compare against)
+    const int xB1 = xPb + w - 1, yB1 = yPb - 1;
+    const bool b1_exists =
+        !same_mer(xB1, yB1) &&
+        !((part_mode_ == PART_2NxN || part_mode_ == PART_2NxnU || part_mode_ == PART_2NxnD) && part_idx == 1) &&
+        available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB1, yB1);
+    bool avB1 = b1_exists;
+    if (b1_exists) {
+      B1 = read(xB1, yB1);
+      if (avA1 && same_motion(A1, B1)) {
+        avB1 = false;
+      } else {
+        list[n++] = B1;
+        if (n > merge_idx) break;
+      }
+    }
+    // B0
+    const int xB0 = xPb + w, yB0 = yPb - 1;
+    bool avB0 = !same_mer(xB0, yB0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB0, yB0);
+    if (avB0) {
+      const Cand B0 = read(xB0, yB0);
+      if (b1_exists && same_motion(B1, B0)) {
+        avB0 = false;
+      } else {
+        list[n++] = B0;
+        if (n > merge_idx) break;
+      }
+    }
+    // A0
+    const int xA0 = xPb - 1, yA0 = yPb + h;
+    bool avA0 = !same_mer(xA0, yA0) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA0, yA0);
+    if (avA0) {
+      const Cand A0 = read(xA0, yA0);
+      if (avA1 && same_motion(A1, A0)) {
+        avA0 = false;
+      } else {
+        list[n++] = A0;
+        if (n > merge_idx) break;
+      }
+    }
+    // B2, only when fewer than four spatial candidates were found
+    if (!(avA0 && avA1 && avB0 && avB1)) {
+      const int xB2 = xPb - 1, yB2 = yPb - 1;
+      if (!same_mer(xB2, yB2) && available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xB2, yB2)) {
+        const Cand B2 = read(xB2, yB2);
+        if (!((avA1 && same_motion(A1, B2)) || (b1_exists && same_motion(B1, B2)))) {
+          list[n++] = B2;
+          if (n > merge_idx) break;
+        }
+      }
+    }
+    if (n > max_cand) n = max_cand;
+    // temporal
     if (n < max_cand && sh_.slice_temporal_mvp_enabled_flag) {
       Cand col;
       col.pf[0] = temporal_mv(xPb, yPb, w, h, 0, 0, col.mv[0]);
@@ -249,53 +231,48 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
         col.ref_idx[1] = col.pf[1] ? 0 : -1;
       }
       if (!col.pf[0]) col.mv[0] = {0, 0};
-      if (col.pf[0] || col.pf[1]) list[n++] = col;
-    }
-  }
-  // combined bi-predictive
-  if (sh_.slice_type == SLICE_B && n > 1 && n < max_cand) {
-    static const int kComb[12][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
-                                     {0, 3}, {3, 0}, {1, 3}, {3, 1}, {2, 3}, {3, 2}};
-    const int orig = n;
-    for (int ci = 0; ci < orig * (orig - 1) && n < max_cand; ++ci) {
-      const Cand& l0 = list[kComb[ci][0]];
-      const Cand& l1 = list[kComb[ci][1]];
-      if (l0.pf[0] && l1.pf[1] &&
-          (in_.lists[0].poc[l0.ref_idx[0]] != in_.lists[1].poc[l1.ref_idx[1]] || l0.mv[0].x != l1.mv[1].x ||
-           l0.mv[0].y != l1.mv[1].y)) {
-        Cand c;
-        c.pf[0] = c.pf[1] = 1;
-        c.ref_idx[0] = l0.ref_idx[0];
-        c.ref_idx[1] = l1.ref_idx[1];
-        c.mv[0] = l0.mv[0];
-        c.mv[1] = l1.mv[1];
-        list[n++] = c;
+      if (col.pf[0] || col.pf[1]) {
+        list[n++] = col;
+        if (n > merge_idx) break;
       }
     }
-  }
-  // zero candidates
-  if (n < max_cand) {
+    // combined bi-predictive
+    if (sh_.slice_type == SLICE_B && n > 1 && n < max_cand) {
+      static const int kComb[12][2] = {{0, 1}, {1, 0}, {0, 2}, {2, 0}, {1, 2}, {2, 1},
+                                       {0, 3}, {3, 0}, {1, 3}, {3, 1}, {2, 3}, {3, 2}};
+      const int orig = n;
+      for (int ci = 0; ci < orig * (orig - 1) && n < max_cand && n <= merge_idx; ++ci) {
+        const Cand& l0 = list[kComb[ci][0]];
+        const Cand& l1 = list[kComb[ci][1]];
+        if (l0.pf[0] && l1.pf[1] &&
+            (in_.lists[0].poc[l0.ref_idx[0]] != in_.lists[1].poc[l1.ref_idx[1]] || l0.mv[0].x != l1.mv[1].x ||
+             l0.mv[0].y != l1.mv[1].y)) {
+          Cand c;
+          c.pf[0] = c.pf[1] = 1;
+          c.ref_idx[0] = l0.ref_idx[0];
+          c.ref_idx[1] = l1.ref_idx[1];
+          c.mv[0] = l0.mv[0];
+          c.mv[1] = l1.mv[1];
+          list[n++] = c;
+        }
+      }
+      if (n > merge_idx) break;
+    }
+    // zero candidates
     const int num_ref = sh_.slice_type == SLICE_P ? sh_.num_ref_idx_active[0]
                                                    : std::min(sh_.num_ref_idx_active[0], sh_.num_ref_idx_active[1]);
-    int zi = 0;
-    while (n < max_cand) {
+    for (int zi = 0; n < max_cand && n <= merge_idx; ++zi) {
       Cand c;
       const int r = zi < num_ref ? zi : 0;
       c.pf[0] = 1;
       c.ref_idx[0] = r;
       c.mv[0] = {0, 0};
       c.mv[1] = {0, 0};
-      if (sh_.slice_type == SLICE_P) {
-        c.pf[1] = 0;
-        c.ref_idx[1] = -1;
-      } else {
-        c.pf[1] = 1;
-        c.ref_idx[1] = r;
-      }
+      c.pf[1] = sh_.slice_type == SLICE_P ? 0 : 1;
+      c.ref_idx[1] = c.pf[1] ? r : -1;
       list[n++] = c;
-      ++zi;
     }
-  }
+  } while (false);
   if (merge_idx >= n) fail("merge_idx", "merge_idx beyond the merge candidate list");
   const Cand& s = list[merge_idx];
   for (int l = 0; l < 2; ++l) {
@@ -303,7 +280,7 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     out.ref_idx[l] = s.pf[l] ? s.ref_idx[l] : -1;
     out.mv[l] = s.pf[l] ? s.mv[l] : Mv{0, 0};
   }
-  if (out.pred_flag[0] && out.pred_flag[1] && orig_w + orig_h == 12) {
+  if (out.pred_flag[0] && out.pred_flag[1] && orig_w + orig_h == 12) {  // 8x4/4x8: bi to uni
     out.pred_flag[1] = 0;
     out.ref_idx[1] = -1;
     out.mv[1] = {0, 0};
@@ -316,8 +293,11 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   const RefList* L = in_.lists;
   const int32_t target_poc = L[X].poc[ref_idx];
   const bool target_lt = L[X].is_lt[ref_idx];
-  auto nb_pf = [&](size_t k, int l) { return (pr_.inter_dir[k] >> l) & 1; };
-  auto nb_mv = [&](size_t k, int l) { return Mv{pr_.mv[k * 4 + l * 2], pr_.mv[k * 4 + l * 2 + 1]}; };
+  // Neighbours passing available_pb are in the current slice, so their reference indices
+  // index this slice's lists.
+  auto nb_pf = [&](const PuRec& r, int l) { return (r.inter_dir >> l) & 1; };
+  auto nb_mv = [&](const PuRec& r, int l) { return Mv{r.mv[l * 2], r.mv[l * 2 + 1]}; };
+  auto nb_poc = [&](const PuRec& r, int l) { return L[l].poc[r.ref_idx[l]]; };
   // A
   const int xA[2] = {xPb - 1, xPb - 1}, yA[2] = {yPb + h, yPb + h - 1};
   bool avA[2];
@@ -327,28 +307,28 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   Mv mvA{0, 0};
   for (int i = 0; i < 2 && !have_a; ++i) {
     if (!avA[i]) continue;
-    const size_t k = g(xA[i], yA[i]);
-    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+    const PuRec& k = rec(xA[i], yA[i]);
+    if (nb_pf(k, X) && nb_poc(k, X) == target_poc) {
       have_a = true;
       mvA = nb_mv(k, X);
-    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+    } else if (nb_pf(k, Y) && nb_poc(k, Y) == target_poc) {
       have_a = true;
       mvA = nb_mv(k, Y);
     }
   }
   for (int i = 0; i < 2 && !have_a; ++i) {
     if (!avA[i]) continue;
-    const size_t k = g(xA[i], yA[i]);
+    const PuRec& k = rec(xA[i], yA[i]);
     int l = -1;
-    if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+    if (nb_pf(k, X) && (((k.ref_lt >> X) & 1) == target_lt))
       l = X;
-    else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+    else if (nb_pf(k, Y) && (((k.ref_lt >> Y) & 1) == target_lt))
       l = Y;
     if (l < 0) continue;
     have_a = true;
     mvA = nb_mv(k, l);
-    const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
-    if (!nb_lt && !target_lt) mvA = scale_mv(mvA, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+    const bool nb_lt = (k.ref_lt >> l) & 1;
+    if (!nb_lt && !target_lt) mvA = scale_mv(mvA, pic_.poc - nb_poc(k, l), pic_.poc - target_poc);
   }
   // B
   const int xB[3] = {xPb + w, xPb + w - 1, xPb - 1}, yB[3] = {yPb - 1, yPb - 1, yPb - 1};
@@ -358,11 +338,11 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
   Mv mvB{0, 0};
   for (int i = 0; i < 3 && !have_b; ++i) {
     if (!avB[i]) continue;
-    const size_t k = g(xB[i], yB[i]);
-    if (nb_pf(k, X) && pr_.ref_poc[k * 2 + X] == target_poc) {
+    const PuRec& k = rec(xB[i], yB[i]);
+    if (nb_pf(k, X) && nb_poc(k, X) == target_poc) {
       have_b = true;
       mvB = nb_mv(k, X);
-    } else if (nb_pf(k, Y) && pr_.ref_poc[k * 2 + Y] == target_poc) {
+    } else if (nb_pf(k, Y) && nb_poc(k, Y) == target_poc) {
       have_b = true;
       mvB = nb_mv(k, Y);
     }
@@ -375,17 +355,17 @@ Mv SliceDecoder::derive_amvp(int xCb, int yCb, int nCbS, int xPb, int yPb, int w
     have_b = false;
     for (int i = 0; i < 3 && !have_b; ++i) {
       if (!avB[i]) continue;
-      const size_t k = g(xB[i], yB[i]);
+      const PuRec& k = rec(xB[i], yB[i]);
       int l = -1;
-      if (nb_pf(k, X) && (((pr_.ref_lt[k] >> X) & 1) == target_lt))
+      if (nb_pf(k, X) && (((k.ref_lt >> X) & 1) == target_lt))
         l = X;
-      else if (nb_pf(k, Y) && (((pr_.ref_lt[k] >> Y) & 1) == target_lt))
+      else if (nb_pf(k, Y) && (((k.ref_lt >> Y) & 1) == target_lt))
         l = Y;
       if (l < 0) continue;
       have_b = true;
       mvB = nb_mv(k, l);
-      const bool nb_lt = (pr_.ref_lt[k] >> l) & 1;
-      if (!nb_lt && !target_lt) mvB = scale_mv(mvB, pic_.poc - pr_.ref_poc[k * 2 + l], pic_.poc - target_poc);
+      const bool nb_lt = (k.ref_lt >> l) & 1;
+      if (!nb_lt && !target_lt) mvB = scale_mv(mvB, pic_.poc - nb_poc(k, l), pic_.poc - target_poc);
     }
   }
   Mv cand[3];

@@ -8,6 +8,8 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hevc/ps.h"
@@ -15,68 +17,114 @@
 
 namespace bitsr {
 
-// Uninitialised heap array: priors are written block by block, and undecoded areas are
-// filled explicitly at the end of a picture, so zero-filling would be wasted work.
+// A typed view into a picture's prior storage.
 template <class T>
-class Buf {
+struct Arr {
+  T* p = nullptr;
+  size_t n = 0;
+  T* data() { return p; }
+  const T* data() const { return p; }
+  T& operator[](size_t i) { return p[i]; }
+  const T& operator[](size_t i) const { return p[i]; }
+  size_t size() const { return n; }
+};
+
+// One uninitialised allocation per picture, recycled through a small process-wide pool:
+// a 1080p picture holds ~4 MB of priors, and fresh pages for every picture would cost
+// more (page faults, kernel zeroing) than parsing a skip-heavy picture. Priors are written
+// block by block and undecoded areas are filled explicitly, so no zero-filling is needed.
+class PriorStorage {
  public:
-  Buf() = default;
-  explicit Buf(size_t n) { reset(n); }
-  void reset(size_t n) {
-    p_.reset(n ? static_cast<T*>(std::malloc(n * sizeof(T))) : nullptr);
-    if (n && !p_) throw std::bad_alloc();
-    n_ = n;
-    // BITSR_POISON=1 fills new buffers with a pattern so reads of unwritten priors show up
-    static const bool poison = std::getenv("BITSR_POISON") != nullptr;
-    if (poison && n) std::memset(p_.get(), 0xA5, n * sizeof(T));
+  PriorStorage() = default;
+  PriorStorage(const PriorStorage&) = delete;
+  PriorStorage& operator=(const PriorStorage&) = delete;
+  PriorStorage(PriorStorage&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  PriorStorage& operator=(PriorStorage&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
   }
-  T* data() { return p_.get(); }
-  const T* data() const { return p_.get(); }
-  T& operator[](size_t i) { return p_.get()[i]; }
-  const T& operator[](size_t i) const { return p_.get()[i]; }
-  size_t size() const { return n_; }
+  ~PriorStorage() { release(); }
+  void* allocate(size_t bytes);
+  void release();
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> p_;
-  size_t n_ = 0;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 enum PredModeValue : int8_t { PM_INTER = 0, PM_INTRA = 1, PM_SKIP = 2 };
 constexpr int32_t kNoRefPoc = INT32_MIN;
 
+// One prediction unit (for intra CUs: one per luma prediction block; for undecoded CTBs:
+// one per CTB) with the CU-level fields it inherits. The picture's block grid stores only
+// the index of the record covering each 4x4 block, so a 64x64 skip CU costs one record
+// and a 4-byte fill instead of a dozen per-block arrays; the schema arrays are
+// materialised from the records when someone asks for them.
+struct PuRec {
+  int16_t mv[4];       // [list][x, y], quarter luma samples
+  int8_t ref_idx[2];
+  uint8_t inter_dir;   // bit l: list l used
+  uint8_t ref_lt;      // bit l: list l refers to a long-term picture
+  int8_t pred_mode;    // PredModeValue
+  uint8_t cu_log2;
+  uint8_t part_mode;
+  uint8_t intra_mode;  // IntraPredModeY; 255 inter/skip; 1 (DC) for PCM
+  int8_t qp_y;
+  uint8_t merge_flag, residual, pcm_flag, transquant_bypass;
+  uint8_t has_tt;      // tu_log2 comes from the TU grid rather than cu_log2
+  uint16_t slice_idx;  // index into Picture::slices (reference POCs for this PU)
+  uint16_t x4, y4;     // top-left block
+  uint8_t w4, h4;      // size in blocks
+  uint8_t pad_[2];
+};
+static_assert(sizeof(PuRec) == 32, "PuRec layout");
+
+// The schema arrays (SCHEMA.md), row-major [Gh][Gw] on the 4x4 grid.
+struct SchemaArrays {
+  Arr<int8_t> pred_mode;
+  Arr<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;
+  Arr<int16_t> mv;       // [n][list][x,y]
+  Arr<int8_t> ref_idx;   // [n][list]
+  Arr<int32_t> ref_poc;  // [n][list]
+  Arr<int8_t> qp_y;
+  Arr<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
+  PriorStorage storage;
+  bool ready = false;
+  void allocate(size_t n);
+};
+
+struct SliceInfo;
+
 struct Priors {
   int gw = 0, gh = 0;  // grid of 4x4 blocks over the coded picture
-  Buf<int8_t> pred_mode;
-  Buf<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;
-  Buf<int16_t> mv;       // [n][list][x,y]
-  Buf<int8_t> ref_idx;   // [n][list]
-  Buf<int32_t> ref_poc;  // [n][list]
-  Buf<int8_t> qp_y;
-  Buf<uint8_t> tu_log2, residual, intra_mode, pcm_flag, transquant_bypass;
-  Buf<uint8_t> ref_lt;   // bit l: list l refers to a long-term picture (TMVP needs it)
-  void allocate(int w4, int h4) {
-    gw = w4;
-    gh = h4;
-    size_t n = (size_t)w4 * h4;
-    pred_mode.reset(n);
-    cu_log2.reset(n);
-    part_mode.reset(n);
-    merge_flag.reset(n);
-    inter_dir.reset(n);
-    mv.reset(n * 4);
-    ref_idx.reset(n * 2);
-    ref_poc.reset(n * 2);
-    qp_y.reset(n);
-    tu_log2.reset(n);
-    residual.reset(n);
-    intra_mode.reset(n);
-    pcm_flag.reset(n);
-    transquant_bypass.reset(n);
-    ref_lt.reset(n);
+  Arr<uint32_t> pu;    // record index of each block
+  Arr<uint8_t> tu;     // tu_log2 of blocks inside transform trees
+  PuRec* recs = nullptr;
+  size_t nrec = 0, cap = 0;
+  PriorStorage storage, rec_storage;
+  SchemaArrays schema;
+
+  void allocate(int w4, int h4, size_t rec_hint);
+  // Appends a record; the grid is not touched.
+  uint32_t add(const PuRec& r) {
+    if (nrec == cap) grow();
+    recs[nrec] = r;
+    return (uint32_t)nrec++;
   }
+  // Record covering block k. Reading a block no record was written for means the caller's
+  // availability logic is wrong; that must not become an out-of-bounds read.
+  const PuRec& at(size_t k) const {
+    const uint32_t i = pu[k];
+    if (i >= nrec) unwritten_block();
+    return recs[i];
+  }
+  // Builds the schema arrays from the records (once).
+  void materialize(const std::vector<SliceInfo>& slices);
+
+ private:
+  void grow();
+  [[noreturn]] static void unwritten_block();
 };
 
 // Per-slice reference lists, kept with the picture for reporting and for the exact-MC

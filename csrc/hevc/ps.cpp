@@ -511,23 +511,34 @@ std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
     for (int i = 0; i < cols; ++i, ++tid)
       for (int y = m->row_bd[j]; y < m->row_bd[j + 1]; ++y)
         for (int x = m->col_bd[i]; x < m->col_bd[i + 1]; ++x) m->tile_id[m->ctb_rs_to_ts[y * W + x]] = tid;
+  m->tile_id_rs.resize(N);
+  for (int rs = 0; rs < N; ++rs) m->tile_id_rs[rs] = m->tile_id[m->ctb_rs_to_ts[rs]];
   // z-scan order at 4x4 granularity (6.5.2 with MinTbLog2SizeY replaced by 2; equivalent
-  // for every availability query the parser makes, see motion.cpp).
+  // for every availability query the parser makes, see slice_decoder.h). The order inside
+  // a CTB is the same for every CTB, so it is computed once and offset per CTB.
   const int shift = sps.log2_ctb - 2;
-  const int gw = W << shift, gh = H << shift;
-  m->min_tb_stride = gw;
-  m->min_tb_addr_zs.resize((size_t)gw * gh);
-  for (int y = 0; y < gh; ++y)
-    for (int x = 0; x < gw; ++x) {
-      int rs = W * (y >> shift) + (x >> shift);
-      int v = m->ctb_rs_to_ts[rs] << (shift * 2);
+  const int c4 = 1 << shift;
+  std::vector<int> inner((size_t)c4 * c4);
+  for (int y = 0; y < c4; ++y)
+    for (int x = 0; x < c4; ++x) {
       int p = 0;
       for (int i = 0; i < shift; ++i) {
         int mm = 1 << i;
         p += ((mm & x) ? mm * mm : 0) + ((mm & y) ? 2 * mm * mm : 0);
       }
-      m->min_tb_addr_zs[(size_t)y * gw + x] = v + p;
+      inner[(size_t)y * c4 + x] = p;
     }
+  const int gw = W << shift, gh = H << shift;
+  m->min_tb_stride = gw;
+  m->min_tb_addr_zs.resize((size_t)gw * gh);
+  for (int y = 0; y < gh; ++y) {
+    int* row = &m->min_tb_addr_zs[(size_t)y * gw];
+    const int* irow = &inner[(size_t)(y & (c4 - 1)) * c4];
+    for (int cx = 0; cx < W; ++cx) {
+      const int base = m->ctb_rs_to_ts[(y >> shift) * W + cx] << (shift * 2);
+      for (int x = 0; x < c4; ++x) row[cx * c4 + x] = base + irow[x];
+    }
+  }
   return m;
 }
 

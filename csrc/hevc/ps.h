@@ -152,6 +152,7 @@ struct Pps {
 struct ScanMaps {
   std::vector<int> col_bd, row_bd;          // tile boundaries in CTBs (size cols+1 / rows+1)
   std::vector<int> ctb_rs_to_ts, ctb_ts_to_rs, tile_id;  // tile_id indexed by TS address
+  std::vector<int> tile_id_rs;                          // tile_id indexed by raster address
   std::vector<int> ctb_col_to_tile_x;       // CTB column -> tile column index
   std::vector<int> ctb_row_to_tile_y;
   std::vector<int> min_tb_addr_zs;          // [PicHeightInMinTbs][PicWidthInMinTbs]

@@ -2,6 +2,7 @@
 // context selection of 9.3.4.2.4-9.3.4.2.7 and the Rice parameter derivation of 9.3.3.11
 // (including persistent_rice_adaptation and the limited prefix of extended precision).
 #include <algorithm>
+#include <cstring>
 
 #include "common/error.h"
 #include "hevc/slice_decoder.h"
@@ -42,6 +43,29 @@ struct ScanTables {
 const ScanTables kScan;
 
 const uint8_t kCtxIdxMap[16] = {0, 1, 4, 5, 2, 3, 4, 5, 6, 6, 8, 8, 7, 7, 8, 8};
+
+// sigCtx inside a sub-block of a TB larger than 4x4 (9.3.4.2.5), by prevCsbf and the
+// position (xP, yP) within the sub-block, indexed [prevCsbf][(yP << 2) + xP].
+struct SigPattern {
+  uint8_t v[4][16];
+  SigPattern() {
+    for (int pc = 0; pc < 4; ++pc)
+      for (int yp = 0; yp < 4; ++yp)
+        for (int xp = 0; xp < 4; ++xp) {
+          int c;
+          if (pc == 0)
+            c = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
+          else if (pc == 1)
+            c = yp == 0 ? 2 : yp == 1 ? 1 : 0;
+          else if (pc == 2)
+            c = xp == 0 ? 2 : xp == 1 ? 1 : 0;
+          else
+            c = 2;
+          v[pc][(yp << 2) + xp] = (uint8_t)c;
+        }
+  }
+};
+const SigPattern kSigPattern;
 
 }  // namespace
 
@@ -109,7 +133,7 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
   int scan_idx = 0;
   int pred_mode_intra = -1;
   if (cu_pred_mode_ == PM_INTRA) {
-    pred_mode_intra = c == 0 ? pr_.intra_mode[g(x0, y0)] : intra_mode_c_[pu_index_at(x0, y0)];
+    pred_mode_intra = c == 0 ? intra_mode_y_[luma_pu_index_at(x0, y0)] : intra_mode_c_[pu_index_at(x0, y0)];
     if (log2_size == 2 || (log2_size == 3 && (c == 0 || sps_.ChromaArrayType == 3))) {
       if (pred_mode_intra >= 6 && pred_mode_intra <= 14)
         scan_idx = 2;
@@ -170,33 +194,27 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     if (coded) {
       const int prev_csbf = ((xs < sbw - 1) ? csbf[xs + 1][ys] : 0) | (((ys < sbw - 1) ? csbf[xs][ys + 1] : 0) << 1);
+      // Context index of every position of this sub-block, computed once (9.3.4.2.5).
+      uint8_t ctx_of[16];
+      if (ts_ctx) {
+        std::memset(ctx_of, c == 0 ? 42 : 27 + 16, 16);
+      } else if (log2_size == 2) {
+        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(kCtxIdxMap[p] + (c ? 27 : 0));
+      } else {
+        int add;
+        if (c == 0)
+          add = ((xs > 0 || ys > 0) ? 3 : 0) + (log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21);
+        else
+          add = 27 + (log2_size == 3 ? 9 : 12);
+        const uint8_t* pat = kSigPattern.v[prev_csbf];
+        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(pat[p] + add);
+        if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB: sigCtx 0
+      }
+      ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
       for (int n = n_start; n >= 0; --n) {
-        const int xp = c_scan[n] & 15, yp = c_scan[n] >> 4;
         if (n > 0 || !infer_dc) {
-          int sctx;
-          if (ts_ctx) {
-            sctx = c == 0 ? 42 : 16;
-          } else if (log2_size == 2) {
-            sctx = kCtxIdxMap[(yp << 2) + xp];
-          } else if (xs == 0 && ys == 0 && xp == 0 && yp == 0) {
-            sctx = 0;
-          } else {
-            if (prev_csbf == 0)
-              sctx = (xp + yp == 0) ? 2 : (xp + yp < 3) ? 1 : 0;
-            else if (prev_csbf == 1)
-              sctx = yp == 0 ? 2 : yp == 1 ? 1 : 0;
-            else if (prev_csbf == 2)
-              sctx = xp == 0 ? 2 : xp == 1 ? 1 : 0;
-            else
-              sctx = 2;
-            if (c == 0) {
-              if (xs > 0 || ys > 0) sctx += 3;
-              sctx += log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21;
-            } else {
-              sctx += log2_size == 3 ? 9 : 12;
-            }
-          }
-          if (dec(ctx::SIG_COEFF_FLAG + (c == 0 ? sctx : 27 + sctx))) {
+          const int pos = c_scan[n];
+          if (eng_.decode(sig_ctx[ctx_of[((pos >> 4) << 2) + (pos & 15)]])) {
             sig |= 1u << n;
             infer_dc = false;
           }
@@ -214,9 +232,10 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     int first_g1 = -1;
     int num_g1 = 0;
     bool escape = false;
-    int first_sig = 16, last_sig = -1;
+    int first_sig = 16, last_sig = -1, nsig = 0;
     for (int n = 15; n >= 0; --n) {
       if (!(sig >> n & 1)) continue;
+      ++nsig;
       if (num_g1 < 8) {
         const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
         ++num_g1;
@@ -243,7 +262,6 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     const bool sign_hidden = !sign_hiding_off && pps_.sign_data_hiding_enabled_flag && (last_sig - first_sig > 3);
     if (sps_.cabac_bypass_alignment_enabled_flag && escape) eng_.align_bypass();
-    const int nsig = __builtin_popcount(sig);
     eng_.bypass_bits(nsig - (sign_hidden ? 1 : 0));
     // coeff_abs_level_remaining
     int rice = sps_.persistent_rice_adaptation_enabled_flag ? cc_.stat_coeff[sb_type] / 4 : 0;

@@ -24,7 +24,8 @@ struct SliceDataInput {
 struct PictureStateImpl;
 
 struct PictureState {
-  PictureState(Picture& pic, const ActiveParams& params);
+  // rec_hint: expected number of PU records (the previous picture's count)
+  PictureState(Picture& pic, const ActiveParams& params, size_t rec_hint);
   ~PictureState();
   Picture& pic;
   ActiveParams params;

@@ -2,9 +2,12 @@
 // syntax layer: syntax.cpp (CTU, CU, PU, TU), residual.cpp (residual_coding), motion.cpp
 // (merge, AMVP, TMVP).
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "hevc/cabac.h"
+#include "hevc/fill.h"
 #include "hevc/slice_data.h"
 
 namespace bitsr {
@@ -54,8 +57,17 @@ class SliceDecoder {
   void chroma_qp_offset();
   void cross_comp_pred(int c);
   int set_qp_for_cu(int xCb, int yCb);
-  bool available_zs(int xCurr, int yCurr, int xNb, int yNb) const;
+  // 6.4.1 z-scan order availability.
+  bool available_zs(int xCurr, int yCurr, int xNb, int yNb) const {
+    if (xNb < 0 || yNb < 0 || xNb >= sps_.width || yNb >= sps_.height) return false;
+    if (zs_[(size_t)(yNb >> 2) * zs_stride_ + (xNb >> 2)] > zs_[(size_t)(yCurr >> 2) * zs_stride_ + (xCurr >> 2)])
+      return false;
+    if ((xNb >> log2_ctb_) == (x_ctb_ >> log2_ctb_) && (yNb >> log2_ctb_) == (y_ctb_ >> log2_ctb_)) return true;
+    const int ctb = (yNb >> log2_ctb_) * pic_w_ctb_ + (xNb >> log2_ctb_);
+    return ctb_slice_addr_[ctb] == slice_addr_rs_ && tile_id_rs_[ctb] == tile_id_rs_[ctb_addr_rs_];
+  }
   int pu_index_at(int x, int y) const;  // chroma PU of a 4:4:4 NxN CU, else 0
+  int luma_pu_index_at(int x, int y) const;  // luma PU of an NxN intra CU, else 0
 
   // residual.cpp
   void residual_coding(int x0, int y0, int log2_size, int c_idx);
@@ -73,13 +85,17 @@ class SliceDecoder {
 
   // helpers
   size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }
-  template <class T>
-  void fill(T* a, int x, int y, int w, int h, T v) {
-    const int x4 = x >> 2, y4 = y >> 2, w4 = w >> 2, h4 = h >> 2;
-    for (int j = 0; j < h4; ++j) {
-      T* row = a + (size_t)(y4 + j) * gw_ + x4;
-      for (int i = 0; i < w4; ++i) row[i] = v;
-    }
+  const PuRec& rec(int x, int y) const { return pr_.at(g(x, y)); }
+  // Adds a record for the w x h rectangle at (x, y) and points its blocks at it.
+  uint32_t add_rec(int x, int y, int w, int h, PuRec r) {
+    r.x4 = (uint16_t)(x >> 2);
+    r.y4 = (uint16_t)(y >> 2);
+    r.w4 = (uint8_t)(w >> 2);
+    r.h4 = (uint8_t)(h >> 2);
+    const uint32_t id = pr_.add(r);
+    fill_rect<uint32_t>(pr_.pu.data(), g(x, y), gw_, w >> 2, h >> 2, id);
+    if (cu_nrec_ < 4) cu_recs_[cu_nrec_++] = id;
+    return id;
   }
   int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
 
@@ -93,6 +109,11 @@ class SliceDecoder {
   Picture& pic_;
   Priors& pr_;
   int gw_;
+  const int* zs_;
+  int zs_stride_;
+  const int32_t* ctb_slice_addr_;
+  const int* tile_id_rs_;  // tile of each CTB by raster address
+  int pic_w_ctb_;
   CabacEngine eng_;
   CabacContexts cc_;
 
@@ -117,6 +138,10 @@ class SliceDecoder {
   int intra_mode_c_[4] = {};            // IntraPredModeC per PU
   int intra_mode_y_[4] = {};
   int cu_x_ = 0, cu_y_ = 0, cu_log2_ = 3;
+  PuRec cu_rec_{};          // CU-level fields every record of the current CU starts from
+  uint32_t cu_recs_[4] = {};  // records of the current CU
+  int cu_nrec_ = 0;
+  uint16_t slice_idx_ = 0;
 
   // QP state
   bool is_cu_qp_delta_coded_ = false;

@@ -9,12 +9,12 @@
 
 namespace bitsr {
 
-PictureState::PictureState(Picture& p, const ActiveParams& params) : pic(p), params(params) {
+PictureState::PictureState(Picture& p, const ActiveParams& params, size_t rec_hint) : pic(p), params(params) {
   const Sps& sps = *params.sps;
   ctb_slice_addr.assign(sps.PicSizeInCtbsY, -1);
   pic.ctb_ok.assign(sps.PicSizeInCtbsY, 0);
   pic.num_ctb_ok = 0;
-  pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4);
+  pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4, rec_hint);
   impl = std::make_unique<PictureStateImpl>();
 }
 PictureState::~PictureState() = default;
@@ -31,32 +31,27 @@ const uint8_t kMode422[35] = {0,  1,  2,  2,  2,  2,  3,  5,  7,  8,  10, 11, 13
                               21, 22, 23, 23, 24, 24, 25, 25, 26, 27, 27, 28, 28, 29, 29, 30, 31};
 }  // namespace
 
-static void fill_ctb_intra(Priors& pr, int x4, int y4, int w4, int h4, int qp) {
-  for (int j = 0; j < h4; ++j) {
-    size_t o = (size_t)(y4 + j) * pr.gw + x4;
-    std::memset(&pr.pred_mode[o], PM_INTRA, w4);
-    std::memset(&pr.merge_flag[o], 0, w4);
-    std::memset(&pr.inter_dir[o], 0, w4);
-    std::memset(&pr.mv[o * 4], 0, w4 * 4 * sizeof(int16_t));
-    std::memset(&pr.ref_idx[o * 2], 0xff, w4 * 2);
-    for (int i = 0; i < w4 * 2; ++i) pr.ref_poc[o * 2 + i] = kNoRefPoc;
-    std::memset(&pr.qp_y[o], (int8_t)qp, w4);
-    std::memset(&pr.residual[o], 0, w4);
-    std::memset(&pr.intra_mode[o], 1, w4);
-    std::memset(&pr.pcm_flag[o], 0, w4);
-    std::memset(&pr.transquant_bypass[o], 0, w4);
-    std::memset(&pr.ref_lt[o], 0, w4);
-    std::memset(&pr.part_mode[o], 0, w4);
-  }
+// One intra/DC record per CTB for areas without decoded data.
+static void add_intra_ctb(Priors& pr, const Sps& sps, int rs, int qp) {
+  const int c4 = sps.CtbSizeY / 4;
+  const int x4 = (rs % sps.PicWidthInCtbsY) * c4, y4 = (rs / sps.PicWidthInCtbsY) * c4;
+  PuRec r{};
+  r.ref_idx[0] = r.ref_idx[1] = -1;
+  r.pred_mode = PM_INTRA;
+  r.cu_log2 = (uint8_t)sps.log2_ctb;
+  r.intra_mode = 1;
+  r.qp_y = (int8_t)qp;
+  r.x4 = (uint16_t)x4;
+  r.y4 = (uint16_t)y4;
+  r.w4 = (uint8_t)std::min(c4, pr.gw - x4);
+  r.h4 = (uint8_t)std::min(c4, pr.gh - y4);
+  const uint32_t id = pr.add(r);
+  fill_rect<uint32_t>(pr.pu.data(), (size_t)y4 * pr.gw + x4, pr.gw, r.w4, r.h4, id);
 }
 
 void fill_intra(Picture& pic, int qp) {
   const Sps& sps = *pic.sps;
-  Priors& pr = pic.pr;
-  fill_ctb_intra(pr, 0, 0, pr.gw, pr.gh, qp);
-  // CU/TU size: one CTB-sized CU, clipped to the picture
-  std::memset(pr.cu_log2.data(), sps.log2_ctb, pr.cu_log2.size());
-  std::memset(pr.tu_log2.data(), sps.log2_ctb, pr.tu_log2.size());
+  for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs) add_intra_ctb(pic.pr, sps, rs, qp);
 }
 
 void conceal_missing_ctbs(PictureState& st) {
@@ -64,18 +59,10 @@ void conceal_missing_ctbs(PictureState& st) {
   const Sps& sps = *st.params.sps;
   if (pic.num_ctb_ok == sps.PicSizeInCtbsY) return;
   const int qp = pic.slices.empty() ? 26 + st.params.pps->init_qp_minus26 : pic.slices.front().slice_qp;
-  const int c4 = sps.CtbSizeY / 4;
-  for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs) {
-    if (pic.ctb_ok[rs]) continue;
-    int x4 = (rs % sps.PicWidthInCtbsY) * c4, y4 = (rs / sps.PicWidthInCtbsY) * c4;
-    int w4 = std::min(c4, pic.pr.gw - x4), h4 = std::min(c4, pic.pr.gh - y4);
-    fill_ctb_intra(pic.pr, x4, y4, w4, h4, qp);
-    for (int j = 0; j < h4; ++j) {
-      size_t o = (size_t)(y4 + j) * pic.pr.gw + x4;
-      std::memset(&pic.pr.cu_log2[o], sps.log2_ctb, w4);
-      std::memset(&pic.pr.tu_log2[o], sps.log2_ctb, w4);
-    }
-  }
+  // A CTB whose slice data broke off may be half written: it gets a fresh record, and the
+  // records of its decoded part are simply no longer referenced by the grid.
+  for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs)
+    if (!pic.ctb_ok[rs]) add_intra_ctb(pic.pr, sps, rs, qp);
 }
 
 SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
@@ -88,7 +75,14 @@ SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
       maps_(*st.params.maps),
       pic_(st.pic),
       pr_(st.pic.pr),
-      gw_(st.pic.pr.gw) {
+      gw_(st.pic.pr.gw),
+      zs_(st.params.maps->min_tb_addr_zs.data()),
+      zs_stride_(st.params.maps->min_tb_stride),
+      ctb_slice_addr_(st.ctb_slice_addr.data()),
+      tile_id_rs_(st.params.maps->tile_id_rs.data()),
+      pic_w_ctb_(st.params.sps->PicWidthInCtbsY) {
+  if (pic_.slices.empty() || pic_.slices.size() > 65535) fail("slice_segment_address", "too many slices");
+  slice_idx_ = (uint16_t)(pic_.slices.size() - 1);
   log2_ctb_ = sps_.log2_ctb;
   min_qg_log2_ = sps_.log2_ctb - pps_.diff_cu_qp_delta_depth;
   min_cqo_log2_ = sps_.log2_ctb - pps_.diff_cu_chroma_qp_offset_depth;
@@ -103,18 +97,6 @@ void SliceDecoder::init_contexts() {
   else
     init_type = sh_.cabac_init_flag ? 1 : 2;
   cc_.init(init_type, sh_.SliceQpY);
-}
-
-bool SliceDecoder::available_zs(int xCurr, int yCurr, int xNb, int yNb) const {
-  if (xNb < 0 || yNb < 0 || xNb >= sps_.width || yNb >= sps_.height) return false;
-  const int stride = maps_.min_tb_stride;
-  if (maps_.min_tb_addr_zs[(size_t)(yNb >> 2) * stride + (xNb >> 2)] >
-      maps_.min_tb_addr_zs[(size_t)(yCurr >> 2) * stride + (xCurr >> 2)])
-    return false;
-  const int ctb = (yNb >> log2_ctb_) * sps_.PicWidthInCtbsY + (xNb >> log2_ctb_);
-  if (st_.ctb_slice_addr[ctb] != slice_addr_rs_) return false;
-  if (maps_.tile_id[maps_.ctb_rs_to_ts[ctb]] != maps_.tile_id[ctb_addr_ts_]) return false;
-  return true;
 }
 
 void SliceDecoder::start_substream(const uint8_t* p) { eng_.start(p, in_.data + in_.size); }
@@ -264,8 +246,8 @@ void SliceDecoder::coding_quadtree(int x0, int y0, int log2_cb, int depth) {
   int split;
   if (x0 + size <= sps_.width && y0 + size <= sps_.height && log2_cb > sps_.log2_min_cb) {
     int inc = 0;
-    if (available_zs(x0, y0, x0 - 1, y0) && (log2_ctb_ - pr_.cu_log2[g(x0 - 1, y0)]) > depth) inc++;
-    if (available_zs(x0, y0, x0, y0 - 1) && (log2_ctb_ - pr_.cu_log2[g(x0, y0 - 1)]) > depth) inc++;
+    if (available_zs(x0, y0, x0 - 1, y0) && (log2_ctb_ - rec(x0 - 1, y0).cu_log2) > depth) inc++;
+    if (available_zs(x0, y0, x0, y0 - 1) && (log2_ctb_ - rec(x0, y0 - 1).cu_log2) > depth) inc++;
     split = dec(ctx::SPLIT_CU_FLAG + inc);
   } else {
     split = log2_cb > sps_.log2_min_cb;
@@ -276,8 +258,8 @@ void SliceDecoder::coding_quadtree(int x0, int y0, int log2_cb, int depth) {
     cu_qp_delta_val_ = 0;
     const int prev = qp_y_;  // QpY of the last CU of the previous group, or SliceQpY
     const int mask = sps_.CtbSizeY - 1;
-    const int qa = (x0 & mask) ? pr_.qp_y[g(x0 - 1, y0)] : prev;
-    const int qb = (y0 & mask) ? pr_.qp_y[g(x0, y0 - 1)] : prev;
+    const int qa = (x0 & mask) ? rec(x0 - 1, y0).qp_y : prev;
+    const int qb = (y0 & mask) ? rec(x0, y0 - 1).qp_y : prev;
     qp_y_pred_ = (qa + qb + 1) >> 1;
   }
   if (sh_.cu_chroma_qp_offset_enabled_flag && log2_cb >= min_cqo_log2_) is_cu_chroma_qp_offset_coded_ = false;
@@ -293,6 +275,14 @@ void SliceDecoder::coding_quadtree(int x0, int y0, int log2_cb, int depth) {
   }
 }
 
+int SliceDecoder::luma_pu_index_at(int x, int y) const {
+  if (part_mode_ == PART_NxN && cu_pred_mode_ == PM_INTRA) {
+    const int half = 1 << (cu_log2_ - 1);
+    return ((y - cu_y_) >= half) * 2 + ((x - cu_x_) >= half);
+  }
+  return 0;
+}
+
 int SliceDecoder::pu_index_at(int x, int y) const {
   if (sps_.ChromaArrayType == 3 && part_mode_ == PART_NxN) {
     const int half = 1 << (cu_log2_ - 1);
@@ -306,12 +296,13 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
   cu_x_ = x0;
   cu_y_ = y0;
   cu_log2_ = log2_cb;
+  cu_nrec_ = 0;
   cu_transquant_bypass_ = pps_.transquant_bypass_enabled_flag ? dec(ctx::CU_TRANSQUANT_BYPASS_FLAG) : 0;
   int skip = 0;
   if (sh_.slice_type != SLICE_I) {
     int inc = 0;
-    if (available_zs(x0, y0, x0 - 1, y0) && pr_.pred_mode[g(x0 - 1, y0)] == PM_SKIP) inc++;
-    if (available_zs(x0, y0, x0, y0 - 1) && pr_.pred_mode[g(x0, y0 - 1)] == PM_SKIP) inc++;
+    if (available_zs(x0, y0, x0 - 1, y0) && rec(x0 - 1, y0).pred_mode == PM_SKIP) inc++;
+    if (available_zs(x0, y0, x0, y0 - 1) && rec(x0, y0 - 1).pred_mode == PM_SKIP) inc++;
     skip = dec(ctx::CU_SKIP_FLAG + inc);
   }
   int pcm = 0;
@@ -319,19 +310,23 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
   cu_residual_ = 0;
   intra_split_ = false;
   merge_flag_2nx2n_ = false;
-  fill<uint8_t>(pr_.cu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
-  fill<uint8_t>(pr_.transquant_bypass.data(), x0, y0, n, n, (uint8_t)cu_transquant_bypass_);
-  bool tu_written = false;
+  bool has_tt = false;
+  PuRec& t = cu_rec_;
+  t = PuRec{};
+  t.ref_idx[0] = t.ref_idx[1] = -1;
+  t.cu_log2 = (uint8_t)log2_cb;
+  t.transquant_bypass = (uint8_t)cu_transquant_bypass_;
+  t.slice_idx = slice_idx_;
+  t.intra_mode = 255;
+  t.qp_y = (int8_t)qp_y_pred_;
   if (skip) {
     cu_pred_mode_ = PM_SKIP;
-    fill<int8_t>(pr_.pred_mode.data(), x0, y0, n, n, PM_SKIP);
-    fill<uint8_t>(pr_.part_mode.data(), x0, y0, n, n, PART_2Nx2N);
-    fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 255);
+    t.pred_mode = PM_SKIP;
     prediction_unit(x0, y0, n, x0, y0, n, n, 0, true);
   } else {
     const int intra = sh_.slice_type == SLICE_I ? 1 : dec(ctx::PRED_MODE_FLAG);
     cu_pred_mode_ = intra ? PM_INTRA : PM_INTER;
-    fill<int8_t>(pr_.pred_mode.data(), x0, y0, n, n, (int8_t)cu_pred_mode_);
+    t.pred_mode = (int8_t)cu_pred_mode_;
     if (!intra || log2_cb == sps_.log2_min_cb) {
       // part_mode (9.3.3.7, contexts per Table 9-41)
       if (dec(ctx::PART_MODE + 0)) {
@@ -353,31 +348,21 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
         part_mode_ = dec(ctx::PART_MODE + 3) ? PART_Nx2N : (eng_.bypass() ? PART_nRx2N : PART_nLx2N);
       }
     }
-    fill<uint8_t>(pr_.part_mode.data(), x0, y0, n, n, (uint8_t)part_mode_);
+    t.part_mode = (uint8_t)part_mode_;
     if (intra) {
       intra_split_ = part_mode_ == PART_NxN;
       if (part_mode_ == PART_2Nx2N && sps_.pcm_enabled_flag && log2_cb >= sps_.log2_min_pcm_cb &&
           log2_cb <= sps_.log2_max_pcm_cb)
         pcm = eng_.terminate();
-      fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, (uint8_t)pcm);  // read by the MPM derivation of later PUs
-      // intra blocks carry no motion
-      for (int j = 0; j < n >> 2; ++j) {
-        size_t o = g(x0, y0 + 4 * j);
-        std::memset(&pr_.merge_flag[o], 0, n >> 2);
-        std::memset(&pr_.inter_dir[o], 0, n >> 2);
-        std::memset(&pr_.mv[o * 4], 0, (n >> 2) * 4 * sizeof(int16_t));
-        std::memset(&pr_.ref_idx[o * 2], 0xff, (n >> 2) * 2);
-        std::memset(&pr_.ref_lt[o], 0, n >> 2);
-        for (int i = 0; i < (n >> 2) * 2; ++i) pr_.ref_poc[o * 2 + i] = kNoRefPoc;
-      }
       if (pcm) {
         pcm_sample(x0, y0, log2_cb);
-        fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 1);
+        t.pcm_flag = 1;
+        t.intra_mode = 1;  // DC, as neighbours' MPM derivation sees it
+        add_rec(x0, y0, n, n, t);
       } else {
         intra_modes(x0, y0, log2_cb, part_mode_ == PART_NxN);
       }
     } else {
-      fill<uint8_t>(pr_.intra_mode.data(), x0, y0, n, n, 255);
       const int h = n / 2, q = n / 4;
       switch (part_mode_) {
         case PART_2Nx2N: prediction_unit(x0, y0, n, x0, y0, n, n, 0, false); break;
@@ -420,13 +405,10 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
         max_trafo_depth_ = intra ? sps_.max_transform_hierarchy_depth_intra + intra_split_
                                  : sps_.max_transform_hierarchy_depth_inter;
         transform_tree(x0, y0, x0, y0, log2_cb, 0, 0, 0, 0);
-        tu_written = true;
+        has_tt = true;
       }
     }
   }
-  if (!tu_written) fill<uint8_t>(pr_.tu_log2.data(), x0, y0, n, n, (uint8_t)log2_cb);
-  if (cu_pred_mode_ != PM_INTRA) fill<uint8_t>(pr_.pcm_flag.data(), x0, y0, n, n, 0);
-  fill<uint8_t>(pr_.residual.data(), x0, y0, n, n, (uint8_t)(cu_residual_ != 0));
   // QpY (8.6.1); without cu_qp_delta every CU has the slice QP.
   if (pps_.cu_qp_delta_enabled_flag) {
     const int off = sps_.QpBdOffsetY;
@@ -434,7 +416,12 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
   } else {
     qp_y_ = sh_.SliceQpY;
   }
-  fill<int8_t>(pr_.qp_y.data(), x0, y0, n, n, (int8_t)qp_y_);
+  for (int i = 0; i < cu_nrec_; ++i) {
+    PuRec& r = pr_.recs[cu_recs_[i]];
+    r.qp_y = (int8_t)qp_y_;
+    r.residual = (uint8_t)(cu_residual_ != 0);
+    r.has_tt = has_tt;
+  }
 }
 
 void SliceDecoder::pcm_sample(int x0, int y0, int log2_cb) {
@@ -468,13 +455,9 @@ void SliceDecoder::intra_modes(int x0, int y0, int log2_cb, bool nxn) {
       const int xN = c == 0 ? xPb - 1 : xPb, yN = c == 0 ? yPb : yPb - 1;
       int m = 1;  // INTRA_DC
       if (available_zs(xPb, yPb, xN, yN)) {
-        size_t o = g(xN, yN);
-        if (pr_.pred_mode[o] == PM_INTRA && !pr_.pcm_flag[o]) {
-          if (c == 1 && yPb - 1 < ((yPb >> log2_ctb_) << log2_ctb_))
-            m = 1;
-          else
-            m = pr_.intra_mode[o];
-        }
+        const PuRec& r = rec(xN, yN);
+        // PCM records carry intra_mode 1 (DC), which is what the derivation uses for them
+        if (r.pred_mode == PM_INTRA && !(c == 1 && yPb - 1 < ((yPb >> log2_ctb_) << log2_ctb_))) m = r.intra_mode;
       }
       cand[c] = m;
     }
@@ -509,7 +492,9 @@ void SliceDecoder::intra_modes(int x0, int y0, int log2_cb, bool nxn) {
         if (mode >= list[i]) mode++;
     }
     intra_mode_y_[k] = mode;
-    fill<uint8_t>(pr_.intra_mode.data(), xPb, yPb, pb, pb, (uint8_t)mode);
+    PuRec r = cu_rec_;
+    r.intra_mode = (uint8_t)mode;
+    add_rec(xPb, yPb, pb, pb, r);
   }
   // chroma
   int nc = 0;
@@ -711,7 +696,7 @@ void SliceDecoder::transform_unit(int x0, int y0, int xBase, int yBase, int log2
                                   int cbf_luma, int cbf_cb, int cbf_cr) {
   const int cat = sps_.ChromaArrayType;
   const int cbf_chroma = cbf_cb | cbf_cr;
-  fill<uint8_t>(pr_.tu_log2.data(), x0, y0, 1 << log2_size, 1 << log2_size, (uint8_t)log2_size);
+  fill_rect<uint8_t>(pr_.tu.data(), g(x0, y0), gw_, 1 << (log2_size - 2), 1 << (log2_size - 2), (uint8_t)log2_size);
   if (!(cbf_luma || cbf_chroma)) return;
   if (pps_.cu_qp_delta_enabled_flag && !is_cu_qp_delta_coded_) cu_qp_delta();
   if (sh_.cu_chroma_qp_offset_enabled_flag && cbf_chroma && !cu_transquant_bypass_ && !is_cu_chroma_qp_offset_coded_)

@@ -29,8 +29,12 @@ py::array view(const std::shared_ptr<Picture>& pic, const T* data, std::vector<p
 }
 
 py::dict picture_arrays(const std::shared_ptr<Picture>& p) {
-  const Priors& r = p->pr;
-  const py::ssize_t h = r.gh, w = r.gw;
+  {
+    py::gil_scoped_release nogil;
+    p->pr.materialize(p->slices);
+  }
+  const SchemaArrays& r = p->pr.schema;
+  const py::ssize_t h = p->pr.gh, w = p->pr.gw;
   py::dict d;
   d["pred_mode"] = view(p, r.pred_mode.data(), {h, w});
   d["cu_log2"] = view(p, r.cu_log2.data(), {h, w});

@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdlib>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,76 @@ namespace py = pybind11;
 using namespace bitsr::raster;
 
 namespace {
+
+// Output memory is recycled: a dense 1080p flow is 24 MB, and a fresh allocation costs
+// as much as computing it (the kernel faults in and zeroes every page). Arrays handed to
+// Python own a pooled buffer and give it back when they are freed; a later call of the
+// same size takes it again. The pool holds at most kPoolBytes of idle buffers.
+class BufferPool {
+ public:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      for (size_t i = 0; i < idle_.size(); ++i)
+        if (idle_[i].bytes == bytes) {
+          void* p = idle_[i].ptr;
+          held_ -= bytes;
+          idle_[i] = idle_.back();
+          idle_.pop_back();
+          return p;
+        }
+    }
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(m_);
+    while (!idle_.empty() && held_ + bytes > kPoolBytes) {  // drop the oldest
+      std::free(idle_.front().ptr);
+      held_ -= idle_.front().bytes;
+      idle_.erase(idle_.begin());
+    }
+    if (bytes > kPoolBytes) {
+      std::free(p);
+      return;
+    }
+    idle_.push_back({p, bytes});
+    held_ += bytes;
+  }
+
+ private:
+  static constexpr size_t kPoolBytes = size_t(128) << 20;
+  struct Entry {
+    void* ptr;
+    size_t bytes;
+  };
+  std::mutex m_;
+  std::vector<Entry> idle_;
+  size_t held_ = 0;
+};
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool();  // never destroyed: arrays may outlive module teardown
+  return *p;
+}
+
+template <class T>
+py::array_t<T> pooled_array(std::vector<py::ssize_t> shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= (size_t)d;
+  struct Owned {
+    void* ptr;
+    size_t bytes;
+  };
+  auto* o = new Owned{pool().take(n * sizeof(T)), n * sizeof(T)};
+  py::capsule owner(o, [](void* q) {
+    auto* own = static_cast<Owned*>(q);
+    pool().give(own->ptr, own->bytes);
+    delete own;
+  });
+  return py::array_t<T>(shape, static_cast<T*>(o->ptr), owner);
+}
 
 // Arrays borrowed from the caller's dicts, kept referenced while the GIL is released.
 struct Borrowed {
@@ -86,22 +158,48 @@ Interp parse_interp(const std::string& s) {
   throw py::value_error("interp must be 'nearest' or 'bilinear'");
 }
 
-BlockFlow block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours,
-                     bool project, bool fill, PriorsView& tv) {
+void block_flow(Borrowed& b, const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours,
+                const FlowOptions& o, PriorsView& tv, BlockFlow& bf) {
   tv = b.view(target, poc, false);
   std::vector<PriorsView> nb;
+  std::vector<std::vector<int32_t>> refs;
+  refs.reserve(py::len(neighbours));
   for (py::handle h : neighbours) {
     py::tuple t = h.cast<py::tuple>();
-    if (t.size() != 2) throw py::value_error("neighbours must be (arrays, poc) pairs");
+    if (t.size() != 2 && t.size() != 3)
+      throw py::value_error("neighbours must be (arrays, poc) or (arrays, poc, referenced POCs) tuples");
     nb.push_back(b.view(t[0].cast<py::dict>(), t[1].cast<int32_t>(), false));
+    if (t.size() == 3 && !t[2].is_none()) {
+      refs.push_back(t[2].cast<std::vector<int32_t>>());
+      nb.back().refs = refs.back().data();
+      nb.back().num_refs = (int)refs.back().size();
+    }
   }
-  FlowOptions o;
-  o.project = project;
-  o.fill = fill;
-  BlockFlow bf;
   py::gil_scoped_release nogil;
   estimate_block_flow(tv, nb.data(), (int)nb.size(), to_poc, o, bf);
-  return bf;
+}
+
+// A caller-supplied float32 output array of the given shape (reused between frames, so
+// that no fresh pages have to be faulted in), or a new one.
+py::array_t<float> output(const py::object& given, std::vector<py::ssize_t> shape, const char* what) {
+  if (given.is_none()) return pooled_array<float>(shape);
+  if (!py::isinstance<py::array_t<float>>(given) || !py::isinstance<py::array>(given))
+    throw py::type_error(std::string("out ") + what + " must be a float32 NumPy array");
+  py::array a = given.cast<py::array>();
+  bool ok = a.dtype().is(py::dtype::of<float>()) && a.ndim() == (py::ssize_t)shape.size() &&
+            (a.flags() & py::array::c_style) && a.writeable();
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok) throw py::value_error(std::string("out ") + what + " must be a writeable C-contiguous float32 array of the output shape");
+  return given.cast<py::array_t<float>>();
+}
+
+FlowOptions flow_options(bool project, bool fill, float need_below, float min_need) {
+  FlowOptions o;
+  o.min_need = min_need;
+  o.project = project;
+  o.fill = fill;
+  o.need_below = need_below;
+  return o;
 }
 
 }  // namespace
@@ -110,14 +208,22 @@ void bind_raster(py::module_& m) {
   m.def(
       "raster_flow",
       [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, py::tuple crop, int factor,
-         const std::string& interp, bool project, bool fill) {
+         const std::string& interp, bool project, bool fill, float need_below, float min_need, const py::object& out) {
         Borrowed b;
         PriorsView tv;
         const Interp ip = parse_interp(interp);
-        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        thread_local BlockFlow bf;  // reused: its buffers stay allocated
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below, min_need), tv, bf);
         const Geometry g = geometry(tv, crop, factor);
-        py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
-        py::array_t<float> conf({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()});
+        py::object out_flow = py::none(), out_conf = py::none();
+        if (!out.is_none()) {
+          py::tuple t = out.cast<py::tuple>();
+          if (t.size() != 2) throw py::value_error("out must be a (flow, confidence) pair");
+          out_flow = t[0];
+          out_conf = t[1];
+        }
+        py::array_t<float> flow = output(out_flow, {2, g.out_h(), g.out_w()}, "flow");
+        py::array_t<float> conf = output(out_conf, {g.out_h(), g.out_w()}, "confidence");
         float* fp = flow.mutable_data();
         float* cp = conf.mutable_data();
         {
@@ -128,15 +234,20 @@ void bind_raster(py::module_& m) {
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("crop"),
       py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
+      py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, py::arg("out") = py::none(),
       "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
-      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc) of the same coded video sequence;\n"
-      "crop: (left, top, width, height) in coded luma samples; factor: output subsampling.");
+      "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc[, referenced POCs]) of the same\n"
+      "coded video sequence (the referenced POCs let pictures with nothing to give be skipped unread);\n"
+      "crop: (left, top, width, height) in coded luma samples; factor: output subsampling;\n"
+      "out: optional (flow, confidence) arrays to write into.");
   m.def(
       "raster_block_flow",
-      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill) {
+      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill,
+         float need_below, float min_need) {
         Borrowed b;
         PriorsView tv;
-        BlockFlow bf = block_flow(b, target, poc, to_poc, neighbours, project, fill, tv);
+        BlockFlow bf;
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below, min_need), tv, bf);
         py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         py::array_t<float> conf({(py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         std::copy(bf.u.begin(), bf.u.end(), flow.mutable_data());
@@ -145,7 +256,7 @@ void bind_raster(py::module_& m) {
         return py::make_tuple(flow, conf);
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("project") = true,
-      py::arg("fill") = true, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
+      py::arg("fill") = true, py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
   m.def(
       "raster_maps",
       [](const py::dict& arrays, const std::vector<std::string>& names, py::tuple crop, int factor, int ctb_size) {
@@ -167,8 +278,8 @@ void bind_raster(py::module_& m) {
         std::vector<py::array> outs;
         std::vector<uint8_t*> ptrs;
         for (MapKind k : kinds) {
-          py::array a = map_is_signed(k) ? py::array(py::array_t<int8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}))
-                                         : py::array(py::array_t<uint8_t>({(py::ssize_t)g.out_h(), (py::ssize_t)g.out_w()}));
+          const std::vector<py::ssize_t> shape{g.out_h(), g.out_w()};
+          py::array a = map_is_signed(k) ? py::array(pooled_array<int8_t>(shape)) : py::array(pooled_array<uint8_t>(shape));
           ptrs.push_back(static_cast<uint8_t*>(a.mutable_data()));
           outs.push_back(a);
         }

@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <utility>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace bitsr::raster {
 namespace {
@@ -42,41 +46,107 @@ struct Cand {
   float u, v, q;
 };
 
-// Splats the motion segments of one neighbour that cross the target's POC.
-void splat_neighbour(const PriorsView& m, int32_t P, int32_t T, Acc* exact, Acc* other, int gw, int gh) {
+// Splats the motion segments of one neighbour that cross the target's POC: with `exact`,
+// only those joining T and P (T's vectors pointing at P), else all the others. Blocks with
+// need[b] == 0 receive nothing (null: all blocks).
+// The neighbour is sampled every `step` blocks (step x step blocks move as one). Samples of
+// a row with the same motion (a PU, or several) move as one run: the run lands on columns
+// fx..fx+len with the fractional overlap only at its ends, so it costs one accumulation
+// per covered block and row instead of four per source block.
+bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int step, const uint8_t* need, Acc* acc,
+                     int gw, int gh) {
+  bool hit = false;
   const int32_t M = m.poc;
-  for (int by = 0; by < m.gh; ++by) {
-    for (int bx = 0; bx < m.gw; ++bx) {
-      const size_t b = (size_t)by * m.gw + bx;
-      if (m.pred_mode[b] == 1) continue;
-      const int dir = m.inter_dir[b];
-      for (int l = 0; l < 2; ++l) {
-        if (!(dir >> l & 1)) continue;
+  // (M, r] must contain P, and exactness must match
+  auto usable = [&](int32_t r) {
+    if (r == kNoRef || r == M) return false;
+    if (!((M < P && P <= r) || (r <= P && P < M))) return false;
+    return exact == (M == T && r == P);
+  };
+  if (m.num_refs >= 0) {  // the reference lists are known: skip pictures with nothing to give
+    bool any = false;
+    for (int i = 0; i < m.num_refs && !any; ++i) any = usable(m.refs[i]);
+    if (!any) return false;
+  }
+  const float fstep = (float)step;
+  for (int l = 0; l < 2; ++l) {
+    int32_t last_r = kNoRef, tested_r = kNoRef;
+    bool tested_ok = false;
+    float inv = 0.f, qseg = 0.f;
+    for (int by = 0; by < m.gh; by += step) {
+      const size_t row = (size_t)by * m.gw;
+      int bx = 0;
+      while (bx < m.gw) {
+        const size_t b = row + bx;
+        if (!(m.inter_dir[b] >> l & 1) || m.pred_mode[b] == 1) {
+          bx += step;
+          continue;
+        }
         const int32_t r = m.ref_poc[2 * b + l];
-        if (r == kNoRef || r == M) continue;
-        // P must lie on the segment (M, r]
-        if (!((M < P && P <= r) || (r <= P && P < M))) continue;
-        const float inv = 1.f / (4.f * (float)(r - M));  // quarter-pel per segment -> px per POC
+        if (r != tested_r) {
+          tested_r = r;
+          tested_ok = usable(r);
+        }
+        if (!tested_ok) {
+          bx += step;
+          continue;
+        }
+        uint32_t mvb;  // the list's (x, y) vector as one word
+        std::memcpy(&mvb, m.mv + 4 * b + 2 * l, 4);
+        const int8_t pm = m.pred_mode[b];
+        const uint8_t res = m.residual[b];
+        int end = bx + step;
+        while (end < m.gw) {
+          const size_t e = row + end;
+          uint32_t mve;
+          std::memcpy(&mve, m.mv + 4 * e + 2 * l, 4);
+          if (mve != mvb || m.ref_poc[2 * e + l] != r || !(m.inter_dir[e] >> l & 1) || m.pred_mode[e] != pm ||
+              m.residual[e] != res)
+            break;
+          end += step;
+        }
+        const int len = std::min(end, m.gw) - bx;  // in blocks
+        if (r != last_r) {
+          last_r = r;
+          inv = 1.f / (4.f * (float)((int64_t)r - M));  // quarter-pel per segment -> px per POC
+          qseg = 0.8f * segment_quality(P, T, M, r);
+        }
         const float vx = m.mv[4 * b + 2 * l] * inv, vy = m.mv[4 * b + 2 * l + 1] * inv;
-        const float du = vx * (float)(T - P), dv = vy * (float)(T - P);
-        const float q = 0.8f * segment_quality(P, T, M, r) * block_factor(m.pred_mode[b], m.residual[b]);
-        Acc* acc = (M == T && r == P) ? exact : other;
-        // where the block sits at time P, in block units; area-weighted onto 4 blocks
-        const float gx = ((float)(4 * bx) + vx * (float)(P - M)) * 0.25f;
-        const float gy = ((float)(4 * by) + vy * (float)(P - M)) * 0.25f;
+        // where the run starts at time P, in block units
+        const float gx = (float)bx + vx * (float)((int64_t)P - M) * 0.25f;
+        const float gy = (float)by + vy * (float)((int64_t)P - M) * 0.25f;
         const float fx = std::floor(gx), fy = std::floor(gy);
+        bx = end;
+        if (fx + (float)len < 0.f || fy + fstep < 0.f || fx >= (float)gw || fy >= (float)gh) continue;
         const int ix = (int)fx, iy = (int)fy;
         const float ax = gx - fx, ay = gy - fy;
-        const float wts[4] = {(1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay};
-        for (int k = 0; k < 4; ++k) {
-          const int x = ix + (k & 1), y = iy + (k >> 1);
-          if (x < 0 || y < 0 || x >= gw || y >= gh || wts[k] <= 0.f) continue;
-          acc[(size_t)y * gw + x].add(wts[k], du, dv, q);
+        const float du = vx * (float)((int64_t)T - P), dv = vy * (float)((int64_t)T - P);
+        const float q = qseg * block_factor(pm, res);
+        hit = true;
+        const int hgt = std::min(step, m.gh - by);
+        for (int k = 0; k <= hgt; ++k) {
+          const int y = iy + k;
+          const float wy = k == 0 ? 1.f - ay : (k == hgt ? ay : 1.f);
+          if (y < 0 || y >= gh || wy <= 0.f) continue;
+          const size_t base = (size_t)y * gw;
+          auto put = [&](int x, float w) {
+            if (x < 0 || x >= gw || w <= 0.f || (need && !need[base + x])) return;
+            acc[base + x].add(w, du, dv, q);
+          };
+          put(ix, (1.f - ax) * wy);
+          const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, gw);
+          for (int x = x0; x < x1; ++x)
+            if (!need || need[base + x]) acc[base + x].add(wy, du, dv, q);
+          put(ix + len, ax * wy);
         }
       }
     }
   }
+  return hit;
 }
+
+// Agreement scale: vectors closer than about 1 px (+10% of their length) agree.
+inline float inv_tolerance2(float u, float v) { return 1.f / (1.f + 0.02f * (u * u + v * v)); }
 
 bool splat_candidate(const Acc& a, Cand& c) {
   if (a.w < 0.05f) return false;
@@ -85,8 +155,7 @@ bool splat_candidate(const Acc& a, Cand& c) {
   c.v = a.v * iw;
   // spread of the trajectories landing here (occlusions, divergent motion) lowers trust
   const float var = std::max(0.f, a.uv2 * iw - (c.u * c.u + c.v * c.v));
-  const float tol = 1.f + 0.1f * std::sqrt(c.u * c.u + c.v * c.v);
-  c.q = a.q * iw * std::min(1.f, a.w) * std::exp(-var / (tol * tol));
+  c.q = a.q * iw * std::min(1.f, a.w) / (1.f + var * inv_tolerance2(c.u, c.v));
   return true;
 }
 
@@ -94,27 +163,33 @@ bool splat_candidate(const Acc& a, Cand& c) {
 // little weight, and the confidence rises with the others' agreement.
 bool fuse(const Cand* c, int n, float& u, float& v, float& conf) {
   if (n == 0) return false;
+  if (n == 1) {
+    u = c[0].u;
+    v = c[0].v;
+    conf = std::min(1.f, c[0].q * 0.8f);
+    return true;
+  }
   int a = 0;
   for (int i = 1; i < n; ++i)
     if (c[i].q > c[a].q) a = i;
-  const float tol = 1.f + 0.1f * std::sqrt(c[a].u * c[a].u + c[a].v * c[a].v);
-  const float inv_tol2 = 1.f / (tol * tol);
+  const float inv_tol2 = inv_tolerance2(c[a].u, c[a].v);
   float sw = c[a].q, su = c[a].q * c[a].u, sv = c[a].q * c[a].v;
   float agree = 0, others = 0;
   for (int i = 0; i < n; ++i) {
     if (i == a) continue;
     const float du = c[i].u - c[a].u, dv = c[i].v - c[a].v;
-    const float w = c[i].q * std::exp(-(du * du + dv * dv) * inv_tol2);
+    const float w = c[i].q / (1.f + (du * du + dv * dv) * inv_tol2);
     sw += w;
     su += w * c[i].u;
     sv += w * c[i].v;
     agree += w;
     others += c[i].q;
   }
-  u = su / sw;
-  v = sv / sw;
-  const float s = others > 0 ? agree / others : 0.5f;
-  conf = std::min(1.f, c[a].q * (0.6f + 0.4f * s));
+  const float isw = 1.f / sw;
+  u = su * isw;
+  v = sv * isw;
+  // others > 0: candidates have positive quality
+  conf = std::min(1.f, c[a].q * (0.6f + 0.4f * agree / others));
   return true;
 }
 
@@ -122,82 +197,107 @@ bool fuse(const Cand* c, int n, float& u, float& v, float& conf) {
 // known blocks over a pyramid, pulled back down to the holes. Confidence decays with the
 // distance (pyramid level) the value came from.
 void fill_holes(BlockFlow& f) {
-  struct Level {
-    int w, h;
-    std::vector<float> W, U, V;
-  };
-  std::vector<Level> lv;
-  lv.push_back({f.gw, f.gh, std::vector<float>(f.u.size()), std::vector<float>(f.u.size()),
-                std::vector<float>(f.u.size())});
-  bool any_hole = false, any_known = false;
-  for (size_t i = 0; i < f.u.size(); ++i) {
-    const bool known = f.conf[i] >= 0.f;
-    any_hole |= !known;
-    any_known |= known;
-    lv[0].W[i] = known ? 1.f : 0.f;
-    lv[0].U[i] = known ? f.u[i] : 0.f;
-    lv[0].V[i] = known ? f.v[i] : 0.f;
-  }
-  if (!any_hole) return;
-  if (!any_known) {
+  const size_t n = f.u.size();
+  size_t holes = 0;
+  for (size_t i = 0; i < n; ++i) holes += f.conf[i] < 0.f;
+  if (!holes) return;
+  if (holes == n) {
     std::fill(f.u.begin(), f.u.end(), 0.f);
     std::fill(f.v.begin(), f.v.end(), 0.f);
     std::fill(f.conf.begin(), f.conf.end(), 0.f);
     return;
   }
-  // push: sums of weights and weighted values
-  while (lv.back().w > 1 || lv.back().h > 1) {
-    const Level& c = lv.back();
-    Level p{(c.w + 1) / 2, (c.h + 1) / 2, {}, {}, {}};
-    p.W.assign((size_t)p.w * p.h, 0.f);
+  struct Level {
+    int w = 0, h = 0;
+    std::vector<float> W, U, V;
+    std::vector<uint8_t> hop;
+  };
+  thread_local std::vector<Level> lv;  // lv[k] is level k+1; level 0 is the block flow
+  int top = 0;
+  for (int w = f.gw, h = f.gh; w > 1 || h > 1; ++top) {
+    const int pw = (w + 1) / 2, ph = (h + 1) / 2;
+    if ((int)lv.size() <= top) lv.resize(top + 1);
+    Level& p = lv[top];
+    p.w = pw;
+    p.h = ph;
+    p.W.assign((size_t)pw * ph, 0.f);
     p.U.assign(p.W.size(), 0.f);
     p.V.assign(p.W.size(), 0.f);
-    for (int y = 0; y < c.h; ++y)
-      for (int x = 0; x < c.w; ++x) {
-        const size_t i = (size_t)y * c.w + x, j = (size_t)(y / 2) * p.w + x / 2;
-        const float w = c.W[i];
-        if (w == 0.f) continue;
-        // level 0 stores values, upper levels store weighted sums
-        const float s = lv.size() == 1 ? w : 1.f;
-        p.W[j] += w;
-        p.U[j] += c.U[i] * s;
-        p.V[j] += c.V[i] * s;
+    p.hop.assign(p.W.size(), 0);
+    for (int y = 0; y < h; ++y) {
+      float* W = p.W.data() + (size_t)(y / 2) * pw;
+      float* U = p.U.data() + (size_t)(y / 2) * pw;
+      float* V = p.V.data() + (size_t)(y / 2) * pw;
+      if (top == 0) {
+        const size_t row = (size_t)y * w;
+        for (int x = 0; x < w; ++x)
+          if (f.conf[row + x] >= 0.f) {
+            W[x / 2] += 1.f;
+            U[x / 2] += f.u[row + x];
+            V[x / 2] += f.v[row + x];
+          }
+      } else {
+        const Level& c = lv[top - 1];
+        const size_t row = (size_t)y * w;
+        for (int x = 0; x < w; ++x) {
+          W[x / 2] += c.W[row + x];
+          U[x / 2] += c.U[row + x];
+          V[x / 2] += c.V[row + x];
+        }
       }
-    lv.push_back(std::move(p));
+    }
+    w = pw;
+    h = ph;
   }
-  // pull: each level's value is its own average where it has weight, else the parent's
-  std::vector<float> pu{0.f}, pv{0.f};
-  std::vector<uint8_t> phop{0};
-  for (int k = (int)lv.size() - 1; k >= 0; --k) {
-    const Level& c = lv[k];
-    const int pw = k + 1 < (int)lv.size() ? lv[k + 1].w : 1;
-    std::vector<float> cu(c.W.size()), cv(c.W.size());
-    std::vector<uint8_t> hop(c.W.size());
+  // pull: sums become averages where a level has data, else the parent's value
+  for (int k = top - 1; k >= 0; --k) {
+    Level& c = lv[k];
+    const Level* p = k + 1 < top ? &lv[k + 1] : nullptr;
     for (int y = 0; y < c.h; ++y)
       for (int x = 0; x < c.w; ++x) {
         const size_t i = (size_t)y * c.w + x;
-        const size_t j = k + 1 < (int)lv.size() ? (size_t)(y / 2) * pw + x / 2 : 0;
         if (c.W[i] > 0.f) {
-          const float s = k == 0 ? 1.f : 1.f / c.W[i];
-          cu[i] = c.U[i] * s;
-          cv[i] = c.V[i] * s;
-          hop[i] = 0;
-        } else {
-          cu[i] = pu[j];
-          cv[i] = pv[j];
-          hop[i] = (uint8_t)std::min(255, phop[j] + 1);
+          c.U[i] /= c.W[i];
+          c.V[i] /= c.W[i];
+          c.hop[i] = 0;
+        } else if (p) {
+          const size_t j = (size_t)(y / 2) * p->w + x / 2;
+          c.U[i] = p->U[j];
+          c.V[i] = p->V[j];
+          c.hop[i] = (uint8_t)std::min(254, p->hop[j] + 1);
         }
       }
-    pu.swap(cu);
-    pv.swap(cv);
-    phop.swap(hop);
   }
-  for (size_t i = 0; i < f.u.size(); ++i) {
-    if (f.conf[i] >= 0.f) continue;
-    f.u[i] = pu[i];
-    f.v[i] = pv[i];
-    f.conf[i] = 0.3f * std::pow(0.7f, (float)(phop[i] - 1));
-  }
+  const Level& l1 = lv[0];
+  for (int y = 0; y < f.gh; ++y)
+    for (int x = 0; x < f.gw; ++x) {
+      const size_t i = (size_t)y * f.gw + x;
+      if (f.conf[i] >= 0.f) continue;
+      const size_t j = (size_t)(y / 2) * l1.w + x / 2;
+      f.u[i] = l1.U[j];
+      f.v[i] = l1.V[j];
+      f.conf[i] = 0.3f * std::pow(0.7f, (float)l1.hop[j]);
+    }
+}
+
+// Copies a finished row into the output with non-temporal stores: a dense flow is larger
+// than the caches and is read later by someone else, so writing around the cache saves
+// fetching every output line before overwriting it.
+inline void stream_row(float* dst, const float* src, int n) {
+#if defined(__SSE2__)
+  int i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15); ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, (size_t)n * sizeof(float));
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace
@@ -209,59 +309,156 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   const int32_t P = t.poc;
   out.gw = gw;
   out.gh = gh;
-  out.u.assign(n, 0.f);
-  out.v.assign(n, 0.f);
   if (T == P) {
+    out.u.assign(n, 0.f);
+    out.v.assign(n, 0.f);
     out.conf.assign(n, 1.f);
     return;
   }
-  out.conf.assign(n, -1.f);
+  // every block is written by the first pass below
+  out.u.resize(n);
+  out.v.resize(n);
+  out.conf.resize(n);
+  std::vector<const PriorsView*> usable;
+  if (opts.project)
+    for (int i = 0; i < num_nb; ++i)
+      if (nb[i].poc != P && nb[i].gw == gw && nb[i].gh == gh) usable.push_back(&nb[i]);
 
-  std::vector<Acc> exact, other;
-  if (opts.project) {
-    for (int i = 0; i < num_nb; ++i) {
-      const PriorsView& m = nb[i];
-      if (m.poc == P || m.gw != gw || m.gh != gh) continue;
-      if (exact.empty()) {
-        exact.resize(n);
-        other.resize(n);
-      }
-      splat_neighbour(m, P, T, exact.data(), other.data(), gw, gh);
-    }
-  }
-
-  // own scaling factor and quality per reference POC are few: cache the last one per list
+  // Own candidates; the scaling factor and quality depend only on the reference POC, and
+  // neighbouring blocks mostly share it: cache the last one per list.
   int32_t last_r[2] = {kNoRef, kNoRef};
   float last_s[2] = {0, 0}, last_q[2] = {0, 0};
-  for (size_t b = 0; b < n; ++b) {
-    Cand c[4];
+  auto own = [&](size_t b, Cand* c) {
     int nc = 0;
     const int8_t pm = t.pred_mode[b];
-    if (pm != 1) {
-      const int dir = t.inter_dir[b];
-      const float bf = block_factor(pm, t.residual[b]);
-      for (int l = 0; l < 2; ++l) {
-        if (!(dir >> l & 1)) continue;
-        const int32_t r = t.ref_poc[2 * b + l];
-        if (r == kNoRef || r == P) continue;
-        if (r != last_r[l]) {
-          last_r[l] = r;
-          last_s[l] = (float)(T - P) / (4.f * (float)(r - P));
-          last_q[l] = segment_quality(P, T, P, r);
-        }
-        c[nc++] = {t.mv[4 * b + 2 * l] * last_s[l], t.mv[4 * b + 2 * l + 1] * last_s[l], last_q[l] * bf};
+    if (pm == 1) return 0;
+    const int dir = t.inter_dir[b];
+    const float bf = block_factor(pm, t.residual[b]);
+    for (int l = 0; l < 2; ++l) {
+      if (!(dir >> l & 1)) continue;
+      const int32_t r = t.ref_poc[2 * b + l];
+      if (r == kNoRef || r == P) continue;
+      if (r != last_r[l]) {
+        last_r[l] = r;
+        last_s[l] = (float)((int64_t)T - P) / (4.f * (float)((int64_t)r - P));
+        last_q[l] = segment_quality(P, T, P, r);
       }
+      c[nc++] = {t.mv[4 * b + 2 * l] * last_s[l], t.mv[4 * b + 2 * l + 1] * last_s[l], last_q[l] * bf};
     }
-    if (!exact.empty()) {
-      if (splat_candidate(exact[b], c[nc])) ++nc;
-      if (splat_candidate(other[b], c[nc])) ++nc;
+    return nc;
+  };
+
+  // Pass 1: own vectors. Blocks of a row with identical motion (mostly one PU) share their
+  // candidates: one evaluation per run, kept for the passes below.
+  struct Run {
+    Cand c[2];
+    int nc;
+    float best;
+  };
+  thread_local std::vector<Run> runs;
+  thread_local std::vector<uint32_t> run_of;
+  thread_local std::vector<Acc> exact, other;
+  thread_local std::vector<uint8_t> need;
+  runs.clear();
+  run_of.resize(n);
+  need.assign(n, 0);
+  auto same_motion = [&](size_t a, size_t b) {
+    uint64_t ma, mb, ra, rb;
+    std::memcpy(&ma, t.mv + 4 * a, 8);
+    std::memcpy(&mb, t.mv + 4 * b, 8);
+    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
+    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
+    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
+           t.residual[a] == t.residual[b];
+  };
+  size_t num_need = 0;
+  // raw pointers: byte stores (need) would otherwise make the compiler reload every
+  // vector's data pointer in the inner loops
+  float* __restrict ou = out.u.data();
+  float* __restrict ov = out.v.data();
+  float* __restrict oc = out.conf.data();
+  uint8_t* __restrict nd_of = need.data();
+  uint32_t* __restrict id_of = run_of.data();
+  for (int by = 0; by < gh; ++by) {
+    const size_t row = (size_t)by * gw;
+    int bx = 0;
+    while (bx < gw) {
+      const size_t b = row + bx;
+      int end = bx + 1;
+      while (end < gw && same_motion(b, row + end)) ++end;
+      Run r;
+      r.nc = own(b, r.c);
+      r.best = 0.f;
+      for (int i = 0; i < r.nc; ++i) r.best = std::max(r.best, r.c[i].q);
+      float u = 0.f, v = 0.f, cf = -1.f;
+      fuse(r.c, r.nc, u, v, cf);
+      // a block with a vector pointing at T itself needs nothing else
+      const uint8_t nd = r.best < 0.8f;
+      const uint32_t id = (uint32_t)runs.size();
+      runs.push_back(r);
+      for (size_t i = b; i < row + end; ++i) {
+        ou[i] = u;
+        ov[i] = v;
+        oc[i] = cf;
+        nd_of[i] = nd;
+        id_of[i] = id;
+      }
+      num_need += nd * (size_t)(end - bx);
+      bx = end;
     }
+  }
+  // Sparse gaps (a few intra blocks) are left to the fill: the projections scan whole
+  // neighbour pictures.
+  const size_t min_need = (size_t)(opts.min_need * (float)n);
+  auto refuse = [&](size_t b, const Acc* extra1, const Acc* extra2, float& best) {
+    const Run& r = runs[id_of[b]];
+    Cand c[4];
+    int nc = r.nc;
+    for (int i = 0; i < nc; ++i) c[i] = r.c[i];
+    if (extra1 && splat_candidate(extra1[b], c[nc])) ++nc;
+    if (extra2 && splat_candidate(extra2[b], c[nc])) ++nc;
+    best = 0.f;
+    for (int i = 0; i < nc; ++i) best = std::max(best, c[i].q);
     float u, v, cf;
     if (fuse(c, nc, u, v, cf)) {
-      out.u[b] = u;
-      out.v[b] = v;
-      out.conf[b] = cf;
+      ou[b] = u;
+      ov[b] = v;
+      oc[b] = cf;
     }
+  };
+
+  // The blocks not linked to T take the exact inverse of T's vectors pointing at P.
+  bool have_exact = false;
+  if (num_need >= std::max<size_t>(min_need, 1))
+    for (const PriorsView* m : usable)
+      if (m->poc == T) {
+        exact.assign(n, Acc());
+        have_exact = splat_neighbour(*m, P, T, true, 1, need.data(), exact.data(), gw, gh);
+      }
+  num_need = 0;
+  const Run* run_tab = runs.data();
+  for (size_t b = 0; b < n; ++b) {
+    if (!nd_of[b]) continue;
+    float best = run_tab[id_of[b]].best;
+    if (have_exact) refuse(b, exact.data(), nullptr, best);
+    if (best < opts.need_below)
+      ++num_need;
+    else
+      nd_of[b] = 0;
+  }
+
+  // Pass 2: blocks still without a good candidate take every other segment crossing P.
+  if (num_need >= std::max<size_t>(min_need, 1) && !usable.empty()) {
+    other.assign(n, Acc());
+    bool any = false;
+    for (const PriorsView* m : usable)
+      any |= splat_neighbour(*m, P, T, false, opts.other_step, need.data(), other.data(), gw, gh);
+    if (any)
+      for (size_t b = 0; b < n; ++b) {
+        if (!nd_of[b]) continue;
+        float best;
+        refuse(b, have_exact ? exact.data() : nullptr, other.data(), best);
+      }
   }
   if (opts.fill) {
     fill_holes(out);
@@ -276,30 +473,58 @@ void rasterize_flow(const BlockFlow& bf, const Geometry& g, Interp interp, float
   float* U = flow;
   float* V = flow + plane;
   const float scale = 1.f / (float)g.factor;
+  // each output row is built in a small cache-resident buffer, then streamed out
+  thread_local std::vector<float> rowbuf;
+  rowbuf.resize((size_t)3 * ow);
+  float* ru = rowbuf.data();
+  float* rv = ru + ow;
+  float* rc = rv + ow;
+  auto emit = [&](int oy) {
+    stream_row(U + (size_t)oy * ow, ru, ow);
+    stream_row(V + (size_t)oy * ow, rv, ow);
+    stream_row(conf + (size_t)oy * ow, rc, ow);
+  };
   if (interp == Interp::Nearest) {
     const std::vector<int> cols = centre_blocks(g.left, ow, g.factor, bf.gw);
     const std::vector<int> rows = centre_blocks(g.top, oh, g.factor, bf.gh);
+    // full resolution with a 4-aligned left edge: each block value covers 4 samples
+    const bool broadcast = g.factor == 1 && (g.left & 3) == 0;
     for (int oy = 0; oy < oh; ++oy) {
-      float* u = U + (size_t)oy * ow;
-      float* v = V + (size_t)oy * ow;
-      float* c = conf + (size_t)oy * ow;
-      if (oy > 0 && rows[oy] == rows[oy - 1]) {  // same block row: copy the row above
-        std::memcpy(u, u - ow, ow * sizeof(float));
-        std::memcpy(v, v - ow, ow * sizeof(float));
-        std::memcpy(c, c - ow, ow * sizeof(float));
+      if (oy > 0 && rows[oy] == rows[oy - 1]) {  // same block row as the row above
+        emit(oy);
         continue;
       }
-      const size_t base = (size_t)rows[oy] * bf.gw;
-      const float* bu = bf.u.data() + base;
-      const float* bv = bf.v.data() + base;
-      const float* bc = bf.conf.data() + base;
-      for (int ox = 0; ox < ow; ++ox) {
-        const int b = cols[ox];
-        u[ox] = bu[b] * scale;
-        v[ox] = bv[b] * scale;
-        c[ox] = bc[b];
+      if (broadcast) {
+        const size_t base = (size_t)rows[oy] * bf.gw + (g.left >> 2);
+        const int full = ow >> 2;
+        for (int b = 0; b < full; ++b) {
+          const float bu = bf.u[base + b], bv = bf.v[base + b], bc = bf.conf[base + b];
+          for (int j = 0; j < 4; ++j) {
+            ru[4 * b + j] = bu;
+            rv[4 * b + j] = bv;
+            rc[4 * b + j] = bc;
+          }
+        }
+        for (int ox = full * 4; ox < ow; ++ox) {
+          ru[ox] = bf.u[base + full];
+          rv[ox] = bf.v[base + full];
+          rc[ox] = bf.conf[base + full];
+        }
+      } else {
+        const size_t base = (size_t)rows[oy] * bf.gw;
+        const float* bu = bf.u.data() + base;
+        const float* bv = bf.v.data() + base;
+        const float* bc = bf.conf.data() + base;
+        for (int ox = 0; ox < ow; ++ox) {
+          const int b = cols[ox];
+          ru[ox] = bu[b] * scale;
+          rv[ox] = bv[b] * scale;
+          rc[ox] = bc[b];
+        }
       }
+      emit(oy);
     }
+    stream_fence();
     return;
   }
   // Bilinear between block centres (4b + 2 in sample units), separable: block rows are
@@ -355,15 +580,14 @@ void rasterize_flow(const BlockFlow& bf, const Geometry& g, Interp interp, float
     const float* r0 = ra.data();
     const float* r1 = rb.data();
     const float w1 = t.w, w0 = 1.f - t.w;
-    float* u = U + (size_t)oy * ow;
-    float* v = V + (size_t)oy * ow;
-    float* c = conf + (size_t)oy * ow;
     for (int ox = 0; ox < ow; ++ox) {
-      u[ox] = r0[ox] * w0 + r1[ox] * w1;
-      v[ox] = r0[ow + ox] * w0 + r1[ow + ox] * w1;
-      c[ox] = r0[2 * ow + ox] * w0 + r1[2 * ow + ox] * w1;
+      ru[ox] = r0[ox] * w0 + r1[ox] * w1;
+      rv[ox] = r0[ow + ox] * w0 + r1[ow + ox] * w1;
+      rc[ox] = r0[2 * ow + ox] * w0 + r1[2 * ow + ox] * w1;
     }
+    emit(oy);
   }
+  stream_fence();
 }
 
 }  // namespace bitsr::raster

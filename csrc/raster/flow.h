@@ -11,6 +11,10 @@
 //     exact inverse of T's vector, which gives I-pictures and intra blocks their motion.
 // Candidates are fused per 4x4 block around the most reliable one; blocks left without a
 // candidate are filled from their surroundings (push-pull) with a low confidence.
+// Work is spent where it pays: blocks with a vector pointing at T need nothing else; the
+// inverse of T's vectors is splatted only onto the others; the remaining neighbours'
+// segments (sampled per 8x8) only onto blocks still without a good candidate, and only
+// when they are more than a few (isolated intra blocks are left to the fill).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,6 +26,15 @@ namespace bitsr::raster {
 struct FlowOptions {
   bool project = true;  // use the neighbours' motion segments
   bool fill = true;     // fill blocks without any candidate
+  // Blocks whose best direct candidate (own vector, inverse of T's) is less reliable than
+  // this also take the other neighbours' projected segments (the costly part).
+  float need_below = 0.5f;
+  // The projections run only when at least this share of the blocks needs them; sparse
+  // gaps (a few intra blocks) are left to the fill.
+  float min_need = 0.02f;
+  // The neighbours' other segments are sampled every this many 4x4 blocks (8x8 by default):
+  // they are approximate anyway, and scanning whole pictures dominates the cost.
+  int other_step = 2;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].

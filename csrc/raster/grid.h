@@ -25,6 +25,9 @@ struct PriorsView {
   const uint8_t* part_mode = nullptr;
   const uint8_t* tu_log2 = nullptr;
   const int8_t* qp_y = nullptr;
+  // POCs the picture's slices reference (any list); num_refs < 0: unknown
+  const int32_t* refs = nullptr;
+  int num_refs = -1;
   size_t size() const { return (size_t)gw * gh; }
 };
 

@@ -107,6 +107,7 @@ void rasterize_nearest(const uint8_t* grid, int gw, int gh, const Geometry& g, u
   const int ow = g.out_w(), oh = g.out_h();
   const std::vector<int> cols = centre_blocks(g.left, ow, g.factor, gw);
   const std::vector<int> rows = centre_blocks(g.top, oh, g.factor, gh);
+  const bool broadcast = g.factor == 1 && (g.left & 3) == 0;  // 4 samples per block
   for (int oy = 0; oy < oh; ++oy) {
     uint8_t* o = out + (size_t)oy * ow;
     if (oy > 0 && rows[oy] == rows[oy - 1]) {
@@ -114,6 +115,13 @@ void rasterize_nearest(const uint8_t* grid, int gw, int gh, const Geometry& g, u
       continue;
     }
     const uint8_t* r = grid + (size_t)rows[oy] * gw;
+    if (broadcast) {
+      const uint8_t* rb = r + (g.left >> 2);
+      const int full = ow >> 2;
+      for (int b = 0; b < full; ++b) std::memset(o + 4 * b, rb[b], 4);
+      for (int ox = 4 * full; ox < ow; ++ox) o[ox] = rb[full];
+      continue;
+    }
     for (int ox = 0; ox < ow; ++ox) o[ox] = r[cols[ox]];
   }
 }
@@ -130,6 +138,24 @@ void rasterize_edges(const uint8_t* grid, int gw, int gh, const Geometry& g, uin
       hi[o] = std::min(n, std::max(0, (b + 3) >> 2));
     }
   };
+  if (f == 1 && (g.left & 3) == 0 && (g.top & 3) == 0) {
+    // full resolution, aligned: vertical boundaries on every 4th column, horizontal ones
+    // on the first row of each block row; the other three rows repeat the second
+    for (int oy = 0; oy < oh; ++oy) {
+      uint8_t* o = out + (size_t)oy * ow;
+      if (oy % 4 >= 2) {
+        std::memcpy(o, o - ow, ow);
+        continue;
+      }
+      const uint8_t* r = grid + (size_t)((g.top >> 2) + oy / 4) * gw + (g.left >> 2);
+      const bool first = oy % 4 == 0;
+      for (int ox = 0; ox < ow; ++ox) {
+        const uint8_t e = r[ox >> 2];
+        o[ox] = (uint8_t)(((ox & 3) == 0 ? (e & 1) : 0) | (first ? (e & 2) : 0));
+      }
+    }
+    return;
+  }
   std::vector<int> xlo, xhi, ylo, yhi;
   starts(g.left, ow, gw, xlo, xhi);
   starts(g.top, oh, gh, ylo, yhi);

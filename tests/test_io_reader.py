@@ -1,0 +1,126 @@
+"""Reader options and Frame accessors: threads, strict, pixel formats, the neighbour-priors
+hook, lifetime."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import bitsr
+from conftest import CORPUS, requires_shared
+from streams import make_hevc
+
+PARAMS = "bframes=4:b-pyramid=1:scenecut=0"
+
+
+def _summary(frames):
+    frames = list(frames)
+    md5 = hashlib.md5()
+    for f in frames:
+        for p in f.yuv():
+            md5.update(p.tobytes())
+    return [(f.poc, f.decode_index) for f in frames], md5.hexdigest()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_threads_do_not_change_frames(threads):
+    path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
+    with bitsr.open(path) as video:
+        auto = _summary(video)
+    with bitsr.open(path, threads=threads) as video:
+        assert video.stream.codec_context.thread_count == threads
+        assert _summary(video) == auto
+        assert video.warnings == []
+
+
+def test_strict_on_clean_stream():
+    path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
+    with bitsr.open(path, strict=True) as video:
+        frames = list(video)
+    assert len(frames) == 20 and all(f.priors.complete for f in frames)
+
+
+@requires_shared
+@pytest.mark.parametrize("name, depth, chroma, planes", [
+    ("calendar_q4_main10.hevc", 10, 1, 3),
+    ("main12_176x144.h265", 12, 1, 3),
+    ("main10_422_176x144.h265", 10, 2, 3),
+    ("city_q2_yuv422.hevc", 8, 2, 3),
+    ("yuv444_176x144.h265", 8, 3, 3),
+    ("mono_176x144.h265", 8, 0, 1),
+    ("calendar_crop350x226_notmvp.hevc", 8, 1, 3),
+])
+def test_yuv_layout(name, depth, chroma, planes):
+    with bitsr.open(CORPUS / name) as video:
+        f = next(iter(video))
+    p = f.priors
+    assert (p.bit_depth, p.chroma_format) == (depth, chroma)
+    w, h = p.cropped_size
+    assert (f.width, f.height) == (w, h) == (video.width, video.height)
+    yuv = f.yuv()
+    assert len(yuv) == planes
+    sub = {0: (1, 1), 1: (2, 2), 2: (2, 1), 3: (1, 1)}[chroma]
+    assert yuv[0].shape == (h, w)
+    for c in yuv[1:]:
+        assert c.shape == (h // sub[1], w // sub[0])
+    for c in yuv:
+        assert c.dtype == (np.uint8 if depth == 8 else np.uint16) and c.flags.c_contiguous
+        assert int(c.max()) < (1 << depth) and int(c.max()) >= (1 << (depth - 2))
+    assert f.rgb.shape == (h, w, 3) and f.rgb.dtype == np.uint8
+
+
+@pytest.mark.parametrize("lookahead", [0, 1, 3])
+def test_neighbour_priors_window(lookahead):
+    """Each frame carries the priors of `lookahead` frames before and after it in display
+    order (Frame._window, the hook for flow between frames); the frames are unchanged."""
+    path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
+    with bitsr.open(path, lookahead=0) as video:
+        plain = [(f.decode_index, f.poc) for f in video]
+    with bitsr.open(path, lookahead=lookahead) as video:
+        frames = list(video)
+    assert [(f.decode_index, f.poc) for f in frames] == plain
+    for f in frames:
+        size, win = f._window
+        assert size == lookahead
+        assert set(win) == {k for k in range(-lookahead, lookahead + 1) if 0 <= f.display_index + k < 20}
+        for k, p in win.items():
+            assert p.decode_index == frames[f.display_index + k].decode_index
+    with pytest.raises(ValueError, match="lookahead"):
+        bitsr.open(path, lookahead=17)
+
+
+def test_lifetime():
+    """A Reader is one pass over the file, like a file object."""
+    path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
+    video = bitsr.open(path)
+    first = next(video)
+    assert repr(first).startswith("<bitsr.Frame display_index=0 poc=0 type=I")
+    for f in video:  # continues where next() stopped
+        assert f.display_index == 1
+        break
+    assert [f.display_index for f in video] == list(range(2, 20))
+    assert list(video) == []  # exhausted; the file is closed
+    assert video._container is None
+    video = bitsr.open(path)
+    next(video)
+    video.close()  # stopping early
+    video.close()  # idempotent
+    assert list(video) == []
+    assert first.yuv()[0].shape == (144, 176)  # frames outlive the reader
+    video = bitsr.open(path)
+    video.close()
+    with pytest.raises(ValueError, match="closed"):
+        next(video)
+    with bitsr.open(path) as video:
+        assert sum(1 for _ in video) == 20
+
+
+def test_raw_stream_time():
+    """Raw streams have no timestamps: time = display_index / fps, fps from the SPS VUI."""
+    path = make_hevc("reader24", frames=12, x265_params=PARAMS, source="bikes", fps=24)
+    with bitsr.open(path) as video:
+        assert video.fps == 24
+        frames = list(video)
+    assert [f.pts for f in frames] == [None] * 12
+    assert [f.time for f in frames] == [i / 24 for i in range(12)]
