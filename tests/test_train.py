@@ -88,6 +88,18 @@ def test_metrics():
     assert math.isclose(psnr_y(a, b, border=4), 10 * math.log10(255 ** 2 / mse), rel_tol=1e-9)
     noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
     assert ssim_y(a, noisy) < ssim_y(a, b) < 1
+    # against a direct (non-separable) 2-D Gaussian-window SSIM
+    ya, yn = y(a.astype(float))[4:-4, 4:-4], y(noisy.astype(float))[4:-4, 4:-4]
+    ax = np.arange(11) - 5.0
+    g = np.exp(-ax ** 2 / 4.5)
+    w2 = np.outer(g, g) / np.outer(g, g).sum()
+    win = np.lib.stride_tricks.sliding_window_view
+    f = lambda z: np.einsum("ijkl,kl->ij", win(z, (11, 11)), w2)  # noqa: E731
+    ma, mn = f(ya), f(yn)
+    va, vn, cov = f(ya * ya) - ma ** 2, f(yn * yn) - mn ** 2, f(ya * yn) - ma * mn
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ref = np.mean(((2 * ma * mn + c1) * (2 * cov + c2)) / ((ma ** 2 + mn ** 2 + c1) * (va + vn + c2)))
+    assert math.isclose(ssim_y(a, noisy, border=4), ref, rel_tol=1e-9)
     loss = CharbonnierLoss(1e-3)
     assert math.isclose(float(loss(torch.zeros(4), torch.zeros(4))), 1e-3, rel_tol=1e-6)
 

@@ -6,8 +6,10 @@ Rows: bicubic (MATLAB imresize x4 of the decoded frames), the model as trained, 
 weights with each mechanism switched off at test time (no reuse; uniform compute = the heavy
 branch everywhere; no alignment; OpenCV DIS alignment; single frame), and any separately
 trained ablation checkpoints (--ablation NAME=PATH, see configs/ablations/). Columns: quality
-per CRF, parameters, conv/matmul FLOPs per frame (torch.utils.flop_counter), wall time per
-frame of the network (2 threads unless --threads) and of the flow source.
+per CRF, parameters, conv/matmul FLOPs per frame (torch.utils.flop_counter, on the first
+--flops-frames frames of each clip: the counter slows every op), and time per
+frame of the network and of the flow source: process CPU time with one thread by default,
+which other jobs on a shared machine disturb far less than wall time (both go to the JSON).
 
     python tools/eval_vsr.py --weights runs/bitvsr_x4/best.pt --json eval_vsr.json
 """
@@ -45,30 +47,34 @@ SWITCHES = [
 ]
 
 
-def run_model(net, t: dict, scale: int, border: int, chunk: int = 8, flops: bool = False):
-    """Per-frame metrics, seconds of network time, FLOPs (or None)."""
+def run_model(net, t: dict, scale: int, border: int, chunk: int = 8, flops: int = 0):
+    """Per-frame metrics, seconds of network time, FLOPs (or None). ``flops``: count the
+    FLOPs of the first ``flops`` frames instead (FlopCounterMode slows every op down)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    n = t["lr"].shape[0]
+    n = t["lr"].shape[0] if not flops else min(flops, t["lr"].shape[0])
     hr = to_uint8(t["hr"])
     keys = [k for k in INPUT_KEYS if k in t and (net.bidirectional or not k.endswith("_next"))]
-    ps, ss, secs, state, total = [], [], 0.0, None, 0
+    ps, ss, secs, wall, state, total = [], [], 0.0, 0.0, None, 0
     net.reset_stats()
     for s in range(0, n, chunk):
-        kw = {k: t[k][s:s + chunk][None] for k in keys}
+        kw = {k: t[k][s:min(s + chunk, n)][None] for k in keys}
         with torch.inference_mode():
             if flops:
                 with FlopCounterMode(display=False) as fc:
                     out, state = net(**kw, state=state)
                 total += fc.get_total_flops()
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out, state = net(**kw, state=state)
-                secs += time.perf_counter() - t0
+                secs += time.process_time() - c0
+                wall += time.perf_counter() - t0
+        if flops:
+            continue
         for i, y in enumerate(to_uint8(out[0])):
             ps.append(psnr_y(y, hr[s + i], border))
             ss.append(ssim_y(y, hr[s + i], border))
-    return ps, ss, secs, (total if flops else None), dict(net.stats)
+    return ps, ss, secs, (total if flops else None), dict(net.stats), wall
 
 
 def bicubic(t: dict, scale: int, border: int):
@@ -76,9 +82,9 @@ def bicubic(t: dict, scale: int, border: int):
     hr = to_uint8(t["hr"])
     ps, ss, secs = [], [], 0.0
     for i in range(len(lr)):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         up = imresize(lr[i], scale)
-        secs += time.perf_counter() - t0
+        secs += time.process_time() - t0
         ps.append(psnr_y(up, hr[i], border))
         ss.append(ssim_y(up, hr[i], border))
     return ps, ss, secs
@@ -95,9 +101,9 @@ def flow_times(path: Path, frames: int) -> dict:
         with bitsr.open(path) as v:
             for f in v:
                 f.rgb  # decode outside the timed part
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 fi = frame_inputs(f, prev, align)
-                secs += time.perf_counter() - t0
+                secs += time.process_time() - t0
                 prev, n = fi.lr, n + 1
                 if frames and n >= frames:
                     break
@@ -114,8 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--data", default="data/val", help="prepared Vid4 folder (made here if missing)")
     ap.add_argument("--max-frames", type=int, default=0, help="frames per clip (0: all)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-flops", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see above)")
+    ap.add_argument("--flops-frames", type=int, default=12,
+                    help="count FLOPs on the first N frames of each clip (0: skip)")
     ap.add_argument("--json", default="eval_vsr.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -164,7 +171,7 @@ def main(argv=None) -> int:
             r["secs"] += secs
             r["frames"] += len(ps)
             for label, m, align in models:
-                ps, ss, secs, _, st = run_model(m, sets[align], args.scale, border)
+                ps, ss, secs, _, st, wall = run_model(m, sets[align], args.scale, border)
                 r = rows[label]
                 r["crf"].setdefault(spec.crf, []).append((np.mean(ps), np.mean(ss)))
                 r["secs"] += secs
@@ -172,11 +179,12 @@ def main(argv=None) -> int:
                 if st.get("tiles"):
                     r["tiles"] = [a + b for a, b in zip(r["tiles"], st["computed"] + [st["reused"]])]
                 entry = {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "ms_per_frame": 1000 * secs / len(ps),
-                         "tiles": st}
-                if not args.no_flops:
-                    fl = run_model(m, sets[align], args.scale, border, flops=True)[3]
-                    r["flops"].append(fl / len(ps))
-                    entry["gflops_per_frame"] = fl / len(ps) / 1e9
+                         "wall_ms_per_frame": 1000 * wall / len(ps), "tiles": st}
+                if args.flops_frames:
+                    nf = min(args.flops_frames, len(ps))
+                    fl = run_model(m, sets[align], args.scale, border, flops=nf)[3]
+                    r["flops"].append(fl / nf)
+                    entry["gflops_per_frame"] = fl / nf / 1e9
                 res[label] = entry
                 print(f"{key:16s} {label:24s} {entry['psnr']:.3f} dB {entry['ssim']:.4f} "
                       f"{entry['ms_per_frame']:.0f} ms/frame", file=sys.stderr)
@@ -185,8 +193,8 @@ def main(argv=None) -> int:
     ft = flow_times(Path(args.data) / args.clips[0] / f"x{args.scale}" / f"{specs[0].tag}.mkv", args.max_frames)
     crfs = [s.crf for s in specs]
     head = f"{'method':26s}" + "".join(f" {'CRF ' + format(c, 'g'):>15s}" for c in crfs) + f" {'params':>8s} {'GFLOP/fr':>9s} {'ms/fr':>7s}"
-    lines = [f"Vid4 (calendar, city) x{args.scale}, libx265 LDP medium; Y-PSNR (dB) / SSIM, border {border}", head,
-             "-" * len(head)]
+    lines = [f"Vid4 ({', '.join(args.clips)}) x{args.scale}, libx265 LDP medium; Y-PSNR (dB) / SSIM, border {border}; "
+             f"ms/fr = CPU time per frame, {args.threads} thread(s)", head, "-" * len(head)]
     summary = {}
     for label, r in rows.items():
         q = {c: (float(np.mean([a for a, _ in r["crf"][c]])), float(np.mean([b for _, b in r["crf"][c]]))) for c in crfs}

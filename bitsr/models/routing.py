@@ -12,9 +12,9 @@ aligned to 16, each tile lies inside one HEVC CU >= 16 or is split into 8x8 CUs)
   prediction from the past was already right, and the propagated features carry it.
 * ``reusable``: the same residual-free inter tiles when their flow to the previous frame is a
   direct motion vector (confidence >= ``reuse_conf`` everywhere in the tile; ``bitsr.flow``
-  gives about 0.8 to a vector that predicts from that very frame, 1 when other evidence
-  agrees). With reuse on, such tiles take the warped previous features and output and are
-  not computed at all.
+  gives 0.7-1 to vectors that predict from that very frame, less to vectors scaled from
+  other references). With reuse on, such tiles take the warped previous features and output
+  and are not computed at all.
 
 Execution (:class:`TileRunner`) gathers the tiles of each branch into one batch, runs the
 branch with valid convolutions on windows with a halo, and scatters the results back: the
@@ -34,7 +34,7 @@ from ..data.inputs import MAP_CHANNELS
 _CU, _INTRA, _RES = MAP_CHANNELS.index("cu_log2"), MAP_CHANNELS.index("intra"), MAP_CHANNELS.index("residual")
 
 
-def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds=(5, 4), reuse_conf: float = 0.8):
+def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds=(5, 4), reuse_conf: float = 0.7):
     """``maps`` [B, K, ceil(h/4), ceil(w/4)], ``conf`` [B, 1, h, w] -> (level long [B, Ht, Wt],
     reusable bool [B, Ht, Wt]) with ``Ht = ceil(h/tile)``."""
     g = tile // 4
