@@ -65,7 +65,7 @@ def is_h264(path: str | os.PathLike) -> bool:
         return False
     try:
         with av.open(str(p)) as c:
-            names = [s.codec_context.name for s in c.streams.video]
+            names = [s.codec_context.name for s in c.streams.video if s.codec_context is not None]
     except (av.FFmpegError, OSError):
         return False  # the HEVC path reports the error
     return "h264" in names and "hevc" not in names
