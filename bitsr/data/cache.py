@@ -3,14 +3,15 @@
 Decoding a bitstream and rasterising its priors for every training sample would dominate a CPU
 training run, so each prepared item is decoded once::
 
-    ROOT/.cache/<clip>/x<s>/hr.npy                 uint8 [T, H, W, 3]
-    ROOT/.cache/<clip>/x<s>/<tag>/<align>/lr.npy   uint8 [T, h, w, 3]
+    ROOT/.cache/<version>/<clip>/x<s>/hr.npy                 uint8 [T, H, W, 3]
+    ROOT/.cache/<version>/<clip>/x<s>/<tag>/<align>/lr.npy   uint8 [T, h, w, 3]
                                          flow.npy, flow_next.npy   float16 [T, 2, h, w]
                                          conf.npy, conf_next.npy   float16 [T, 1, h, w]
                                          maps.npy  float16 [T, K, h/4, w/4]
 
 Folders are written under a temporary name and renamed, so concurrent or interrupted builds
-never leave a half-written cache.
+never leave a half-written cache. ``CACHE_VERSION`` is part of the path: bump it when the
+inputs change meaning (or delete ``ROOT/.cache`` after changing ``bitsr.flow``).
 """
 from __future__ import annotations
 
@@ -25,15 +26,16 @@ import numpy as np
 from .inputs import frame_inputs, window_arrays
 
 ARRAYS = ("lr", "flow", "conf", "flow_next", "conf_next", "maps")
+CACHE_VERSION = "v1"
 
 
 def item_cache_dir(root: Path, entry: dict, align: str) -> Path:
     tag = Path(entry["lr"]).stem
-    return root / ".cache" / entry["clip"] / f"x{entry['scale']}" / tag / align
+    return root / ".cache" / CACHE_VERSION / entry["clip"] / f"x{entry['scale']}" / tag / align
 
 
 def hr_cache_path(root: Path, entry: dict) -> Path:
-    return root / ".cache" / entry["clip"] / f"x{entry['scale']}" / "hr.npy"
+    return root / ".cache" / CACHE_VERSION / entry["clip"] / f"x{entry['scale']}" / "hr.npy"
 
 
 def _atomic_dir(final: Path, write) -> None:

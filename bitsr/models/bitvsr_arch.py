@@ -77,8 +77,8 @@ def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: 
 @register_arch
 class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
-                 cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True, propagate: bool = True,
-                 bidirectional: bool = False, backward_blocks: int = 2):
+                 cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
+                 propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")

@@ -97,7 +97,8 @@ class Trainer:
 
             # Routing may leave a branch without tiles in an iteration.
             self.net = DDP(self.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
-                           find_unused_parameters=bool(mc.get("routing", True)))
+                           find_unused_parameters=bool(mc.get("routing", True)),
+                           broadcast_buffers=False)  # the only buffers are constants
         self.scale = self.model.scale
         self.bidirectional = bool(getattr(self.model, "bidirectional", False))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
