@@ -137,7 +137,7 @@ def sr_only(src: Path, ckpt: Path, scale: int, frames: int, count_flops: bool):
 
 
 _MEMORY = """
-import json, resource, sys, warnings
+import json, sys, warnings
 sys.path.insert(0, sys.argv[4])
 import bitsr
 rss = []
@@ -150,7 +150,10 @@ def sample(i, hr):
 warnings.simplefilter("ignore")
 bitsr.upscale(sys.argv[1], sys.argv[2], scale=4, model=sys.argv[3], device="cpu", preset=sys.argv[5], quiet=True,
               on_frame=sample)
-print(json.dumps({"rss": rss, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM: this process image's peak (ru_maxrss would include the parent's, kept across exec)
+with open("/proc/self/status") as f:
+    peak = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+print(json.dumps({"rss": rss, "peak_mb": peak}))
 """
 
 
