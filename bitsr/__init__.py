@@ -8,6 +8,16 @@ from ._core import BitstreamError, LimitError, UnsupportedStreamError
 from .priors import PicturePriors, extract
 from .io.reader import Frame, Reader, open  # noqa: A004
 
+
+def __getattr__(name):
+    # Upscaler pulls in torch: import it only when asked for.
+    if name == "Upscaler":
+        from .upscale import Upscaler
+
+        return Upscaler
+    raise AttributeError(f"module 'bitsr' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -19,4 +29,5 @@ __all__ = [
     "open",
     "Frame",
     "Reader",
+    "Upscaler",
 ]

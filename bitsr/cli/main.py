@@ -8,6 +8,8 @@ import sys
 # subcommand -> module under bitsr.cli
 COMMANDS = {
     "extract": "extract",
+    "prepare": "prepare",
+    "train": "train",
 }
 
 

@@ -1,0 +1,1 @@
+"""Paired data: MATLAB-bicubic LR, libx265 encodings, datasets, augmentation, model inputs."""

@@ -1,0 +1,165 @@
+"""Paired training/evaluation data: HR frames -> MATLAB-bicubic LR -> libx265 bitstreams.
+
+Output folder::
+
+    OUT/manifest.json
+    OUT/<clip>/x<s>/hr.mkv           HR frames cropped to a multiple of 2*s (FFV1, lossless)
+    OUT/<clip>/x<s>/<tag>.mkv        LR frames encoded with libx265 (one file per EncodeSpec)
+
+``prepare`` is idempotent and resumable: an item already in the manifest whose files exist and
+whose source did not change is skipped; files are written under a ``.part`` name and renamed
+when complete, and the manifest is rewritten atomically after every clip, so an interrupted
+run picks up at the first unfinished clip.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .encode import EncodeSpec, hevc_writer, lossless_writer
+from .imresize import imresize
+from .sources import ClipSource, clip_fps, find_clips, iter_frames
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+def load_manifest(out_dir: str | os.PathLike) -> dict:
+    p = Path(out_dir) / MANIFEST
+    if not p.exists():
+        return {"version": MANIFEST_VERSION, "items": {}}
+    with open(p) as f:
+        m = json.load(f)
+    if m.get("version") != MANIFEST_VERSION or not isinstance(m.get("items"), dict):
+        raise ValueError(f"{p}: not a bitsr manifest (version {m.get('version')!r})")
+    return m
+
+
+def _save_manifest(out_dir: Path, m: dict) -> None:
+    tmp = out_dir / (MANIFEST + ".part")
+    with open(tmp, "w") as f:
+        json.dump(m, f, indent=1, sort_keys=True)
+    os.replace(tmp, out_dir / MANIFEST)
+
+
+def item_key(clip: str, scale: int, spec: EncodeSpec) -> str:
+    return f"{clip}/x{scale}/{spec.tag}"
+
+
+def _same_source(entry: dict, fingerprint: list, max_frames: int) -> bool:
+    return entry.get("source_fingerprint") == fingerprint and entry.get("max_frames", 0) == max_frames
+
+
+def _done(out_dir: Path, entry: dict | None, fingerprint: list, max_frames: int) -> bool:
+    return (entry is not None and _same_source(entry, fingerprint, max_frames)
+            and (out_dir / entry["hr"]).is_file() and (out_dir / entry["lr"]).is_file())
+
+
+def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[EncodeSpec], manifest: dict,
+                  max_frames: int, fps_default, bar) -> int:
+    fp = clip.fingerprint()
+    todo = [s for s in specs if not _done(out_dir, manifest["items"].get(item_key(clip.name, scale, s)), fp, max_frames)]
+    if not todo:
+        return 0
+    rel = Path(clip.name) / f"x{scale}"
+    (out_dir / rel).mkdir(parents=True, exist_ok=True)
+    hr_rel = rel / "hr.mkv"
+    same_hr = [e for e in manifest["items"].values() if e["hr"] == str(hr_rel)]
+    hr_ok = (out_dir / hr_rel).is_file() and bool(same_hr) and all(_same_source(e, fp, max_frames) for e in same_hr)
+    fps = clip_fps(clip, fps_default)
+    writers, n = [], 0
+    size = None
+    try:
+        for rgb in iter_frames(clip, max_frames):
+            if size is None:
+                m = 2 * scale  # LR stays even for 4:2:0
+                H, W = rgb.shape[0] // m * m, rgb.shape[1] // m * m
+                if H == 0 or W == 0:
+                    raise ValueError(f"{clip.path}: {rgb.shape[1]}x{rgb.shape[0]} is too small for x{scale}")
+                size = (W, H)
+                h, w = H // scale, W // scale
+                if not hr_ok:
+                    writers.append(("hr", None, lossless_writer(str(out_dir / hr_rel) + ".part.mkv", W, H, fps)))
+                for s in todo:
+                    writers.append(("lr", s, hevc_writer(str(out_dir / rel / f"{s.tag}.mkv") + ".part.mkv", s, w, h, fps)))
+            hr = rgb[: size[1], : size[0]]
+            if hr.shape[:2] != (size[1], size[0]):
+                raise ValueError(f"{clip.path}: frame {n} has size {rgb.shape[1]}x{rgb.shape[0]}, earlier ones were larger")
+            lr = imresize(hr, 1.0 / scale)
+            for kind, _, wr in writers:
+                wr.write(hr if kind == "hr" else lr)
+            n += 1
+            if bar is not None:
+                bar.update(1)
+        if n == 0:
+            raise ValueError(f"{clip.path}: no frames")
+        for _, _, wr in writers:
+            wr.close()
+    except BaseException:
+        for _, _, wr in writers:
+            wr.abort()
+        raise
+    for _, _, wr in writers:
+        os.replace(wr.path, wr.path[: -len(".part.mkv")])
+    W, H = size
+    if not hr_ok:  # entries made from an older HR file are stale now
+        for k in [k for k, e in manifest["items"].items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames)]:
+            del manifest["items"][k]
+    for s in todo:
+        manifest["items"][item_key(clip.name, scale, s)] = {
+            "clip": clip.name,
+            "source": os.path.abspath(clip.path),
+            "source_fingerprint": fp,
+            "max_frames": max_frames,
+            "scale": scale,
+            "frames": n,
+            "fps": str(fps),
+            "hr": str(hr_rel),
+            "lr": str(rel / f"{s.tag}.mkv"),
+            "hr_size": [W, H],
+            "lr_size": [W // scale, H // scale],
+            "encode": s.to_dict(),
+            "x265_params": s.x265_params(),
+            "downscale": "matlab_bicubic_antialias",
+        }
+    _save_manifest(out_dir, manifest)
+    return len(todo)
+
+
+def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, scales: Sequence[int] = (4,),
+            encodes: Sequence[EncodeSpec] = (EncodeSpec(),), layout: str = "auto", max_frames: int = 0,
+            fps=25, progress: bool = True) -> dict:
+    """Makes HR/LR pairs for every clip of ``inputs`` (see :mod:`bitsr.data.sources`) at every
+    scale and encoding. Returns the manifest (also written to ``OUT/manifest.json``)."""
+    from fractions import Fraction
+
+    for s in scales:
+        if s not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {s}")
+    if not encodes:
+        raise ValueError("no encodings given")
+    clips = find_clips(list(inputs), layout)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(out)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="frame", desc="prepare", file=sys.stderr, dynamic_ncols=True)
+    made = 0
+    try:
+        for clip in clips:
+            for scale in scales:
+                if bar is not None:
+                    bar.set_postfix_str(f"{clip.name} x{scale}")
+                made += _prepare_clip(clip, out, scale, encodes, manifest, max_frames, Fraction(fps), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if progress:
+        print(f"prepare: {made} new item(s), {len(manifest['items'])} in {out / MANIFEST}", file=sys.stderr)
+    return manifest

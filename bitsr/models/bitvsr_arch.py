@@ -1,0 +1,192 @@
+"""BitVSR: recurrent video SR that aligns with bitstream motion and spends compute where the
+encoder did.
+
+Per frame t (LR h x w, scale s):
+
+1. ``feat = conv(x_t)`` (shallow features, full frame);
+2. the previous hidden state is warped by the flow to t-1 (motion vectors, DIS, or zero - the
+   inputs decide) and fused with confidence: ``fuse([feat, c * warp(h), c (, backward h)])``;
+3. the body - ``len(branch_blocks)`` stacks of light residual blocks of different depth - runs
+   per tile on the branch picked by :func:`routing.route_tiles` (or, with ``routing=False``,
+   the deepest branch on the whole frame: the uniform-compute baseline);
+4. conv + pixel shuffle gives the residual over MATLAB-bicubic upsampling of x_t (the
+   upsampling conv starts small, so an untrained network starts close to bicubic).
+
+Tiles the codec coded as residual-free inter pointing at t-1 can skip steps 3-4 (``reuse``):
+they take the warped previous features and output. ``propagate=False`` is the single-frame
+baseline; ``bidirectional=True`` adds a backward pass (not streamable).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import LightResBlock, MatlabBicubicUp, Upsampler, act
+from .registry import register_arch
+from .routing import TileLayout, route_tiles, run_branches
+from .warp import flow_warp
+
+
+def _hr_chunk_ids(lay: TileLayout, tiles: torch.Tensor, st: int) -> torch.Tensor:
+    """Rows of the [B * Ht*sT * Wt, sT, 3] chunk view of a tile-padded HR image, per tile."""
+    bi = tiles // (lay.ht * lay.wt)
+    rows = (bi * lay.ht + lay._ty[tiles]) * st
+    return ((rows[:, None] + torch.arange(st, device=tiles.device)[None]) * lay.wt + lay._tx[tiles][:, None]).reshape(-1)
+
+
+def _assemble_hr(base: torch.Tensor, lay: TileLayout, s: int, parts) -> torch.Tensor:
+    """``base`` [B, 3, sH, sW] with tiles replaced: ``parts`` = [(tiles, [N, 3, sT, sT], add)],
+    added to the base when ``add`` else written over it."""
+    st = lay.tile * s
+    b, c, hh, ww = base.shape
+    full = F.pad(base, (0, lay.wt * st - ww, 0, lay.ht * st - hh))
+    chunks = full.permute(0, 2, 3, 1).reshape(-1, st, c)  # a fresh copy: written in place below
+    for tiles, val, add in parts:
+        ids = _hr_chunk_ids(lay, tiles, st)
+        v = val.permute(0, 2, 3, 1).reshape(-1, st, c).to(chunks.dtype)
+        chunks.index_copy_(0, ids, chunks.index_select(0, ids) + v if add else v)
+    out = chunks.view(b, lay.ht * st, lay.wt * st, c)
+    return out[:, :hh, :ww].permute(0, 3, 1, 2)
+
+
+def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: torch.Tensor, s: int) -> torch.Tensor:
+    """The HR tiles of ``prev`` [B, 3, sH, sW] warped by the LR ``flow`` (nearest-upscaled, as
+    :func:`upscale_flow`) -> [N, 3, sT, sT]; the same samples as warping the whole frame."""
+    t, st = lay.tile, lay.tile * s
+    b, _, hh, ww = flow.shape
+    f = F.pad(flow, (0, lay.wt * t - ww, 0, lay.ht * t - hh))
+    f = f.view(b, 2, lay.ht, t, lay.wt, t).permute(0, 2, 4, 3, 5, 1)  # B Ht Wt T T 2
+    bi, ty, tx = tiles // (lay.ht * lay.wt), lay._ty[tiles], lay._tx[tiles]
+    ft = f[bi, ty, tx].repeat_interleave(s, 1).repeat_interleave(s, 2) * s  # N sT sT 2
+    a = torch.arange(st, device=flow.device, dtype=flow.dtype)
+    px = (tx * st).to(flow.dtype)[:, None, None] + a[None, None, :] + ft[..., 0]
+    py = (ty * st).to(flow.dtype)[:, None, None] + a[None, :, None] + ft[..., 1]
+    H, W = prev.shape[-2:]
+    grid = torch.stack((px * (2.0 / max(W - 1, 1)) - 1.0, py * (2.0 / max(H - 1, 1)) - 1.0), -1).to(prev.dtype)
+    out = prev.new_empty(len(tiles), prev.shape[1], st, st)
+    for k in range(b):  # grid_sample pairs grid and image batch by batch
+        sel = torch.nonzero(bi == k).flatten()
+        if sel.numel():
+            g = grid[sel].reshape(1, -1, st, 2)
+            w = F.grid_sample(prev[k:k + 1], g, mode="bilinear", padding_mode="border", align_corners=True)
+            out[sel] = w.view(prev.shape[1], -1, st, st).transpose(0, 1)
+    return out
+
+
+@register_arch
+class BitVSR(nn.Module):
+    def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
+                 cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
+                 propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2):
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        if tile % 4:
+            raise ValueError("tile must be a multiple of 4 (the priors' block grid)")
+        if len(cu_thresholds) != len(branch_blocks) - 1:
+            raise ValueError("need len(branch_blocks) - 1 CU thresholds")
+        self.scale, self.channels, self.tile = scale, channels, tile
+        self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
+        self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
+        c = channels
+        self.conv_first = nn.Conv2d(3, c, 3, padding=1)
+        self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0), c, 1)
+        self.branches = nn.ModuleList(nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in branch_blocks)
+        self.upsample = Upsampler(c, scale)
+        self.base_up = MatlabBicubicUp(scale)
+        with torch.no_grad():
+            self.upsample.conv.weight.mul_(0.1)
+            self.upsample.conv.bias.zero_()
+        if bidirectional:
+            self.fuse_back = nn.Conv2d(2 * c + 1, c, 1)
+            self.back_body = nn.Sequential(*(LightResBlock(c) for _ in range(backward_blocks)))
+        self.stats = {"tiles": 0, "computed": [0] * len(branch_blocks), "reused": 0}
+
+    # -- one frame --------------------------------------------------------------------------
+    def _uniform(self, fused: torch.Tensor) -> torch.Tensor:
+        h = fused
+        for blk in self.branches[-1]:
+            h = blk(h)
+        return h
+
+    def _step(self, x, feat, flow, conf, maps, prev, back=None):
+        """One recurrent step. ``prev``: (hidden, output) of frame t-1 or None."""
+        s = self.scale
+        b, _, hh, ww = x.shape
+        if prev is not None and self.propagate:
+            hw = flow_warp(prev[0], flow)
+            c = conf
+        else:
+            hw = torch.zeros_like(feat)
+            c = torch.zeros_like(conf)
+        parts = [feat, hw * c, c] + ([back] if back is not None else [])
+        fused = act(self.fuse(torch.cat(parts, 1)))
+        base = self.base_up(x.contiguous(memory_format=torch.channels_last))
+        if not self.routing:
+            h = self._uniform(fused)
+            return h, base + self.upsample(h)
+
+        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf)
+        level, reusable = level.reshape(-1), reusable.reshape(-1)
+        use_reuse = self.reuse and prev is not None and self.propagate
+        if use_reuse:
+            level = torch.where(reusable, torch.full_like(level, -1), level)
+        lay = TileLayout(b, hh, ww, self.tile, x.device)
+        if use_reuse and bool(reusable.any()):
+            rmask = reusable.view(b, 1, lay.ht, lay.wt)
+            rpix = rmask.repeat_interleave(self.tile, 2).repeat_interleave(self.tile, 3)[:, :, :hh, :ww]
+            start = torch.where(rpix, hw.to(fused.dtype), fused)
+        else:
+            use_reuse = False
+            start = fused
+        store = lay.to_tiles(start)
+        per_branch = [torch.nonzero(level == i).flatten() for i in range(len(self.branches))]
+        run_branches(lay, store, self.branches, per_branch)
+        h = lay.from_tiles(store)
+
+        computed = torch.nonzero(level >= 0).flatten()
+        self.stats["tiles"] += lay.num_tiles
+        for i, t in enumerate(per_branch):
+            self.stats["computed"][i] += int(t.numel())
+        self.stats["reused"] += lay.num_tiles - int(computed.numel())
+        # Output: bicubic base + residual on computed tiles; reused tiles copy the warped output.
+        parts = []
+        if computed.numel():
+            res = self.upsample.forward_tiles(lay.gather(store, computed, self.upsample.HALO))  # [N, 3, sT, sT]
+            parts.append((computed, res, True))
+        if use_reuse:
+            reused = torch.nonzero(level < 0).flatten()
+            parts.append((reused, _warp_tiles(prev[1], flow, lay, reused, s), False))
+        return h, _assemble_hr(base, lay, s, parts)
+
+    # -- a window -----------------------------------------------------------------------------
+    def forward(self, lr, flow, conf, maps, flow_next=None, conf_next=None, state=None):
+        """``lr`` [B, T, 3, h, w] in [0, 1]; ``flow`` [B, T, 2, h, w] (to t-1), ``conf``
+        [B, T, 1, h, w], ``maps`` [B, T, K, h/4, w/4]; ``flow_next``/``conf_next`` (to t+1) for
+        bidirectional models. ``state``: the (hidden, output) of the frame before the window,
+        from a previous call, for streaming. Returns (HR [B, T, 3, s*h, s*w], state)."""
+        b, t = lr.shape[:2]
+        feats = [act(self.conv_first(lr[:, i].contiguous(memory_format=torch.channels_last))) for i in range(t)]
+        backs = [None] * t
+        if self.bidirectional:
+            if flow_next is None or conf_next is None:
+                raise ValueError("a bidirectional model needs flow_next and conf_next")
+            hb = None
+            for i in range(t - 1, -1, -1):
+                if hb is None or not self.propagate:
+                    hbw, cb = torch.zeros_like(feats[i]), torch.zeros_like(conf_next[:, i])
+                else:
+                    hbw, cb = flow_warp(hb, flow_next[:, i]), conf_next[:, i]
+                hb = self.back_body(act(self.fuse_back(torch.cat([feats[i], hbw * cb, cb], 1))))
+                backs[i] = hb
+        outs = []
+        prev = state
+        for i in range(t):
+            h, y = self._step(lr[:, i], feats[i], flow[:, i], conf[:, i], maps[:, i], prev, backs[i])
+            outs.append(y)
+            prev = (h, y)
+        return torch.stack(outs, 1), prev
+
+    def reset_stats(self) -> None:
+        self.stats = {"tiles": 0, "computed": [0] * len(self.branches), "reused": 0}

@@ -1,0 +1,86 @@
+"""Light building blocks. Each block runs either on a whole feature map (zero padding) or on a
+batch of gathered tiles with a halo (valid convolutions), with identical results."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def act(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1, inplace=True)
+
+
+class LightResBlock(nn.Module):
+    """conv3x3 -> LeakyReLU -> conv3x3, plus identity (EDSR/RFDN-style, no normalisation).
+
+    The block pads its input with 2 zeros once and runs both convolutions 'valid' (the middle
+    activation keeps its 1-pixel border), so a T x T output tile depends on exactly a
+    (T+4) x (T+4) input window (``HALO = 2``) and tiles need no masking at the frame edge.
+    """
+
+    HALO = 2
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3)
+        self.conv2 = nn.Conv2d(channels, channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(act(self.conv1(F.pad(x, (2, 2, 2, 2)))))
+
+    def forward_tiles(self, win: torch.Tensor, inside0: torch.Tensor | None = None) -> torch.Tensor:
+        """``win`` [N, C, T+4, T+4] -> [N, C, T, T]. ``inside0`` [N, 1, T, T] (1 inside the
+        frame) keeps the padding beyond a frame that is not a whole number of tiles at zero, as
+        :meth:`forward` sees it; None when every tile is whole."""
+        y = self.conv2(act(self.conv1(win))) + win[:, :, 2:-2, 2:-2]
+        if inside0 is not None:
+            y = y * inside0
+        return y
+
+
+class Upsampler(nn.Module):
+    """conv3x3 to 3*s^2 channels + pixel shuffle (RFDN/IMDN tail). ``HALO = 1``."""
+
+    HALO = 1
+
+    def __init__(self, channels: int, scale: int, out_channels: int = 3):
+        super().__init__()
+        self.scale = scale
+        self.conv = nn.Conv2d(channels, out_channels * scale * scale, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), self.scale)
+
+    def forward_tiles(self, win: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(win, self.conv.weight, self.conv.bias), self.scale)
+
+
+class MatlabBicubicUp(nn.Module):
+    """Fixed x``scale`` upsampling with MATLAB's bicubic (``imresize(x, s)``: Keys a = -0.5,
+    symmetric padding), as a depthwise 5x5 convolution per output phase + pixel shuffle.
+
+    The network's output is a residual over this base, so the base equals the bicubic baseline
+    of the evaluation; on CPU it is about 3x faster than ``F.interpolate(mode='bicubic')``.
+    """
+
+    def __init__(self, scale: int, channels: int = 3):
+        super().__init__()
+        import numpy as np
+
+        from ..data.imresize import cubic
+
+        self.scale, self.channels = scale, channels
+        d = (np.arange(scale) + 0.5) / scale - 0.5  # sub-pixel offset of each output phase
+        taps = cubic(d[:, None] - np.arange(-2, 3)[None, :])  # [s, 5]
+        taps /= taps.sum(1, keepdims=True)
+        k = np.einsum("ay,bx->abyx", taps, taps).reshape(scale * scale, 1, 5, 5)
+        w = torch.from_numpy(np.tile(k, (channels, 1, 1, 1))).float()
+        self.register_buffer("weight", w, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # symmetric padding by 2: x1 x0 | x0 x1 ... xn-2 xn-1 | xn-1 xn-2
+        x = torch.cat([x[..., 1:2], x[..., :1], x, x[..., -1:], x[..., -2:-1]], -1)
+        x = torch.cat([x[..., 1:2, :], x[..., :1, :], x, x[..., -1:, :], x[..., -2:-1, :]], -2)
+        y = F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
+        return F.pixel_shuffle(y, self.scale)

@@ -1,0 +1,272 @@
+"""Training loop: Charbonnier loss, Adam + cosine schedule, validation on Y-PSNR/SSIM,
+checkpoints and resume, CSV (and optional TensorBoard) logs, DDP through torchrun, AMP on CUDA.
+
+Checkpoints hold only tensors and plain Python values, so ``torch.load(weights_only=True)``
+reads them. ``last.pt`` can resume a run; ``best.pt`` (best validation PSNR, or the last
+weights without validation) holds the config and weights only, for :class:`bitsr.Upscaler`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from ..data.dataset import VSRClipDataset, VSRTrainDataset
+from ..models import build_model
+from .losses import CharbonnierLoss
+from .validate import score_clip
+
+CKPT_FORMAT = "bitsr-vsr-1"
+
+
+class IterationSampler(Sampler):
+    """Batches of sample ids for iterations [start, iters): id = (it * world + rank) * B + k, so
+    every process sees distinct samples and a resumed run sees the same ones."""
+
+    def __init__(self, start: int, iters: int, batch: int, rank: int = 0, world: int = 1):
+        self.start, self.iters, self.batch, self.rank, self.world = start, iters, batch, rank, world
+
+    def __iter__(self):
+        for it in range(self.start, self.iters):
+            base = (it * self.world + self.rank) * self.batch
+            yield list(range(base, base + self.batch))
+
+    def __len__(self) -> int:
+        return max(0, self.iters - self.start)
+
+
+def _plain(x):
+    """Config -> JSON-able plain values (YAML may give tuples etc.)."""
+    return json.loads(json.dumps(x))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    ck = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{path}: not a bitsr model checkpoint")
+    return ck
+
+
+class Trainer:
+    def __init__(self, cfg: dict, resume: str | None = None, progress: bool = True):
+        self.cfg = cfg = _plain(cfg)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        tc, dc, mc = cfg["train"], cfg["data"], cfg["model"]
+        dev = tc["device"]
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev == "cuda":
+            dev = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(self.local_rank)
+        self.device = torch.device(dev)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if tc["threads"]:
+            torch.set_num_threads(int(tc["threads"]))
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        seed = int(cfg["seed"])
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)  # identical initial weights on every rank
+
+        self.model = build_model(mc).to(self.device)
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # Routing may leave a branch without tiles in an iteration.
+            self.net = DDP(self.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
+                           find_unused_parameters=bool(mc.get("routing", True)),
+                           broadcast_buffers=False)  # the only buffers are constants
+        self.scale = self.model.scale
+        self.bidirectional = bool(getattr(self.model, "bidirectional", False))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
+                                    weight_decay=tc["weight_decay"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, tc["iters"]), eta_min=tc["eta_min"])
+        self.amp = bool(tc["amp"]) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loss_fn = CharbonnierLoss(tc["charbonnier_eps"])
+        self.out = Path(cfg["out_dir"])
+        self.iter = 0
+        self.best = -math.inf
+        if resume:
+            self._resume(resume)
+
+        grid = dc["grid"] or getattr(self.model, "tile", 16)
+        # Only rank 0 builds the caches (atomically); the others wait, then read them.
+        if self.world > 1 and not self.main:
+            dist.barrier()
+        self.train_set = VSRTrainDataset(
+            dc["root"], scale=self.scale, num_frames=dc["num_frames"], patch=dc["patch"], grid=grid,
+            align=dc["align"], augment=dc["augment"], include=dc["include"], exclude=dc["exclude"],
+            tags=dc["tags"], seed=seed, progress=self.progress, bidirectional=self.bidirectional)
+        vc = cfg["val"]
+        self.val_set = None
+        if vc["root"] and self.main:
+            self.val_set = VSRClipDataset(vc["root"], scale=self.scale, align=dc["align"], include=vc["include"],
+                                          tags=vc["tags"], max_frames=vc["max_frames"], progress=self.progress,
+                                          bidirectional=self.bidirectional)
+        if self.world > 1 and self.main:
+            dist.barrier()
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _payload(self, full: bool) -> dict:
+        p = {"format": CKPT_FORMAT, "config": self.cfg, "model": self.model.state_dict(), "iter": self.iter,
+             "best_psnr": float(self.best)}
+        if full:
+            p.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict())
+        return p
+
+    def _resume(self, path: str) -> None:
+        if path == "auto":
+            cand = self.out / "last.pt"
+            if not cand.is_file():
+                return
+            path = str(cand)
+        ck = load_checkpoint(path, map_location=self.device)
+        if "optimizer" not in ck:
+            raise ValueError(f"{path}: holds weights only; resume needs last.pt")
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.iter = int(ck["iter"])
+        self.best = float(ck["best_psnr"])
+        if self.main:
+            print(f"resumed from {path} at iteration {self.iter}", file=sys.stderr)
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> tuple[float, float]:
+        vc = self.cfg["val"]
+        border = self.scale if vc["border"] is None else int(vc["border"])
+        self.model.eval()
+        ps, ss = [], []
+        for i in range(len(self.val_set)):
+            _, t = self.val_set[i]
+            p, s = score_clip(self.model, t, self.scale, border, device=self.device)
+            ps.append(p)
+            ss.append(s)
+        self.model.train()
+        return float(np.mean(ps)), float(np.mean(ss))
+
+    # -- loop ---------------------------------------------------------------------------------
+    def _log_rows(self, name: str, header, row) -> None:
+        path = self.out / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(header)
+            w.writerow(row)
+
+    def train(self, until: int | None = None) -> dict:
+        """Trains to ``train.iters`` (or stops early after iteration ``until``, saving last.pt,
+        as an interrupted run would)."""
+        tc, dc = self.cfg["train"], self.cfg["data"]
+        iters = int(tc["iters"])
+        stop = min(iters, int(until)) if until else iters
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "config.json", "w") as f:
+                json.dump(self.cfg, f, indent=1)
+        tb = None
+        if tc["tensorboard"] and self.main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(self.out / "tb"))
+            except ImportError:
+                print("tensorboard is not installed; logging to CSV only", file=sys.stderr)
+        sampler = IterationSampler(self.iter, stop, dc["batch_size"], self.rank, self.world)
+        workers = int(dc["workers"])
+        loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            prefetch_factor=2 if workers else None)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=iters, initial=self.iter, desc=self.cfg["name"], unit="it", file=sys.stderr, dynamic_ncols=True)
+        self.model.train()
+        cl = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        losses, t_last, first_loss, last_loss = [], time.perf_counter(), None, None
+        for batch in loader:
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            hr = batch.pop("hr")
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                out, _ = self.net(**batch)
+                loss = self.loss_fn(out, hr)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if tc["grad_clip"]:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc["grad_clip"])
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            self.iter += 1
+            lv = float(loss.detach())
+            losses.append(lv)
+            first_loss = lv if first_loss is None else first_loss
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{lv:.4f}")
+            if self.main and (self.iter % tc["log_every"] == 0 or self.iter in (iters, stop)):
+                now = time.perf_counter()
+                mean = float(np.mean(losses))
+                last_loss = mean
+                self._log_rows("train.csv", ["iter", "loss", "lr", "sec_per_iter"],
+                               [self.iter, f"{mean:.6f}", f"{self.sched.get_last_lr()[0]:.3e}",
+                                f"{(now - t_last) / len(losses):.3f}"])
+                if tb is not None:
+                    tb.add_scalar("train/loss", mean, self.iter)
+                    tb.add_scalar("train/lr", self.sched.get_last_lr()[0], self.iter)
+                losses, t_last = [], now
+            done = self.iter == iters
+            if self.val_set is not None and (self.iter % self.cfg["val"]["every"] == 0 or done):
+                p, s = self.validate()
+                self._log_rows("val.csv", ["iter", "psnr_y", "ssim_y"], [self.iter, f"{p:.4f}", f"{s:.5f}"])
+                if tb is not None:
+                    tb.add_scalar("val/psnr_y", p, self.iter)
+                    tb.add_scalar("val/ssim_y", s, self.iter)
+                if bar is not None:
+                    bar.write(f"iter {self.iter}: val Y-PSNR {p:.3f} dB, SSIM {s:.4f}")
+                if p > self.best:
+                    self.best = p
+                    save_checkpoint(self.out / "best.pt", self._payload(full=False))
+            if self.main and (self.iter % tc["ckpt_every"] == 0 or done or self.iter == stop):
+                save_checkpoint(self.out / "last.pt", self._payload(full=True))
+                if self.val_set is None:
+                    save_checkpoint(self.out / "best.pt", self._payload(full=False))
+        if bar is not None:
+            bar.close()
+        if tb is not None:
+            tb.close()
+        if self.world > 1:
+            dist.barrier()
+        return {"iter": self.iter, "first_loss": first_loss, "last_loss": last_loss, "best_psnr": self.best}
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

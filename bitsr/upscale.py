@@ -1,0 +1,132 @@
+"""``bitsr.Upscaler``: HR frames of a compressed clip, from a trained bitstream-guided VSR model.
+
+>>> up = bitsr.Upscaler(scale=4, device="cpu", model="default")
+>>> for hr in up.frames("clip.mp4"):      # uint8 [4H, 4W, 3] RGB, display order
+...     ...
+
+Frames stream through with bounded memory: a unidirectional model holds one frame of state
+and emits each frame as soon as it is decoded; a bidirectional one works on windows of
+``chunk`` frames. ``model`` is a checkpoint path or the name of a package resource
+``bitsr/weights/<name>_x<scale>.pt`` (or ``<name>.pt``); weights are never downloaded.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .data.inputs import frame_inputs, to_tensors, window_arrays
+from .models import build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+_HOW_TO_TRAIN = (
+    "train them (README, 'Super-resolution models and training'): "
+    "python tools/prepare_train.py; bitsr train configs/bitvsr_x{s}.yaml; "
+    "then copy runs/bitvsr_x{s}/best.pt to {dst} or pass model=PATH"
+)
+
+
+def resolve_weights(model: str | os.PathLike, scale: int) -> Path:
+    """A checkpoint path for ``model`` (a file path, or a name under ``bitsr/weights``)."""
+    p = Path(model)
+    if p.suffix == ".pt" or os.sep in str(model) or p.is_file():
+        if not p.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such weights file", str(p))
+        return p
+    for cand in (WEIGHTS_DIR / f"{model}_x{scale}.pt", WEIGHTS_DIR / f"{model}.pt"):
+        if cand.is_file():
+            return cand
+    dst = WEIGHTS_DIR / f"{model}_x{scale}.pt"
+    raise FileNotFoundError(errno.ENOENT, f"no weights for model {str(model)!r} at x{scale}; "
+                            + _HOW_TO_TRAIN.format(s=scale, dst=dst), str(dst))
+
+
+def load_model(model: str | os.PathLike, scale: int, device="cpu"):
+    """(network in eval mode, training config) from a checkpoint written by ``bitsr train``."""
+    from .train.trainer import load_checkpoint
+
+    path = resolve_weights(model, scale)
+    ck = load_checkpoint(path, map_location="cpu")
+    cfg = ck["config"]
+    if int(cfg["model"].get("scale", 4)) != scale:
+        raise ValueError(f"{path}: the weights are for x{cfg['model'].get('scale')}, not x{scale}")
+    net = build_model(cfg["model"])
+    net.load_state_dict(ck["model"])
+    net.eval().to(device)
+    if torch.device(device).type == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    return net, cfg
+
+
+class Upscaler:
+    """Super-resolves the frames of a compressed video (see the module doc).
+
+    ``tile``: if > 0, frames are processed in LR tiles of about ``tile`` pixels (plus 16 pixels
+    of context on each side), each tile its own recurrent stream, to bound memory on large
+    frames; 0 processes whole frames. ``chunk``: window length of bidirectional models.
+    """
+
+    def __init__(self, scale: int = 4, device: str = "cpu", model: str | os.PathLike = "default", *,
+                 tile: int = 0, chunk: int = 8):
+        if scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        self.scale, self.device = scale, torch.device(device)
+        self.net, self.config = load_model(model, scale, self.device)
+        self.align = self.config["data"]["align"]
+        self.bidirectional = bool(getattr(self.net, "bidirectional", False))
+        grid = int(getattr(self.net, "tile", 16))
+        self.tile = 0 if not tile else max(grid, int(tile) // grid * grid)
+        self.context = 0 if not tile else grid * math.ceil(16 / grid)
+        self.chunk = max(1, int(chunk)) if self.bidirectional else 1
+
+    @torch.inference_mode()
+    def frames(self, source) -> Iterator[np.ndarray]:
+        """HR RGB uint8 frames [s*H, s*W, 3] in display order. ``source``: a path, or an open
+        :class:`bitsr.Reader` (or anything iterable over :class:`bitsr.Frame` that is a
+        context manager)."""
+        from .io.reader import open as bitsr_open
+
+        reader = bitsr_open(source) if isinstance(source, (str, os.PathLike)) else source
+        with reader:
+            window, prev_lr, states = [], None, {}
+            for f in reader:
+                fi = frame_inputs(f, prev_lr, self.align, with_next=self.bidirectional)
+                if prev_lr is not None and prev_lr.shape != fi.lr.shape:  # new size: start afresh
+                    yield from self._run(window, states)
+                    window, states = [], {}
+                    fi = frame_inputs(f, None, self.align, with_next=self.bidirectional)
+                prev_lr = fi.lr
+                window.append(fi)
+                if len(window) >= self.chunk:
+                    yield from self._run(window, states)
+                    window = []
+            yield from self._run(window, states)
+
+    def _run(self, window, states: dict) -> Iterator[np.ndarray]:
+        if not window:
+            return
+        arrays = window_arrays(window, self.align, self.bidirectional)
+        t = to_tensors(arrays, self.device)
+        h, w = arrays["lr"].shape[1:3]
+        s = self.scale
+        if not self.tile or (h <= self.tile and w <= self.tile):
+            out, states[0] = self.net(**{k: v[None] for k, v in t.items()}, state=states.get(0))
+            out = out[0]
+        else:
+            out = torch.empty(len(window), 3, h * s, w * s, device=self.device)
+            c = self.context
+            for i, (y0, x0) in enumerate((y, x) for y in range(0, h, self.tile) for x in range(0, w, self.tile)):
+                y1, x1 = min(y0 + self.tile, h), min(x0 + self.tile, w)
+                wy0, wx0, wy1, wx1 = max(0, y0 - c), max(0, x0 - c), min(h, y1 + c), min(w, x1 + c)
+                sub = {k: (v[:, :, wy0 // 4:-(-wy1 // 4), wx0 // 4:-(-wx1 // 4)] if k == "maps" else v[..., wy0:wy1, wx0:wx1])
+                       for k, v in t.items()}
+                o, states[i] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(i))
+                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = o[0, :, :, (y0 - wy0) * s:(y1 - wy0) * s, (x0 - wx0) * s:(x1 - wx0) * s]
+        y = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        yield from y

@@ -1,0 +1,252 @@
+"""BitVSR: shapes, routing equivalence, tile execution, reuse, FLOP savings, baselines."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from bitsr.models import ARCH_REGISTRY, BitVSR, build_model
+from bitsr.models.blocks import LightResBlock
+from bitsr.models.routing import TileLayout, route_tiles, run_branches
+from bitsr.models.warp import flow_warp, upscale_flow
+from vsr_fixtures import random_inputs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _same_branches(m: BitVSR) -> BitVSR:
+    for br in m.branches[:-1]:
+        br.load_state_dict(m.branches[-1].state_dict())
+    return m
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_shapes(scale, bidirectional):
+    torch.manual_seed(0)
+    m = BitVSR(scale=scale, channels=8, branch_blocks=(1, 1, 2), bidirectional=bidirectional)
+    x = random_inputs(b=2, t=3, h=20, w=36)  # not a whole number of tiles
+    kw = dict(x, flow_next=x["flow"], conf_next=x["conf"]) if bidirectional else x
+    y, state = m(**kw)
+    assert y.shape == (2, 3, 3, 20 * scale, 36 * scale)
+    assert state[0].shape == (2, 8, 20, 36) and state[1].shape == (2, 3, 20 * scale, 36 * scale)
+    y.mean().backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if not n.startswith("branches"))
+    if bidirectional:
+        with pytest.raises(ValueError):
+            m(**x)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_routing_with_identical_branches_equals_uniform(bidirectional):
+    torch.manual_seed(1)
+    m = _same_branches(BitVSR(scale=4, channels=8, branch_blocks=(2, 2, 2), reuse=False, bidirectional=bidirectional))
+    x = random_inputs(b=2, t=3, h=40, w=56, seed=1)
+    if bidirectional:
+        x = dict(x, flow_next=-x["flow"], conf_next=x["conf"])
+    u = copy.deepcopy(m)
+    u.routing = False
+    yr, _ = m(**x)
+    yu, _ = u(**x)
+    assert torch.allclose(yr, yu, atol=1e-5)
+    # the gradients agree too: each branch gets its tiles' share of the uniform gradient
+    yr.square().mean().backward()
+    yu.square().mean().backward()
+    for j, blk in enumerate(u.branches[-1]):
+        for name, p in blk.named_parameters():
+            grads = [dict(m.branches[b][j].named_parameters())[name].grad for b in range(3)]
+            assert sum(g is not None for g in grads) >= 2  # the tiles really were split
+            tot = sum(g for g in grads if g is not None)
+            assert torch.allclose(tot, p.grad, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(m.conv_first.weight.grad, u.conv_first.weight.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_tile_execution_matches_masked_full_frame():
+    """Branches of different depth on their tiles == lock-step full-frame blocks whose results
+    are kept only on each branch's tiles (the semantics the gather/scatter implements)."""
+    torch.manual_seed(2)
+    c, tile = 6, 8
+    branches = torch.nn.ModuleList(torch.nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in (1, 2, 3)).double()
+    x = torch.randn(2, c, 27, 37, dtype=torch.float64, requires_grad=True)
+    lay = TileLayout(2, 27, 37, tile, "cpu")
+    level = torch.randint(-1, 3, (lay.num_tiles,))  # -1: a tile no branch computes
+    per = [torch.nonzero(level == i).flatten() for i in range(3)]
+    store = lay.to_tiles(x)
+    got = lay.from_tiles(run_branches(lay, store, branches, per))
+
+    lv = level.view(2, 1, lay.ht, lay.wt).repeat_interleave(tile, 2).repeat_interleave(tile, 3)[:, :, :27, :37]
+    ref = x
+    for j in range(3):
+        new = ref
+        for b, br in enumerate(branches):
+            if len(br) > j:
+                new = torch.where(lv == b, br[j](ref), new)
+        ref = new
+    assert torch.allclose(got, ref, atol=1e-10)
+    # and so are the gradients (custom backward of the gather and scatter)
+    w = torch.randn_like(ref)
+    params = [x] + list(branches.parameters())
+    g1 = torch.autograd.grad((got * w).sum(), params, allow_unused=True)
+    g2 = torch.autograd.grad((ref * w).sum(), params, allow_unused=True)
+    for a, b in zip(g1, g2):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-9)
+
+
+def test_route_rule():
+    maps = torch.zeros(1, 5, 4, 12)
+    maps[0, 0, :, 0:4] = 5  # CU 32 -> branch 0
+    maps[0, 0, :, 4:8] = 4  # CU 16 -> branch 1
+    maps[0, 0, :, 8:12] = 3  # CU 8 -> branch 2
+    maps[0, 3] = 1  # residual everywhere
+    conf = torch.ones(1, 1, 16, 48)
+    level, reusable = route_tiles(maps, conf, 16)
+    assert level.tolist() == [[[0, 1, 2]]] and not reusable.any()
+    maps[0, 3, :, 4:] = 0  # no residual in the last two tiles: one level cheaper, reusable
+    level, reusable = route_tiles(maps, conf, 16)
+    assert level.tolist() == [[[0, 0, 1]]] and reusable.tolist() == [[[False, True, True]]]
+    conf[..., 40] = 0.5  # one unreliable pixel: not reusable
+    assert route_tiles(maps, conf, 16)[1].tolist() == [[[False, True, False]]]
+    maps[0, 2, 0, 10] = 1  # an intra block: coded, so not clean
+    assert route_tiles(maps, conf, 16)[0].tolist() == [[[0, 0, 2]]]
+
+
+def _skip_everywhere(x):
+    x = {k: v.clone() for k, v in x.items()}
+    x["maps"][:, :, 0] = 6
+    x["maps"][:, :, 1] = 1  # skip
+    x["maps"][:, :, 2:4] = 0  # no intra, no residual
+    x["conf"][:] = 1
+    return x
+
+
+def test_reuse_copies_warped_previous_output():
+    torch.manual_seed(3)
+    m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), reuse=True).eval()
+    x = _skip_everywhere(random_inputs(b=2, t=3, h=32, w=48, seed=3))
+    with torch.no_grad():
+        y, (h, _) = m(**x)
+        hr_flow = upscale_flow(x["flow"][:, 2], 4)
+        assert torch.equal(y[:, 1], flow_warp(y[:, 0], upscale_flow(x["flow"][:, 1], 4)))
+        assert torch.equal(y[:, 2], flow_warp(y[:, 1], hr_flow))
+        assert m.stats["reused"] == 2 * 2 * 6  # frames 1-2, batch 2, 6 tiles
+        # the hidden state is carried the same way
+        m.reuse = False
+        y2, _ = m(**x)
+        assert not torch.allclose(y2[:, 2], y[:, 2])
+        assert torch.allclose(y2[:, 0], y[:, 0])  # the first frame has nothing to reuse
+
+
+def _conv_flops(m, x) -> int:
+    with FlopCounterMode(display=False) as fc:
+        with torch.no_grad():
+            m(**x)
+    return fc.get_total_flops()
+
+
+def test_flops_follow_routing_and_reuse():
+    torch.manual_seed(4)
+    c, t, h, w, s, tile = 8, 2, 32, 48, 4, 16
+    m = BitVSR(scale=s, channels=c, branch_blocks=(1, 2, 4), tile=tile, reuse=False).eval()
+    x = random_inputs(b=1, t=t, h=h, w=w, seed=4)
+    cu = torch.tensor([[6.0, 5.0, 4.0], [3.0, 4.0, 6.0]]).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    x["maps"][:, :, 0] = cu  # per tile: branches 0, 0, 1 / 2, 1, 0
+    x["maps"][:, :, 3] = 1  # residual everywhere: level = CU rule
+    m.reset_stats()
+    routed = _conv_flops(m, x)
+    per_branch = m.stats["computed"]
+    u = copy.deepcopy(m)
+    u.routing = False
+    uniform = _conv_flops(u, x)
+    px = h * w
+    conv = 2 * 9 * c * c  # FLOPs per output pixel of a c->c 3x3 conv
+    common = t * px * (2 * 9 * 3 * c + 2 * (2 * c + 1) * c + 2 * 25 * 3 * s * s)  # conv_first, fuse, bicubic base
+    up_px = 2 * 9 * c * 3 * s * s
+    # a block pads by 2 and runs both convolutions 'valid': conv1 has (h+2)(w+2) outputs
+    assert uniform == common + t * (4 * conv * ((h + 2) * (w + 2) + px) + px * up_px)
+    # a block on a tile: conv1 on (T+2)^2 outputs (its halo), conv2 on T^2
+    blk = conv * ((tile + 2) ** 2 + tile ** 2)
+    body = sum(n * d * blk for n, d in zip(per_branch, (1, 2, 4)))
+    assert routed == common + body + sum(per_branch) * tile * tile * up_px
+    assert per_branch == [6, 4, 2] and routed < uniform
+    # reuse: a skip-everywhere clip computes only the first frame's tiles
+    m.reuse = True
+    m.reset_stats()
+    sk = _conv_flops(m, _skip_everywhere(x))
+    assert m.stats["reused"] == 6 and sum(m.stats["computed"]) == 6
+    assert sk < routed
+
+
+def test_single_frame_baseline_ignores_the_past():
+    torch.manual_seed(5)
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 1), propagate=False).eval()
+    x = random_inputs(t=2, h=16, w=16, seed=5)
+    x2 = {k: v.clone() for k, v in x.items()}
+    x2["lr"][:, 0] = torch.rand_like(x2["lr"][:, 0])
+    with torch.no_grad():
+        a, _ = m(**x)
+        b, _ = m(**x2)
+        assert torch.equal(a[:, 1], b[:, 1]) and not torch.equal(a[:, 0], b[:, 0])
+        m.propagate = True
+        a, _ = m(**x)
+        b, _ = m(**x2)
+        assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_streaming_state_equals_one_window():
+    torch.manual_seed(6)
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 2, 2)).eval()
+    x = random_inputs(t=4, h=32, w=32, seed=6)
+    with torch.no_grad():
+        whole, _ = m(**x)
+        state, parts = None, []
+        for i in range(4):
+            y, state = m(**{k: v[:, i:i + 1] for k, v in x.items()}, state=state)
+            parts.append(y)
+    assert torch.allclose(torch.cat(parts, 1), whole, atol=1e-6)
+
+
+def test_channels_last_same_result():
+    torch.manual_seed(7)
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2)).eval()
+    x = random_inputs(t=2, h=32, w=32, seed=7)
+    with torch.no_grad():
+        a, _ = m(**x)
+        b, _ = m.to(memory_format=torch.channels_last)(**x)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_build_small_models(cfg):
+    from bitsr.train import load_config
+
+    c = load_config(cfg)
+    m = build_model(c["model"])
+    size = sum(p.numel() * p.element_size() for p in m.parameters())
+    assert size < 5 * 2 ** 20, f"{cfg.name}: {size / 2 ** 20:.2f} MiB"
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_base_is_matlab_bicubic(s):
+    import numpy as np
+
+    from bitsr.data.imresize import imresize
+    from bitsr.models.blocks import MatlabBicubicUp
+
+    x = np.random.default_rng(s).random((2, 3, 13, 22))
+    y = MatlabBicubicUp(s).double()(torch.from_numpy(x)).numpy()
+    for i in range(2):
+        assert np.allclose(y[i].transpose(1, 2, 0), imresize(x[i].transpose(1, 2, 0), s), atol=1e-6)
+
+
+def test_registry():
+    assert ARCH_REGISTRY["BitVSR"] is BitVSR
+    with pytest.raises(ValueError):
+        build_model({"type": "Nope"})
+    with pytest.raises(ValueError):
+        BitVSR(scale=5)
+    with pytest.raises(ValueError):
+        BitVSR(tile=10)
