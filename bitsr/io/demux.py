@@ -65,7 +65,7 @@ def open_container(path: str, raw: bool) -> "av.container.InputContainer":
         return av.open(path, format="hevc" if raw else None)
 
 
-def _codec_name(s) -> Optional[str]:
+def codec_name(s) -> Optional[str]:
     cc = s.codec_context  # None when FFmpeg has no decoder for the stream (damaged headers)
     return cc.name if cc is not None else None
 
@@ -74,9 +74,9 @@ def select_stream(container: "av.container.InputContainer") -> "av.VideoStream":
     """The video stream bitsr reads: the first one whose codec bitsr supports. This is the
     only place that decides which codecs are accepted."""
     for s in container.streams.video:
-        if _codec_name(s) in SUPPORTED_CODECS:
+        if codec_name(s) in SUPPORTED_CODECS:
             return s
-    names = [_codec_name(s) or "unknown" for s in container.streams.video]
+    names = [codec_name(s) or "unknown" for s in container.streams.video]
     raise _core.UnsupportedStreamError(
         f"{container.name}: no HEVC or H.264 video stream (video streams: {', '.join(names) or 'none'})")
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import _core
 from ..priors import PicturePriors
-from .demux import av_errors, check_path, iter_packets
+from .demux import av_errors, check_path, codec_name, iter_packets
 from .reader import Frame, Reader
 
 H264_EXTENSIONS = {".h264", ".264", ".avc", ".26l", ".jsv"}
@@ -65,7 +65,7 @@ def is_h264(path: str | os.PathLike) -> bool:
         return False
     try:
         with av.open(str(p)) as c:
-            names = [s.codec_context.name for s in c.streams.video if s.codec_context is not None]
+            names = [codec_name(s) for s in c.streams.video]
     except (av.FFmpegError, OSError):
         return False  # the HEVC path reports the error
     return "h264" in names and "hevc" not in names
@@ -73,9 +73,9 @@ def is_h264(path: str | os.PathLike) -> bool:
 
 def h264_stream(container: "av.container.InputContainer"):
     for s in container.streams.video:
-        if s.codec_context.name == "h264":
+        if codec_name(s) == "h264":
             return s
-    names = [s.codec_context.name for s in container.streams.video]
+    names = [codec_name(s) or "unknown" for s in container.streams.video]
     raise _core.UnsupportedStreamError(f"no H.264 video stream (video streams: {names or 'none'})")
 
 
