@@ -22,6 +22,7 @@ import torch
 
 from .data.inputs import frame_inputs, to_tensors, window_arrays
 from .models import build_model
+from .tiling import run_tiled
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -67,9 +68,11 @@ def load_model(model: str | os.PathLike, scale: int, device="cpu"):
 class Upscaler:
     """Super-resolves the frames of a compressed video (see the module doc).
 
-    ``tile``: if > 0, frames are processed in LR tiles of about ``tile`` pixels (plus 16 pixels
-    of context on each side), each tile its own recurrent stream, to bound memory on large
-    frames; 0 processes whole frames. ``chunk``: window length of bidirectional models.
+    ``tile``: if > 0, frames are processed in LR tiles of about ``tile`` pixels (at least 64),
+    each with 2 x 16 pixels of context on every side (rounded up to the routing grid) and
+    cross-faded with its neighbours over the middle half of the overlap (:mod:`bitsr.tiling`),
+    each tile its own recurrent stream, to bound memory on large frames; 0 processes whole
+    frames. ``chunk``: window length of bidirectional models.
     """
 
     def __init__(self, scale: int = 4, device: str = "cpu", model: str | os.PathLike = "default", *,
@@ -80,9 +83,9 @@ class Upscaler:
         self.net, self.config = load_model(model, scale, self.device)
         self.align = self.config["data"]["align"]
         self.bidirectional = bool(getattr(self.net, "bidirectional", False))
-        grid = int(getattr(self.net, "tile", 16))
-        self.tile = 0 if not tile else max(grid, int(tile) // grid * grid)
-        self.context = 0 if not tile else grid * math.ceil(16 / grid)
+        self.grid = grid = int(getattr(self.net, "tile", 16))
+        self.context = grid * math.ceil(16 / grid)
+        self.tile = 0 if not tile else max(4 * self.context, int(tile) // grid * grid)
         self.chunk = max(1, int(chunk)) if self.bidirectional else 1
 
     @torch.inference_mode()
@@ -119,14 +122,13 @@ class Upscaler:
             out, states[0] = self.net(**{k: v[None] for k, v in t.items()}, state=states.get(0))
             out = out[0]
         else:
-            out = torch.empty(len(window), 3, h * s, w * s, device=self.device)
-            c = self.context
-            for i, (y0, x0) in enumerate((y, x) for y in range(0, h, self.tile) for x in range(0, w, self.tile)):
-                y1, x1 = min(y0 + self.tile, h), min(x0 + self.tile, w)
-                wy0, wx0, wy1, wx1 = max(0, y0 - c), max(0, x0 - c), min(h, y1 + c), min(w, x1 + c)
-                sub = {k: (v[:, :, wy0 // 4:-(-wy1 // 4), wx0 // 4:-(-wx1 // 4)] if k == "maps" else v[..., wy0:wy1, wx0:wx1])
+            def step(tl):  # one tile window, its own recurrent stream
+                sub = {k: (v[:, :, tl.y0 // 4:-(-tl.y1 // 4), tl.x0 // 4:-(-tl.x1 // 4)] if k == "maps" else v[..., tl.y0:tl.y1, tl.x0:tl.x1])
                        for k, v in t.items()}
-                o, states[i] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(i))
-                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = o[0, :, :, (y0 - wy0) * s:(y1 - wy0) * s, (x0 - wx0) * s:(x1 - wx0) * s]
+                o, states[tl.index] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(tl.index))
+                return o[0]
+
+            # Context on each side, cross-faded over half of it (bitsr.tiling).
+            out = run_tiled(step, h, w, s, self.tile, 2 * self.context, align=self.grid)
         y = (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         yield from y

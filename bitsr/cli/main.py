@@ -8,6 +8,7 @@ import sys
 # subcommand -> module under bitsr.cli
 COMMANDS = {
     "extract": "extract",
+    "upscale": "upscale",
     "prepare": "prepare",
     "train": "train",
 }
