@@ -35,15 +35,26 @@ CORPUS_STREAMS = [
 ]
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
+
+
+RSS_SAMPLES: list[float] = []
+
+
 def run_bitsr(path: str, touch: bool) -> int:
     import bitsr
 
     n = 0
+    RSS_SAMPLES.clear()
     for p in bitsr.extract(path):
         if touch:
             a = p.arrays
             a["mv"].sum(dtype="int64")  # forces reading the memory, not just the view
         n += 1
+        if n % 10 == 0:
+            RSS_SAMPLES.append(_status_mb("VmRSS"))
     return n
 
 
@@ -70,18 +81,21 @@ MODES = {
 
 
 def child(mode: str, path: str, repeats: int) -> None:
-    """Runs one mode in this (fresh) process and prints JSON: times and peak RSS."""
-    import resource
-
+    """Runs one mode in this (fresh) process and prints JSON: times, peak RSS (VmHWM: this
+    process image's own peak; ru_maxrss would report the parent's, kept across exec), the
+    resident size after imports, and RSS growth over the second half of the last run."""
     fn = MODES[mode]
+    base = _status_mb("VmRSS")
     fn(path)  # warm-up (file cache, lazy imports)
     times, n = [], 0
     for _ in range(repeats):
         t = time.perf_counter()
         n = fn(path)
         times.append(time.perf_counter() - t)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"frames": n, "times": times, "peak_rss": rss}))
+    half = RSS_SAMPLES[len(RSS_SAMPLES) // 2:]
+    growth = (half[-1] - half[0]) if len(half) >= 2 else 0.0
+    print(json.dumps({"frames": n, "times": times, "peak_rss_mb": _status_mb("VmHWM"), "base_rss_mb": base,
+                      "rss_growth_mb": growth}))
 
 
 def measure(mode: str, path: str, repeats: int) -> dict:
@@ -149,7 +163,7 @@ def main() -> int:
     if args.long_frames:
         paths.append(make_long(args.long_frames))
     results = []
-    hdr = f"{'stream':32s} {'frames':>6s} {'bitsr':>9s} {'+arrays':>9s} {'ffmpeg-1t':>9s} {'ffmpeg-mt':>9s} {'x 1t':>6s} {'x mt':>6s} {'RSS bitsr':>10s} {'RSS ff-1t':>10s}"
+    hdr = f"{'stream':32s} {'frames':>6s} {'bitsr':>9s} {'+arrays':>9s} {'ffmpeg-1t':>9s} {'ffmpeg-mt':>9s} {'x 1t':>6s} {'x mt':>6s} {'RSS bitsr':>10s} {'RSS ff-1t':>10s} {'growth':>7s}"
     print(hdr)
     print("-" * len(hdr))
     for p in paths:
@@ -158,19 +172,23 @@ def main() -> int:
             "stream": p.name,
             "frames": r["bitsr"]["frames"],
             **{f"{m}_fps": round(r[m]["fps"], 1) for m in MODES},
-            **{f"{m}_peak_rss_mb": round(r[m]["peak_rss"] / 2**20, 1) for m in MODES},
+            **{f"{m}_peak_rss_mb": round(r[m]["peak_rss_mb"], 1) for m in MODES},
+            "bitsr+arrays_rss_growth_mb": round(r["bitsr+arrays"]["rss_growth_mb"], 2),
             "speedup_vs_ffmpeg_1t": round(r["bitsr"]["fps"] / r["ffmpeg-1t"]["fps"], 2),
             "speedup_vs_ffmpeg_mt": round(r["bitsr"]["fps"] / r["ffmpeg-mt"]["fps"], 2),
         }
         results.append(row)
         print(f"{p.name[:32]:32s} {row['frames']:6d} {row['bitsr_fps']:9.1f} {row['bitsr+arrays_fps']:9.1f} "
               f"{row['ffmpeg-1t_fps']:9.1f} {row['ffmpeg-mt_fps']:9.1f} {row['speedup_vs_ffmpeg_1t']:6.2f} "
-              f"{row['speedup_vs_ffmpeg_mt']:6.2f} {row['bitsr_peak_rss_mb']:9.1f}M {row['ffmpeg-1t_peak_rss_mb']:9.1f}M")
+              f"{row['speedup_vs_ffmpeg_mt']:6.2f} {row['bitsr_peak_rss_mb']:9.1f}M {row['ffmpeg-1t_peak_rss_mb']:9.1f}M "
+              f"{row['bitsr+arrays_rss_growth_mb']:6.1f}M")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"repeats": args.repeats, "cpu_count": os.cpu_count(), "results": results}, f, indent=1)
     print(f"\nfps = frames / median wall time of {args.repeats} runs (after one warm-up), each mode in a fresh process; "
-          f"x = bitsr fps / FFmpeg fps. JSON: {args.out}")
+          f"x = bitsr fps / FFmpeg fps; "
+          f"RSS = peak resident size of the process (Python, NumPy and PyAV included); growth = resident size "
+          f"change over the second half of a bitsr+arrays run. JSON: {args.out}")
     return 0
 
 

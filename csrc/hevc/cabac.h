@@ -1,8 +1,9 @@
 // CABAC (9.3): arithmetic decoding engine (regular, bypass, terminate) and the context
-// variables of every syntax element. The engine keeps the offset scaled by 7 bits with up
-// to 8 look-ahead bits, the layout HM uses, so the byte position at a terminate bin is
-// known exactly (needed for PCM and for checking where slice data ends).
+// variables of every syntax element. The engine keeps the offset above 17 look-ahead bits
+// and loads bytes in pairs; the number of bits the standard's decoder has consumed is kept
+// exact, so the byte position at a terminate bin is known (PCM, where slice data ends).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -78,32 +79,26 @@ extern const CabacTables kCabac;
 class CabacEngine {
  public:
   void start(const uint8_t* begin, const uint8_t* end) {
-    begin_ = cur_ = begin;
-    end_ = end;
+    begin_ = begin;
+    len_ = (size_t)(end - begin);
+    rd_ = 0;
     range_ = 510;
-    bits_needed_ = 8;
-    value_ = 0;
-    overrun_ = 0;
-    // 9 bits of offset plus 7 look-ahead bits
-    value_ = (uint32_t)next_byte() << 8;
-    value_ |= next_byte();
-    bits_needed_ = -8;
+    // 9 offset bits at bits 17..25, then 15 look-ahead bits (bits 0..1 still empty)
+    value_ = ((uint64_t)next16() << 10) | ((uint64_t)byte_at(rd_++) << 2);
+    bits_needed_ = -14;
   }
 
   int decode(ContextModel& m) {
     const unsigned st = m.s;
     const uint32_t lps = kCabac.lps[st][(range_ >> 6) & 3];
     range_ -= lps;
-    const uint32_t scaled = range_ << 7;
+    const uint64_t scaled = (uint64_t)range_ << kFrac;
     if (value_ < scaled) {
       m.s = kCabac.next_mps[st];
-      if (scaled < (256u << 7)) {
-        range_ = scaled >> 6;
+      if (range_ < 256) {
+        range_ <<= 1;
         value_ <<= 1;
-        if (++bits_needed_ == 0) {
-          bits_needed_ = -8;
-          value_ |= next_byte();
-        }
+        if (++bits_needed_ == 0) refill();
       }
       return st & 1;
     }
@@ -113,20 +108,14 @@ class CabacEngine {
     range_ = lps << nb;
     m.s = kCabac.next_lps[st];
     bits_needed_ += nb;
-    if (bits_needed_ >= 0) {
-      value_ |= (uint32_t)next_byte() << bits_needed_;
-      bits_needed_ -= 8;
-    }
+    if (bits_needed_ >= 0) refill();
     return !(st & 1);
   }
 
   int bypass() {
     value_ <<= 1;
-    if (++bits_needed_ >= 0) {
-      bits_needed_ = -8;
-      value_ |= next_byte();
-    }
-    uint32_t scaled = range_ << 7;
+    if (++bits_needed_ >= 0) refill();
+    const uint64_t scaled = (uint64_t)range_ << kFrac;
     if (value_ >= scaled) {
       value_ -= scaled;
       return 1;
@@ -147,15 +136,11 @@ class CabacEngine {
 
   int terminate() {
     range_ -= 2;
-    uint32_t scaled = range_ << 7;
-    if (value_ >= scaled) return 1;
-    if (scaled < (256u << 7)) {
-      range_ = scaled >> 6;
+    if (value_ >= ((uint64_t)range_ << kFrac)) return 1;
+    if (range_ < 256) {
+      range_ <<= 1;
       value_ <<= 1;
-      if (++bits_needed_ == 0) {
-        bits_needed_ = -8;
-        value_ |= next_byte();
-      }
+      if (++bits_needed_ == 0) refill();
     }
     return 0;
   }
@@ -164,30 +149,42 @@ class CabacEngine {
   // 1 and the rest of its byte 0 (rbsp_stop_one_bit / end_of_subset_one_bit alignment, or
   // the PCM alignment). Returns false if that pattern is absent.
   bool check_stop_pattern() const {
-    if (overrun_ || cur_ == begin_) return false;
-    uint8_t last = cur_[-1];
-    return ((uint32_t)(last << (8 + bits_needed_)) & 0xff) == 0x80;
+    // The decoder has consumed `p` bits (9.3.2.5: 9 at initialisation, one per renormalising
+    // shift); the last of them, offset bit 0 of the terminate bin, is followed by the stop bit.
+    const size_t p = consumed_bits();
+    const size_t bytes = (p + 7) / 8;  // bytes a byte-wise reader would have loaded
+    if (bytes == 0 || bytes > len_) return false;
+    const int used_in_last = (int)(p - (bytes - 1) * 8);  // 1..8 bits of the last byte
+    const uint8_t last = begin_[bytes - 1];
+    return ((uint32_t)(last << (used_in_last - 1)) & 0xff) == 0x80;
   }
   // Byte where data continues after a terminate bin equal to 1 (PCM samples, next substream).
-  const uint8_t* position() const { return cur_; }
-  const uint8_t* end() const { return end_; }
-  bool overrun() const { return overrun_ > 2; }
+  const uint8_t* position() const { return begin_ + std::min(len_, (consumed_bits() + 7) / 8); }
+  const uint8_t* end() const { return begin_ + len_; }
+  // More than 2 bytes past the data would have been needed (as a byte-wise reader counts).
+  bool overrun() const { return (consumed_bits() + 7) / 8 > len_ + 2; }
   // Forces range to 256 (cabac_bypass_alignment_enabled_flag, 9.3.4.3.6).
   void align_bypass() { range_ = 256; }
 
  private:
+  // The offset sits above kFrac fraction bits; bits_needed_ = (empty low bits) - 16, and a
+  // refill loads 16 bits whenever 16 are empty, so bytes are fetched in pairs.
+  static constexpr int kFrac = 17;
+
+  size_t consumed_bits() const { return rd_ * 8 + bits_needed_ - 1; }
+  void refill() {
+    value_ |= (uint64_t)next16() << bits_needed_;
+    bits_needed_ -= 16;
+  }
   uint32_t bypass_group(int n) {  // n <= 8
     value_ <<= n;
     bits_needed_ += n;
-    if (bits_needed_ >= 0) {
-      value_ |= (uint32_t)next_byte() << bits_needed_;
-      bits_needed_ -= 8;
-    }
-    uint32_t scaled = range_ << 7;
+    if (bits_needed_ >= 0) refill();
+    const uint64_t scaled = (uint64_t)range_ << kFrac;
     uint32_t v = 0;
     // long division of value_ by scaled, n quotient bits
     for (int i = n - 1; i >= 0; --i) {
-      uint32_t s = scaled << i;
+      const uint64_t s = scaled << i;
       v <<= 1;
       if (value_ >= s) {
         value_ -= s;
@@ -196,19 +193,24 @@ class CabacEngine {
     }
     return v;
   }
-  uint8_t next_byte() {
-    if (cur_ < end_) return *cur_++;
-    ++overrun_;
-    return 0;
+  uint8_t byte_at(size_t i) const { return i < len_ ? begin_[i] : 0; }  // zeros past the end
+  uint32_t next16() {
+    uint32_t v;
+    if (rd_ + 2 <= len_) {
+      v = (uint32_t)begin_[rd_] << 8 | begin_[rd_ + 1];
+    } else {
+      v = (uint32_t)byte_at(rd_) << 8 | byte_at(rd_ + 1);
+    }
+    rd_ += 2;
+    return v;
   }
 
   const uint8_t* begin_ = nullptr;
-  const uint8_t* cur_ = nullptr;
-  const uint8_t* end_ = nullptr;
+  size_t len_ = 0;
+  size_t rd_ = 0;  // bytes loaded into value_, zeros past the end included
+  uint64_t value_ = 0;
   uint32_t range_ = 510;
-  uint32_t value_ = 0;
-  int bits_needed_ = -8;
-  int overrun_ = 0;
+  int bits_needed_ = -14;
 };
 
 }  // namespace bitsr
