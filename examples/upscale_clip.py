@@ -3,8 +3,9 @@
     python examples/upscale_clip.py                  # makes a 3 s HEVC sample, upscales it x4
     python examples/upscale_clip.py clip.mp4 -o out.mp4 --scale 2
 
-Without shipped weights (bitsr/weights/default_x4.pt) it first trains a small model for a few
-minutes (examples/train_on_your_videos.py) and says so. Without an input it re-encodes the first seconds of the shared Big Buck Bunny clip (720p H.264
+It uses the shipped weights (bitsr/weights/default_x4.pt); for a scale without shipped weights
+(only x4 ships) it first trains a small model for a few minutes
+(examples/train_on_your_videos.py) and says so. Without an input it re-encodes the first seconds of the shared Big Buck Bunny clip (720p H.264
 with AAC audio, from $BITSR_SHARED or ../shared) to 320x180 HEVC, or makes a synthetic clip
 with PyAV when the shared data is absent. The upscaled result keeps the sample's audio; with
 the real clip it is compared with the 720p original (PSNR against bicubic upscaling).
@@ -81,8 +82,8 @@ def main() -> int:
         try:
             resolve_weights(model, args.scale)
         except FileNotFoundError:
-            # No weights are shipped yet: train a small model on the spot (a few minutes on a
-            # CPU) so the demo still runs end to end. It is far from a trained model.
+            # No weights ship for this scale: train a small model on the spot (a few minutes on
+            # a CPU) so the demo still runs end to end. It is far from a trained model.
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from train_on_your_videos import default_inputs, train
 
