@@ -74,6 +74,23 @@ struct SigPattern {
 };
 const SigPattern kSigPattern;
 
+// The same contexts in coefficient scan order, so the sig_coeff_flag loop indexes by n:
+// [scanIdx][prevCsbf][n], and the 4x4-TB map [scanIdx][n].
+struct SigScan {
+  uint8_t pat[3][4][16];
+  uint8_t map4[3][16];
+  SigScan() {
+    for (int sc = 0; sc < 3; ++sc)
+      for (int n = 0; n < 16; ++n) {
+        const int pos = kScan.pos[2][sc][n];
+        const int idx = ((pos >> 4) << 2) + (pos & 15);
+        map4[sc][n] = kCtxIdxMap[idx];
+        for (int pc = 0; pc < 4; ++pc) pat[sc][pc][n] = kSigPattern.v[pc][idx];
+      }
+  }
+};
+const SigScan kSigScan;
+
 }  // namespace
 
 int SliceDecoder::coeff_abs_level_remaining(int rice) {
@@ -200,30 +217,33 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     if (coded) {
       const int prev_csbf = ((xs < sbw - 1) ? csbf[xs + 1][ys] : 0) | (((ys < sbw - 1) ? csbf[xs][ys + 1] : 0) << 1);
-      // Context index of every position of this sub-block, computed once (9.3.4.2.5).
+      // Context index of every scan position of this sub-block, computed once (9.3.4.2.5).
       uint8_t ctx_of[16];
       if (ts_ctx) {
         std::memset(ctx_of, c == 0 ? 42 : 27 + 16, 16);
       } else if (log2_size == 2) {
-        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(kCtxIdxMap[p] + (c ? 27 : 0));
+        const uint8_t* m4 = kSigScan.map4[scan_idx];
+        for (int n = 0; n < 16; ++n) ctx_of[n] = (uint8_t)(m4[n] + (c ? 27 : 0));
       } else {
         int add;
         if (c == 0)
           add = ((xs > 0 || ys > 0) ? 3 : 0) + (log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21);
         else
           add = 27 + (log2_size == 3 ? 9 : 12);
-        const uint8_t* pat = kSigPattern.v[prev_csbf];
-        for (int p = 0; p < 16; ++p) ctx_of[p] = (uint8_t)(pat[p] + add);
-        if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB: sigCtx 0
+        const uint8_t* pat = kSigScan.pat[scan_idx][prev_csbf];
+        for (int n = 0; n < 16; ++n) ctx_of[n] = (uint8_t)(pat[n] + add);
+        if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB (scan position 0): sigCtx 0
       }
       ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
-      for (int n = n_start; n >= 0; --n) {
-        if (n > 0 || !infer_dc) {
-          const int pos = c_scan[n];
-          if (eng_.decode(sig_ctx[ctx_of[((pos >> 4) << 2) + (pos & 15)]])) {
-            sig |= 1u << n;
-            infer_dc = false;
-          }
+      for (int n = n_start; n > 0; --n) {
+        if (eng_.decode(sig_ctx[ctx_of[n]])) {
+          sig |= 1u << n;
+          infer_dc = false;
+        }
+      }
+      if (n_start >= 0) {
+        if (!infer_dc) {
+          if (eng_.decode(sig_ctx[ctx_of[0]])) sig |= 1u;
         } else {
           sig |= 1u;  // inferred DC of a coded sub-block with no other significant coefficient
         }
@@ -238,28 +258,26 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     int first_g1 = -1;
     int num_g1 = 0;
     bool escape = false;
-    int first_sig = 16, last_sig = -1, nsig = 0;
-    for (int n = 15; n >= 0; --n) {
-      if (!(sig >> n & 1)) continue;
-      ++nsig;
-      if (num_g1 < 8) {
-        const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
-        ++num_g1;
-        if (f) {
-          g1 |= 1u << n;
-          c1 = 0;
-          if (first_g1 == -1)
-            first_g1 = n;
-          else
-            escape = true;
-        } else if (c1 > 0 && c1 < 3) {
-          c1++;
-        }
-      } else {
-        escape = true;
+    // Only the first 8 significant coefficients (in reverse scan) carry a greater1 flag; loops
+    // visit set bits of `sig` only.
+    const int nsig = __builtin_popcount(sig);
+    const int last_sig = 31 - __builtin_clz(sig), first_sig = __builtin_ctz(sig);
+    if (nsig > 8) escape = true;
+    for (uint32_t rest = sig; rest && num_g1 < 8;) {
+      const int n = 31 - __builtin_clz(rest);
+      rest &= ~(1u << n);
+      const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
+      ++num_g1;
+      if (f) {
+        g1 |= 1u << n;
+        c1 = 0;
+        if (first_g1 == -1)
+          first_g1 = n;
+        else
+          escape = true;
+      } else if (c1 > 0 && c1 < 3) {
+        c1++;
       }
-      if (last_sig == -1) last_sig = n;
-      first_sig = n;
     }
     int g2 = 0;
     if (first_g1 != -1) {
@@ -273,8 +291,9 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     int rice = sps_.persistent_rice_adaptation_enabled_flag ? cc_.stat_coeff[sb_type] / 4 : 0;
     bool first_rem = true;
     int num_sig = 0;
-    for (int n = 15; n >= 0; --n) {
-      if (!(sig >> n & 1)) continue;
+    for (uint32_t rest = sig; rest;) {
+      const int n = 31 - __builtin_clz(rest);
+      rest &= ~(1u << n);
       const int base = 1 + ((g1 >> n) & 1) + (n == first_g1 ? g2 : 0);
       const int thr = num_sig < 8 ? (n == first_g1 ? 3 : 2) : 1;
       if (base == thr) {
