@@ -59,7 +59,7 @@ def main() -> int:
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     built = bdir / f"_core{suffix}"
     if built.exists():
-        shutil.copy2(built, ROOT / "bitsr" / built.name)
+        shutil.copy2(built, pkg / built.name)
     return 0
 
 
