@@ -251,7 +251,7 @@ def test_sigkill_leaves_decodable_fragments(tmp_path):
 def test_cli_subprocess(tmp_path):
     src = make_av_clip("up_mp4", container="mp4", audio="aac")
     dst = tmp_path / "out.mp4"
-    r = subprocess.run([sys.executable, "-m", "bitsr.cli.main", "upscale", str(src), "-o", str(dst), "--scale", "4",
+    r = subprocess.run([sys.executable, "-m", "bitsr", "upscale", str(src), "-o", str(dst), "--scale", "4",
                         "--device", "cpu", "--preset", "ultrafast", "--model", str(tiny_checkpoint(4))],
                        capture_output=True, text=True, env=_cli_env(), timeout=300)
     assert r.returncode == 0, r.stderr
