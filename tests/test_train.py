@@ -145,6 +145,19 @@ def _env():
     return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
+def test_init_starts_from_weights_with_a_fresh_schedule(tiny_set, tmp_path):
+    first = Trainer(_cfg(tiny_set, tmp_path / "a"), progress=False)
+    first.train()
+    cfg = _cfg(tiny_set, tmp_path / "ft", iters=3)
+    ft = Trainer(cfg, init=str(tmp_path / "a" / "best.pt"), progress=False)
+    assert ft.iter == 0 and ft.sched.get_last_lr()[0] == cfg["train"]["lr"]
+    for k, v in ft.model.state_dict().items():
+        assert torch.equal(v, first.model.state_dict()[k]), k
+    assert ft.train()["iter"] == 3
+    with pytest.raises(ValueError, match="not both"):
+        Trainer(cfg, init=str(tmp_path / "a" / "best.pt"), resume="auto", progress=False)
+
+
 def test_cli_train(tiny_set, tmp_path):
     cfg = _cfg(tiny_set, tmp_path / "cli")
     p = tmp_path / "cli.yaml"

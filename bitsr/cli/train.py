@@ -4,6 +4,7 @@ Examples:
   bitsr train configs/bitvsr_x4.yaml
   bitsr train configs/bitvsr_x4.yaml --set train.iters=200 --set data.batch_size=4
   bitsr train configs/bitvsr_x4.yaml --resume auto          # continue runs/<name>/last.pt
+  bitsr train configs/bitvsr_x4.yaml --init bitsr/weights/default_x4.pt --set train.lr=2e-4   # fine-tune
   torchrun --nproc_per_node=2 -m bitsr.cli.train configs/bitvsr_x4.yaml   # DDP
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ def build_parser(prog: str = "bitsr-train") -> argparse.ArgumentParser:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. train.iters=100 (repeatable)")
     ap.add_argument("--resume", metavar="CKPT", help="checkpoint to resume (last.pt), or 'auto' for OUT_DIR/last.pt")
+    ap.add_argument("--init", metavar="CKPT",
+                    help="start from these weights (best.pt, last.pt or shipped weights) with a fresh optimizer and schedule")
     ap.add_argument("--out", help="output folder (default: the config's out_dir, else runs/<name>)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return ap
@@ -32,7 +35,7 @@ def run(args) -> int:
     if args.out:
         over.append(f"out_dir={args.out}")
     cfg = load_config(args.config, over)
-    tr = Trainer(cfg, resume=args.resume, progress=not args.quiet)
+    tr = Trainer(cfg, resume=args.resume, progress=not args.quiet, init=args.init)
     try:
         res = tr.train()
     finally:

@@ -64,7 +64,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: dict, resume: str | None = None, progress: bool = True):
+    def __init__(self, cfg: dict, resume: str | None = None, progress: bool = True, init: str | None = None):
         self.cfg = cfg = _plain(cfg)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -110,6 +110,11 @@ class Trainer:
         self.out = Path(cfg["out_dir"])
         self.iter = 0
         self.best = -math.inf
+        if init and resume:
+            raise ValueError("give either init (start from weights) or resume (continue a run), not both")
+        if init:  # fine-tuning: the weights only, with a fresh optimizer and schedule
+            ck = load_checkpoint(init, map_location=self.device)
+            self.model.load_state_dict(ck["model"])
         if resume:
             self._resume(resume)
 
