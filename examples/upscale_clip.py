@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--model", default="default", help="weights name or checkpoint path")
     ap.add_argument("--train-iters", type=int, default=100,
-                    help="iterations of the demo model trained when no weights are shipped")
+                    help="iterations of the demo model trained when no weights ship for --scale")
     args = ap.parse_args()
 
     out_dir = ROOT / "build" / "demo"

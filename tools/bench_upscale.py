@@ -74,7 +74,7 @@ def checkpoints(scale: int) -> tuple[dict, str]:
         torch.manual_seed(0)
         cfg = {"model": {"type": "BitVSR", "scale": scale}, "data": {"align": "mv"}}
         ck = {"format": CKPT_FORMAT, "config": cfg, "model": build_model(cfg["model"]).state_dict()}
-        origin = "default architecture, random weights (none shipped yet)"
+        origin = "default architecture, random weights (no shipped weights found)"
     out = {}
     for name, over, align in VARIANTS:
         cfg = json.loads(json.dumps(ck["config"]))
