@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from annexb import escape  # emulation prevention, shared with the stream helpers
+
 
 class BitWriter:
     def __init__(self):
@@ -48,17 +50,6 @@ class BitWriter:
     def bytes(self) -> bytes:
         assert len(self.bits) % 8 == 0
         return bytes(int("".join(map(str, self.bits[i:i + 8])), 2) for i in range(0, len(self.bits), 8))
-
-
-def escape(rbsp: bytes) -> bytes:
-    out, zeros = bytearray(), 0
-    for b in rbsp:
-        if zeros >= 2 and b <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return bytes(out)
 
 
 def nal(nal_type: int, rbsp: bytes, tid: int = 0) -> bytes:

@@ -23,18 +23,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const size_t kChunks[4] = {1 << 20, 4096, 257, 31};
   const size_t chunk = kChunks[(knob >> 1) & 3];
   bitsr::Decoder dec(bitsr_fuzz::fuzz_options(strict));
-  try {
+  bitsr_fuzz::feed(dec, [&] {
     for (size_t pos = 0; pos < size; pos += chunk) {
       dec.push_annexb_chunk(data + pos, std::min(chunk, size - pos), false);
       bitsr_fuzz::drain(dec);
     }
     dec.push_annexb_chunk(nullptr, 0, true);
     dec.flush();
-  } catch (const bitsr::BitstreamError&) {
-  } catch (const bitsr::LimitError&) {
-  } catch (const bitsr::UnsupportedError&) {
-  }
-  // Whatever was finished before an error must still be well formed.
-  bitsr_fuzz::drain(dec);
+  });
   return 0;
 }

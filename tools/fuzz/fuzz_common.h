@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/error.h"
 #include "hevc/decoder.h"
 
 namespace bitsr_fuzz {
@@ -68,6 +69,19 @@ inline void drain(bitsr::Decoder& d) {
     d.decoded.pop_front();
   }
   d.output.clear();
+}
+
+// Runs `body` (feeding `d`), taking the errors hostile input is allowed to raise; what the
+// decoder finished before an error must still be well formed, so it is drained either way.
+template <class Body>
+inline void feed(bitsr::Decoder& d, Body&& body) {
+  try {
+    body();
+  } catch (const bitsr::BitstreamError&) {
+  } catch (const bitsr::LimitError&) {
+  } catch (const bitsr::UnsupportedError&) {
+  }
+  drain(d);
 }
 
 inline void init_env() { setenv("BITSR_POISON", "1", 1); }

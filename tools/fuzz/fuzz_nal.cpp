@@ -39,7 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const int kLen[4] = {4, 1, 2, 4};
   const int length_size = kLen[mode & 3];
   bitsr::Decoder dec(bitsr_fuzz::fuzz_options(strict));
-  try {
+  bitsr_fuzz::feed(dec, [&] {
     switch ((mode >> 2) & 3) {
       case 0:  // access units of length-prefixed NAL units
         for_each_record(data + 1, size - 1, [&](const uint8_t* p, size_t n) {
@@ -72,10 +72,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
     }
     dec.flush();
-  } catch (const bitsr::BitstreamError&) {
-  } catch (const bitsr::LimitError&) {
-  } catch (const bitsr::UnsupportedError&) {
-  }
-  bitsr_fuzz::drain(dec);
+  });
   return 0;
 }
