@@ -82,10 +82,9 @@ MODES = {
 
 def child(mode: str, path: str, repeats: int) -> None:
     """Runs one mode in this (fresh) process and prints JSON: times, peak RSS (VmHWM: this
-    process image's own peak; ru_maxrss would report the parent's, kept across exec), the
-    resident size after imports, and RSS growth over the second half of the last run."""
+    process image's own peak; ru_maxrss would report the parent's, kept across exec) and RSS
+    growth over the second half of the last run."""
     fn = MODES[mode]
-    base = _status_mb("VmRSS")
     fn(path)  # warm-up (file cache, lazy imports)
     times, n = [], 0
     for _ in range(repeats):
@@ -94,15 +93,14 @@ def child(mode: str, path: str, repeats: int) -> None:
         times.append(time.perf_counter() - t)
     half = RSS_SAMPLES[len(RSS_SAMPLES) // 2:]
     growth = (half[-1] - half[0]) if len(half) >= 2 else 0.0
-    print(json.dumps({"frames": n, "times": times, "peak_rss_mb": _status_mb("VmHWM"), "base_rss_mb": base,
+    print(json.dumps({"frames": n, "times": times, "peak_rss_mb": _status_mb("VmHWM"),
                       "rss_growth_mb": growth}))
 
 
 def measure(mode: str, path: str, repeats: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, path, str(repeats)], check=True,
                          capture_output=True, text=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
-    return r
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def measure_all(path: str, repeats: int, rounds: int) -> dict:
