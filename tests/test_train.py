@@ -133,6 +133,16 @@ def test_config_validation(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_exponent_floats_without_a_dot(tmp_path):
+    # YAML 1.1 (PyYAML) reads 5e-4 as a string, which Adam then rejects
+    p = tmp_path / "c.yaml"
+    p.write_text("data: {root: x}\ntrain: {lr: 3e-4, eta_min: 1E-6}\n")
+    cfg = load_config(p, ["train.charbonnier_eps=2e-3", "model.name=1e"])
+    assert cfg["train"]["lr"] == 3e-4 and cfg["train"]["eta_min"] == 1e-6
+    assert cfg["train"]["charbonnier_eps"] == 2e-3 and cfg["model"]["name"] == "1e"
+    assert isinstance(apply_overrides(cfg, ["train.lr=1"])["train"]["lr"], int)
+
+
 @pytest.mark.parametrize("cfg", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(cfg):
     c = load_config(cfg)

@@ -4,7 +4,24 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import re
+
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``5e-4`` (no dot) is a string; read it as a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _yaml(text):
+    return yaml.load(text, Loader=_Loader)
 
 DEFAULTS: dict = {
     "name": "bitvsr",
@@ -77,7 +94,7 @@ def apply_overrides(cfg: dict, overrides) -> dict:
             d = d[p]
         if parts[-1] not in d and parts[0] != "model":
             raise ValueError(f"unknown config key {key!r}")
-        d[parts[-1]] = yaml.safe_load(val)
+        d[parts[-1]] = _yaml(val)
     return cfg
 
 
@@ -87,7 +104,7 @@ def _read(path: Path, depth: int = 0) -> dict:
     if not path.is_file():
         raise FileNotFoundError(2, "no such config file", str(path))
     with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+        raw = _yaml(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping")
     base = raw.pop("base", None)
