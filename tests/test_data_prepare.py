@@ -145,3 +145,20 @@ def test_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bitsr.cli.main", "prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nope" in r.stderr
+
+
+def test_concurrent_runs_on_one_folder(tmp_path):
+    # two processes preparing the same folder (say, two evaluations started together) must
+    # not clobber each other's .part files or manifest: the second finds the items made
+    srcs = tiny_sources(tmp_path / "src", n=2, size=(64, 64))
+    out = tmp_path / "out"
+    code = ("import sys; from bitsr.data.prepare import prepare; from bitsr.data.encode import EncodeSpec; "
+            "prepare(sys.argv[1:-1], sys.argv[-1], encodes=[EncodeSpec(preset='ultrafast')], progress=False)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [subprocess.Popen([sys.executable, "-c", code, *map(str, srcs), str(out)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    m = load_manifest(out)
+    assert len(m["items"]) == 2 and all((out / e["lr"]).is_file() and (out / e["hr"]).is_file() for e in m["items"].values())
+    assert not list(out.rglob("*.part*"))

@@ -13,6 +13,7 @@ run picks up at the first unfinished clip.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -144,6 +145,28 @@ def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, 
     clips = find_clips(list(inputs), layout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _prepare_locked(clips, out, scales, encodes, max_frames, Fraction(fps), progress)
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Two runs on one folder (say, two evaluations started together) would write the same
+    .part files and manifest: the second waits for the first, then finds its items done."""
+    with open(out / ".prepare.lock", "a") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; runs must not overlap
+            yield
+            return
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, progress: bool) -> dict:
     manifest = load_manifest(out)
     bar = None
     if progress:
@@ -156,7 +179,7 @@ def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, 
             for scale in scales:
                 if bar is not None:
                     bar.set_postfix_str(f"{clip.name} x{scale}")
-                made += _prepare_clip(clip, out, scale, encodes, manifest, max_frames, Fraction(fps), bar)
+                made += _prepare_clip(clip, out, scale, encodes, manifest, max_frames, fps, bar)
     finally:
         if bar is not None:
             bar.close()
