@@ -9,6 +9,7 @@
 #include <emmintrin.h>
 #endif
 
+
 namespace bitsr::raster {
 namespace {
 
@@ -47,14 +48,15 @@ struct Cand {
 };
 
 // Splats the motion segments of one neighbour that cross the target's POC: with `exact`,
-// only those joining T and P (T's vectors pointing at P), else all the others. Blocks with
-// need[b] == 0 receive nothing (null: all blocks).
-// The neighbour is sampled every `step` blocks (step x step blocks move as one). Samples of
-// a row with the same motion (a PU, or several) move as one run: the run lands on columns
-// fx..fx+len with the fractional overlap only at its ends, so it costs one accumulation
-// per covered block and row instead of four per source block.
+// only those joining T and P (T's vectors pointing at P), else all the others.
+// The neighbour is sampled every `step` blocks and accumulated on a grid of cells of
+// step x step blocks (aw x ah cells): a sample moves as one cell. Cells with need[c] == 0
+// receive nothing (null: all cells). Samples of a row with the same motion (a PU, or
+// several) move as one run: the run lands on cells fx..fx+len with the fractional overlap
+// only at its ends, so it costs one accumulation per covered cell and row instead of four
+// per sample.
 bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int step, const uint8_t* need, Acc* acc,
-                     int gw, int gh) {
+                     int aw, int ah) {
   bool hit = false;
   const int32_t M = m.poc;
   // (M, r] must contain P, and exactness must match
@@ -68,7 +70,12 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
     for (int i = 0; i < m.num_refs && !any; ++i) any = usable(m.refs[i]);
     if (!any) return false;
   }
-  const float fstep = (float)step;
+  const float istep = 1.f / (float)step;
+  const int8_t* __restrict pmode = m.pred_mode;
+  const uint8_t* __restrict idir = m.inter_dir;
+  const uint8_t* __restrict resid = m.residual;
+  const int32_t* __restrict rpoc = m.ref_poc;
+  const int16_t* __restrict mvs = m.mv;
   for (int l = 0; l < 2; ++l) {
     int32_t last_r = kNoRef, tested_r = kNoRef;
     bool tested_ok = false;
@@ -78,11 +85,11 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
       int bx = 0;
       while (bx < m.gw) {
         const size_t b = row + bx;
-        if (!(m.inter_dir[b] >> l & 1) || m.pred_mode[b] == 1) {
+        if (!(idir[b] >> l & 1) || pmode[b] == 1) {
           bx += step;
           continue;
         }
-        const int32_t r = m.ref_poc[2 * b + l];
+        const int32_t r = rpoc[2 * b + l];
         if (r != tested_r) {
           tested_r = r;
           tested_ok = usable(r);
@@ -92,49 +99,46 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
           continue;
         }
         uint32_t mvb;  // the list's (x, y) vector as one word
-        std::memcpy(&mvb, m.mv + 4 * b + 2 * l, 4);
-        const int8_t pm = m.pred_mode[b];
-        const uint8_t res = m.residual[b];
+        std::memcpy(&mvb, mvs + 4 * b + 2 * l, 4);
+        const int8_t pm = pmode[b];
+        const uint8_t res = resid[b];
         int end = bx + step;
         while (end < m.gw) {
           const size_t e = row + end;
           uint32_t mve;
-          std::memcpy(&mve, m.mv + 4 * e + 2 * l, 4);
-          if (mve != mvb || m.ref_poc[2 * e + l] != r || !(m.inter_dir[e] >> l & 1) || m.pred_mode[e] != pm ||
-              m.residual[e] != res)
-            break;
+          std::memcpy(&mve, mvs + 4 * e + 2 * l, 4);
+          if (mve != mvb || rpoc[2 * e + l] != r || !(idir[e] >> l & 1) || pmode[e] != pm || resid[e] != res) break;
           end += step;
         }
-        const int len = std::min(end, m.gw) - bx;  // in blocks
+        const int len = (std::min(end, m.gw) - bx + step - 1) / step;  // in cells
         if (r != last_r) {
           last_r = r;
           inv = 1.f / (4.f * (float)((int64_t)r - M));  // quarter-pel per segment -> px per POC
           qseg = 0.8f * segment_quality(P, T, M, r);
         }
-        const float vx = m.mv[4 * b + 2 * l] * inv, vy = m.mv[4 * b + 2 * l + 1] * inv;
-        // where the run starts at time P, in block units
-        const float gx = (float)bx + vx * (float)((int64_t)P - M) * 0.25f;
-        const float gy = (float)by + vy * (float)((int64_t)P - M) * 0.25f;
+        const float vx = mvs[4 * b + 2 * l] * inv, vy = mvs[4 * b + 2 * l + 1] * inv;
+        // where the run starts at time P, in cell units
+        const float gx = ((float)bx + vx * (float)((int64_t)P - M) * 0.25f) * istep;
+        const float gy = ((float)by + vy * (float)((int64_t)P - M) * 0.25f) * istep;
         const float fx = std::floor(gx), fy = std::floor(gy);
         bx = end;
-        if (fx + (float)len < 0.f || fy + fstep < 0.f || fx >= (float)gw || fy >= (float)gh) continue;
+        if (fx + (float)len < 0.f || fy + 1.f < 0.f || fx >= (float)aw || fy >= (float)ah) continue;
         const int ix = (int)fx, iy = (int)fy;
         const float ax = gx - fx, ay = gy - fy;
         const float du = vx * (float)((int64_t)T - P), dv = vy * (float)((int64_t)T - P);
         const float q = qseg * block_factor(pm, res);
         hit = true;
-        const int hgt = std::min(step, m.gh - by);
-        for (int k = 0; k <= hgt; ++k) {
+        for (int k = 0; k < 2; ++k) {
           const int y = iy + k;
-          const float wy = k == 0 ? 1.f - ay : (k == hgt ? ay : 1.f);
-          if (y < 0 || y >= gh || wy <= 0.f) continue;
-          const size_t base = (size_t)y * gw;
+          const float wy = k == 0 ? 1.f - ay : ay;
+          if (y < 0 || y >= ah || wy <= 0.f) continue;
+          const size_t base = (size_t)y * aw;
           auto put = [&](int x, float w) {
-            if (x < 0 || x >= gw || w <= 0.f || (need && !need[base + x])) return;
+            if (x < 0 || x >= aw || w <= 0.f || (need && !need[base + x])) return;
             acc[base + x].add(w, du, dv, q);
           };
           put(ix, (1.f - ax) * wy);
-          const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, gw);
+          const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, aw);
           for (int x = x0; x < x1; ++x)
             if (!need || need[base + x]) acc[base + x].add(wy, du, dv, q);
           put(ix + len, ax * wy);
@@ -212,7 +216,8 @@ void fill_holes(BlockFlow& f) {
     std::vector<float> W, U, V;
     std::vector<uint8_t> hop;
   };
-  thread_local std::vector<Level> lv;  // lv[k] is level k+1; level 0 is the block flow
+  thread_local std::vector<Level> levels;
+  std::vector<Level>& lv = levels;  // lv[k] is level k+1; level 0 is the block flow (one TLS lookup)
   int top = 0;
   for (int w = f.gw, h = f.gh; w > 1 || h > 1; ++top) {
     const int pw = (w + 1) / 2, ph = (h + 1) / 2;
@@ -229,13 +234,25 @@ void fill_holes(BlockFlow& f) {
       float* U = p.U.data() + (size_t)(y / 2) * pw;
       float* V = p.V.data() + (size_t)(y / 2) * pw;
       if (top == 0) {
+        // branch-free: holes are scattered, and a mispredicted branch per block costs more
+        // than the arithmetic
         const size_t row = (size_t)y * w;
-        for (int x = 0; x < w; ++x)
-          if (f.conf[row + x] >= 0.f) {
-            W[x / 2] += 1.f;
-            U[x / 2] += f.u[row + x];
-            V[x / 2] += f.v[row + x];
-          }
+        const float* __restrict cf = f.conf.data() + row;
+        const float* __restrict fu = f.u.data() + row;
+        const float* __restrict fv = f.v.data() + row;
+        const int pairs = w / 2;
+        for (int x = 0; x < pairs; ++x) {
+          const float m0 = cf[2 * x] >= 0.f ? 1.f : 0.f, m1 = cf[2 * x + 1] >= 0.f ? 1.f : 0.f;
+          W[x] += m0 + m1;
+          U[x] += m0 * fu[2 * x] + m1 * fu[2 * x + 1];
+          V[x] += m0 * fv[2 * x] + m1 * fv[2 * x + 1];
+        }
+        if (w & 1) {
+          const float m = cf[w - 1] >= 0.f ? 1.f : 0.f;
+          W[pairs] += m;
+          U[pairs] += m * fu[w - 1];
+          V[pairs] += m * fv[w - 1];
+        }
       } else {
         const Level& c = lv[top - 1];
         const size_t row = (size_t)y * w;
@@ -268,6 +285,12 @@ void fill_holes(BlockFlow& f) {
         }
       }
   }
+  // confidence by pyramid distance, 0.3 * 0.7^hop (a table: pow per hole was the cost)
+  static const std::vector<float> hop_conf = [] {
+    std::vector<float> t(256);
+    for (int h = 0; h < 256; ++h) t[h] = 0.3f * std::pow(0.7f, (float)h);
+    return t;
+  }();
   const Level& l1 = lv[0];
   for (int y = 0; y < f.gh; ++y)
     for (int x = 0; x < f.gw; ++x) {
@@ -276,7 +299,7 @@ void fill_holes(BlockFlow& f) {
       const size_t j = (size_t)(y / 2) * l1.w + x / 2;
       f.u[i] = l1.U[j];
       f.v[i] = l1.V[j];
-      f.conf[i] = 0.3f * std::pow(0.7f, (float)l1.hop[j]);
+      f.conf[i] = hop_conf[l1.hop[j]];
     }
 }
 
@@ -355,10 +378,24 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
     int nc;
     float best;
   };
-  thread_local std::vector<Run> runs;
-  thread_local std::vector<uint32_t> run_of;
-  thread_local std::vector<Acc> exact, other;
-  thread_local std::vector<uint8_t> need;
+  struct Scratch {
+    std::vector<Run> runs;
+    std::vector<uint32_t> run_of;
+    std::vector<Acc> exact, other;
+    std::vector<Cand> exact_cand, other_cand;
+    std::vector<uint8_t> need, need_cell;
+  };
+  thread_local Scratch scratch;
+  // plain references: every use of a thread_local in a shared object calls __tls_get_addr
+  Scratch& S = scratch;
+  auto& runs = S.runs;
+  auto& run_of = S.run_of;
+  auto& exact = S.exact;
+  auto& other = S.other;
+  auto& exact_cand = S.exact_cand;
+  auto& other_cand = S.other_cand;
+  auto& need = S.need;
+  auto& need_cell = S.need_cell;
   runs.clear();
   run_of.resize(n);
   need.assign(n, 0);
@@ -410,55 +447,129 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   // Sparse gaps (a few intra blocks) are left to the fill: the projections scan whole
   // neighbour pictures.
   const size_t min_need = (size_t)(opts.min_need * (float)n);
-  auto refuse = [&](size_t b, const Acc* extra1, const Acc* extra2, float& best) {
+  // Fuses a block's own candidates with up to two extra ones (q < 0: none); blocks that
+  // gain nothing keep the values of pass 1.
+  auto refuse = [&](size_t b, const Cand& e1, const Cand& e2, float& best) {
     const Run& r = runs[id_of[b]];
+    best = r.best;
+    if (e1.q < 0.f && e2.q < 0.f) return;
     Cand c[4];
     int nc = r.nc;
     for (int i = 0; i < nc; ++i) c[i] = r.c[i];
-    if (extra1 && splat_candidate(extra1[b], c[nc])) ++nc;
-    if (extra2 && splat_candidate(extra2[b], c[nc])) ++nc;
-    best = 0.f;
-    for (int i = 0; i < nc; ++i) best = std::max(best, c[i].q);
+    if (e1.q >= 0.f) c[nc++] = e1;
+    if (e2.q >= 0.f) c[nc++] = e2;
+    best = std::max(best, std::max(e1.q, e2.q));
     float u, v, cf;
-    if (fuse(c, nc, u, v, cf)) {
-      ou[b] = u;
-      ov[b] = v;
-      oc[b] = cf;
+    fuse(c, nc, u, v, cf);
+    ou[b] = u;
+    ov[b] = v;
+    oc[b] = cf;
+  };
+  const Cand none{0.f, 0.f, -1.f};
+
+  // Marks the cells of st x st blocks holding a block that still needs candidates.
+  auto cells_needing = [&](int st, int cw, int ch) {
+    need_cell.assign((size_t)cw * ch, 0);
+    for (int by = 0; by < gh; ++by) {
+      const uint8_t* nr = nd_of + (size_t)by * gw;
+      uint8_t* cr = need_cell.data() + (size_t)(by / st) * cw;
+      for (int bx = 0; bx < gw; ++bx) cr[bx / st] |= nr[bx];
+    }
+    return need_cell.data();
+  };
+  // One candidate per accumulated cell (q < 0: none), for the cells that need one.
+  // A splatted run gives the same sums to all the cells it covers fully: runs of equal
+  // sums are evaluated once.
+  auto cell_candidates = [&](const std::vector<Acc>& acc, const uint8_t* cneed, std::vector<Cand>& cand) {
+    cand.resize(acc.size());
+    const Acc* prev = nullptr;
+    for (size_t c = 0; c < acc.size(); ++c) {
+      if (!cneed[c]) {
+        cand[c] = none;
+        continue;
+      }
+      if (prev && std::memcmp(prev, &acc[c], sizeof(Acc)) == 0) {
+        cand[c] = cand[prev - acc.data()];
+        continue;
+      }
+      if (!splat_candidate(acc[c], cand[c])) cand[c] = none;
+      prev = &acc[c];
     }
   };
 
   // The blocks not linked to T take the exact inverse of T's vectors pointing at P.
   bool have_exact = false;
+  const int est = std::max(1, opts.exact_step);
+  const int ew = (gw + est - 1) / est, eh = (gh + est - 1) / est;
   if (num_need >= std::max<size_t>(min_need, 1))
     for (const PriorsView* m : usable)
       if (m->poc == T) {
-        exact.assign(n, Acc());
-        have_exact = splat_neighbour(*m, P, T, true, 1, need.data(), exact.data(), gw, gh);
+        const uint8_t* cneed = est == 1 ? need.data() : cells_needing(est, ew, eh);
+        exact.assign((size_t)ew * eh, Acc());
+        have_exact = splat_neighbour(*m, P, T, true, est, cneed, exact.data(), ew, eh);
+        if (have_exact) cell_candidates(exact, cneed, exact_cand);
       }
   num_need = 0;
-  const Run* run_tab = runs.data();
-  for (size_t b = 0; b < n; ++b) {
-    if (!nd_of[b]) continue;
-    float best = run_tab[id_of[b]].best;
-    if (have_exact) refuse(b, exact.data(), nullptr, best);
-    if (best < opts.need_below)
-      ++num_need;
-    else
-      nd_of[b] = 0;
+  for (int by = 0; by < gh; ++by) {
+    const Cand* erow = have_exact ? exact_cand.data() + (size_t)(by / est) * ew : nullptr;
+    // the previous block's inputs and result: along a row both mostly repeat
+    const Cand* last_e = nullptr;
+    uint32_t last_id = UINT32_MAX;
+    float last_best = 0.f;
+    size_t last_b = 0;
+    for (int bx = 0; bx < gw; ++bx) {
+      const size_t b = (size_t)by * gw + bx;
+      if (!nd_of[b]) {
+        last_e = nullptr;
+        continue;
+      }
+      float best = runs[id_of[b]].best;
+      if (erow) {
+        const Cand* e = &erow[bx / est];
+        if (last_e && id_of[b] == last_id && std::memcmp(e, last_e, sizeof(Cand)) == 0) {
+          best = last_best;
+          ou[b] = ou[last_b];
+          ov[b] = ov[last_b];
+          oc[b] = oc[last_b];
+        } else {
+          refuse(b, *e, none, best);
+          last_e = e;
+          last_id = id_of[b];
+          last_best = best;
+        }
+        last_b = b;
+      }
+      if (best < opts.need_below)
+        ++num_need;
+      else
+        nd_of[b] = 0;
+    }
   }
 
-  // Pass 2: blocks still without a good candidate take every other segment crossing P.
+  // Pass 2: blocks still without a good candidate take every other segment crossing P,
+  // sampled and accumulated on cells of step x step blocks (approximate anyway: they are
+  // extrapolated or interpolated in time, and whole pictures are scanned).
   if (num_need >= std::max<size_t>(min_need, 1) && !usable.empty()) {
-    other.assign(n, Acc());
+    const int st = std::max(1, opts.other_step);
+    const int cw = (gw + st - 1) / st, ch = (gh + st - 1) / st;
+    const uint8_t* cneed = cells_needing(st, cw, ch);
+    other.assign((size_t)cw * ch, Acc());
     bool any = false;
     for (const PriorsView* m : usable)
-      any |= splat_neighbour(*m, P, T, false, opts.other_step, need.data(), other.data(), gw, gh);
-    if (any)
-      for (size_t b = 0; b < n; ++b) {
-        if (!nd_of[b]) continue;
-        float best;
-        refuse(b, have_exact ? exact.data() : nullptr, other.data(), best);
+      any |= splat_neighbour(*m, P, T, false, st, cneed, other.data(), cw, ch);
+    if (any) {
+      cell_candidates(other, cneed, other_cand);
+      for (int by = 0; by < gh; ++by) {
+        const Cand* orow = other_cand.data() + (size_t)(by / st) * cw;
+        const Cand* erow = have_exact ? exact_cand.data() + (size_t)(by / est) * ew : nullptr;
+        for (int bx = 0; bx < gw; ++bx) {
+          const size_t b = (size_t)by * gw + bx;
+          if (!nd_of[b] || orow[bx / st].q < 0.f) continue;
+          float best;
+          refuse(b, erow ? erow[bx / est] : none, orow[bx / st], best);
+        }
       }
+    }
   }
   if (opts.fill) {
     fill_holes(out);

@@ -35,6 +35,9 @@ struct FlowOptions {
   // The neighbours' other segments are sampled every this many 4x4 blocks (8x8 by default):
   // they are approximate anyway, and scanning whole pictures dominates the cost.
   int other_step = 2;
+  // T's vectors pointing at P (exact inverse motion) are sampled and accumulated every this
+  // many blocks.
+  int exact_step = 1;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].
