@@ -44,6 +44,9 @@ def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
 def _referenced_pocs(p) -> Optional[list[int]]:
     """POCs any slice of the picture references (lets the rasterizer skip pictures whose
     motion cannot reach the target), or None when unknown."""
+    cached = getattr(type(p), "referenced_pocs", None)
+    if cached is not None:
+        return p.referenced_pocs
     slices = getattr(p, "slices", None)
     if not slices:
         return None

@@ -43,12 +43,13 @@ class PicturePriors:
     coded picture.
     """
 
-    __slots__ = ("_pic", "_arrays", "_valid")
+    __slots__ = ("_pic", "_arrays", "_valid", "_refs")
 
     def __init__(self, pic: "_core.Picture"):
         self._pic = pic
         self._arrays = None
         self._valid = None
+        self._refs = False  # not computed yet (None: unknown)
 
     # picture level
     poc = property(lambda self: self._pic.poc)
@@ -68,6 +69,15 @@ class PicturePriors:
     num_slice_segments = property(lambda self: self._pic.num_slice_segments)
     errors = property(lambda self: list(self._pic.errors))
     slices = property(lambda self: self._pic.slices)
+
+    @property
+    def referenced_pocs(self):
+        """Sorted POCs that any slice of the picture references (any list), or None when the
+        picture has no slice data; cached (the rasterizer asks for it on every flow)."""
+        if self._refs is False:
+            sl = self._pic.slices
+            self._refs = sorted({r for s in sl for lst in s["ref_poc"] for r in lst}) if sl else None
+        return self._refs
 
     @property
     def picture_type(self) -> str:

@@ -92,18 +92,18 @@ struct Borrowed {
   std::vector<py::array> keep;
 
   template <class T>
-  const T* get(const py::dict& d, const char* name, int gh, int gw, std::vector<py::ssize_t> tail) {
-    if (!d.contains(name)) throw py::value_error(std::string("priors lack the array '") + name + "'");
-    py::object o = d[name];
+  const T* get(const py::dict& d, const char* name, int gh, int gw, std::initializer_list<py::ssize_t> tail_list) {
+    const std::vector<py::ssize_t> tail(tail_list);
+    PyObject* item = PyDict_GetItemString(d.ptr(), name);  // borrowed; one lookup per call
+    if (!item) throw py::value_error(std::string("priors lack the array '") + name + "'");
+    py::handle o(item);
     if (!py::isinstance<py::array>(o)) throw py::type_error(std::string("'") + name + "' is not a NumPy array");
-    py::array a = o.cast<py::array>();
+    py::array a = py::reinterpret_borrow<py::array>(o);
     if (!a.dtype().is(py::dtype::of<T>()))
       throw py::type_error(std::string("'") + name + "' has dtype " + std::string(py::str(a.dtype())) +
                            ", expected " + std::string(py::str(py::dtype::of<T>())));
-    std::vector<py::ssize_t> want{gh, gw};
-    want.insert(want.end(), tail.begin(), tail.end());
-    bool ok = a.ndim() == (py::ssize_t)want.size();
-    for (size_t i = 0; ok && i < want.size(); ++i) ok = a.shape(i) == want[i];
+    bool ok = a.ndim() == (py::ssize_t)(2 + tail.size()) && a.shape(0) == gh && a.shape(1) == gw;
+    for (size_t i = 0; ok && i < tail.size(); ++i) ok = a.shape(2 + i) == tail[i];
     if (!ok) throw py::value_error(std::string("'") + name + "' does not match the 4x4 grid of pred_mode");
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("'") + name + "' is not C-contiguous");
     keep.push_back(a);
@@ -111,8 +111,10 @@ struct Borrowed {
   }
 
   PriorsView view(const py::dict& d, int32_t poc, bool for_maps) {
-    if (!d.contains("pred_mode")) throw py::value_error("priors lack the array 'pred_mode'");
-    py::array pm = d["pred_mode"].cast<py::array>();
+    PyObject* pmo = PyDict_GetItemString(d.ptr(), "pred_mode");
+    if (!pmo) throw py::value_error("priors lack the array 'pred_mode'");
+    if (!py::isinstance<py::array>(pmo)) throw py::type_error("'pred_mode' is not a NumPy array");
+    py::array pm = py::reinterpret_borrow<py::array>(pmo);
     if (pm.ndim() != 2) throw py::value_error("'pred_mode' must be [Gh, Gw]");
     PriorsView v;
     v.gh = (int)pm.shape(0);

@@ -549,7 +549,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   // Pass 2: blocks still without a good candidate take every other segment crossing P,
   // sampled and accumulated on cells of step x step blocks (approximate anyway: they are
   // extrapolated or interpolated in time, and whole pictures are scanned).
-  if (num_need >= std::max<size_t>(min_need, 1) && !usable.empty()) {
+  if (num_need >= std::max<size_t>(min_need, 1) && !usable.empty() && !(have_exact && opts.others_as_fallback)) {
     const int st = std::max(1, opts.other_step);
     const int cw = (gw + st - 1) / st, ch = (gh + st - 1) / st;
     const uint8_t* cneed = cells_needing(st, cw, ch);

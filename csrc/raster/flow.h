@@ -35,6 +35,11 @@ struct FlowOptions {
   // The neighbours' other segments are sampled every this many 4x4 blocks (8x8 by default):
   // they are approximate anyway, and scanning whole pictures dominates the cost.
   int other_step = 2;
+  // Use the other segments only for pictures that T's vectors do not reach (say, an
+  // I-picture that T does not reference). Where the exact inverse exists they add next to
+  // nothing (warp PSNR over the bench clips: +0.02 dB at CRF 22 and 28, 0.00 at 34) and
+  // cost 10-25% of the time.
+  bool others_as_fallback = true;
   // T's vectors pointing at P (exact inverse motion) are sampled and accumulated every this
   // many blocks.
   int exact_step = 1;
