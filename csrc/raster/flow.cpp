@@ -550,7 +550,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   // sampled and accumulated on cells of step x step blocks (approximate anyway: they are
   // extrapolated or interpolated in time, and whole pictures are scanned).
   if (num_need >= std::max<size_t>(min_need, 1) && !usable.empty() && !(have_exact && opts.others_as_fallback)) {
-    const int st = std::max(1, opts.other_step);
+    const int st = opts.other_step > 0 ? opts.other_step : (n > (size_t)320 * 180 ? 4 : 2);
     const int cw = (gw + st - 1) / st, ch = (gh + st - 1) / st;
     const uint8_t* cneed = cells_needing(st, cw, ch);
     other.assign((size_t)cw * ch, Acc());
