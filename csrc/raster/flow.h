@@ -13,8 +13,9 @@
 // candidate are filled from their surroundings (push-pull) with a low confidence.
 // Work is spent where it pays: blocks with a vector pointing at T need nothing else; the
 // inverse of T's vectors is splatted only onto the others; the remaining neighbours'
-// segments (sampled per 8x8) only onto blocks still without a good candidate, and only
-// when they are more than a few (isolated intra blocks are left to the fill).
+// segments (sampled per 8x8 or 16x16) only for pictures without that inverse, onto blocks
+// still without a good candidate, and only when they are more than a few (isolated intra
+// blocks are left to the fill).
 #pragma once
 #include <cstdint>
 #include <vector>
