@@ -499,19 +499,16 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
 
   // The blocks not linked to T take the exact inverse of T's vectors pointing at P.
   bool have_exact = false;
-  const int est = std::max(1, opts.exact_step);
-  const int ew = (gw + est - 1) / est, eh = (gh + est - 1) / est;
   if (num_need >= std::max<size_t>(min_need, 1))
     for (const PriorsView* m : usable)
       if (m->poc == T) {
-        const uint8_t* cneed = est == 1 ? need.data() : cells_needing(est, ew, eh);
-        exact.assign((size_t)ew * eh, Acc());
-        have_exact = splat_neighbour(*m, P, T, true, est, cneed, exact.data(), ew, eh);
-        if (have_exact) cell_candidates(exact, cneed, exact_cand);
+        exact.assign(n, Acc());
+        have_exact = splat_neighbour(*m, P, T, true, 1, need.data(), exact.data(), gw, gh);
+        if (have_exact) cell_candidates(exact, need.data(), exact_cand);
       }
   num_need = 0;
   for (int by = 0; by < gh; ++by) {
-    const Cand* erow = have_exact ? exact_cand.data() + (size_t)(by / est) * ew : nullptr;
+    const Cand* erow = have_exact ? exact_cand.data() + (size_t)by * gw : nullptr;
     // the previous block's inputs and result: along a row both mostly repeat
     const Cand* last_e = nullptr;
     uint32_t last_id = UINT32_MAX;
@@ -525,7 +522,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
       }
       float best = runs[id_of[b]].best;
       if (erow) {
-        const Cand* e = &erow[bx / est];
+        const Cand* e = &erow[bx];
         if (last_e && id_of[b] == last_id && std::memcmp(e, last_e, sizeof(Cand)) == 0) {
           best = last_best;
           ou[b] = ou[last_b];
@@ -561,12 +558,12 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
       cell_candidates(other, cneed, other_cand);
       for (int by = 0; by < gh; ++by) {
         const Cand* orow = other_cand.data() + (size_t)(by / st) * cw;
-        const Cand* erow = have_exact ? exact_cand.data() + (size_t)(by / est) * ew : nullptr;
+        const Cand* erow = have_exact ? exact_cand.data() + (size_t)by * gw : nullptr;
         for (int bx = 0; bx < gw; ++bx) {
           const size_t b = (size_t)by * gw + bx;
           if (!nd_of[b] || orow[bx / st].q < 0.f) continue;
           float best;
-          refuse(b, erow ? erow[bx / est] : none, orow[bx / st], best);
+          refuse(b, erow ? erow[bx] : none, orow[bx / st], best);
         }
       }
     }

@@ -43,9 +43,6 @@ struct FlowOptions {
   // nothing (warp PSNR over the bench clips: +0.02 dB at CRF 22 and 28, 0.00 at 34) and
   // cost 10-25% of the time.
   bool others_as_fallback = true;
-  // T's vectors pointing at P (exact inverse motion) are sampled and accumulated every this
-  // many blocks.
-  int exact_step = 1;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].
