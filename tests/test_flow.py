@@ -125,6 +125,77 @@ def test_iframe_gets_flow_from_pictures_that_reference_it():
     assert 0 < c[inner].min() < 0.8
 
 
+def test_exact_inverse_of_many_runs():
+    """Runs of equal motion of every length, across 16- and 64-block boundaries: each block
+    of the I-picture gets the mean inverse vector of the blocks of T landing on it."""
+    rng = np.random.default_rng(3)
+    gw, gh = 150, 9
+    i_pic = FakePriors(4, gw=gw, gh=gh)  # all intra
+    t = FakePriors(5, gw=gw, gh=gh)
+    a = t.arrays
+    dxy = np.zeros((gh, gw, 2), np.int64)
+    for by in range(gh):
+        bx = 0
+        while bx < gw:
+            n = int(rng.integers(1, 20))
+            reg = (by, slice(bx, bx + n))
+            lst = int(rng.integers(0, 2))
+            if rng.random() < 0.15:  # intra, or a vector pointing elsewhere: no landing
+                t.set_intra(reg) if rng.random() < 0.5 else t.set_inter(reg, l0=(3, 16, 16))
+            else:
+                d = rng.integers([-3, -1], [4, 2])
+                mv = (4, 16 * int(d[0]), 16 * int(d[1]))  # whole blocks, pointing at POC 4
+                t.set_inter(reg, l0=mv if lst == 0 else (3, 4, 4), l1=mv if lst == 1 else None,
+                            skip=bool(rng.random() < 0.5), residual=int(rng.integers(0, 2)))
+                dxy[reg] = d
+            bx += n
+    # expected: the mean of -4 * (dx, dy) px over the blocks landing on each block
+    land = (a["ref_poc"] == 4).any(-1) & (a["pred_mode"] != 1)
+    su, sv, cnt = np.zeros((gh, gw)), np.zeros((gh, gw)), np.zeros((gh, gw))
+    for by, bx in zip(*np.nonzero(land)):
+        x, y = bx + dxy[by, bx, 0], by + dxy[by, bx, 1]
+        if 0 <= x < gw and 0 <= y < gh:
+            su[y, x] -= 4 * dxy[by, bx, 0]
+            sv[y, x] -= 4 * dxy[by, bx, 1]
+            cnt[y, x] += 1
+    (fu, fv), conf = _core.raster_block_flow(i_pic.arrays, 4, 5, [(t.arrays, 5, [3, 4])])
+    hit = cnt > 0
+    assert hit.mean() > 0.4
+    np.testing.assert_allclose(fu[hit], (su / np.maximum(cnt, 1))[hit], atol=1e-5)
+    np.testing.assert_allclose(fv[hit], (sv / np.maximum(cnt, 1))[hit], atol=1e-5)
+    # one landing block: trusted; disagreeing ones lower it; filled holes are below both
+    assert conf[cnt == 1].min() > 0.3 >= conf[~hit].max()
+
+
+@pytest.mark.parametrize("gw,gh,share", [(23, 17, 0.05), (23, 17, 0.6), (64, 5, 0.3), (1, 9, 0.5)])
+def test_fill_is_the_mean_of_the_smallest_cell_with_known_blocks(gw, gh, share):
+    """Holes take the mean of the known blocks in the smallest aligned 2^k x 2^k cell
+    (k >= 1) around them, with confidence 0.3 * 0.7^(k - 1) (push-pull)."""
+    rng = np.random.default_rng(gw * gh)
+    p = FakePriors(2, gw=gw, gh=gh)
+    a = p.arrays
+    a["pred_mode"][:] = 0
+    a["inter_dir"][:] = 1
+    a["ref_poc"][..., 0] = 1
+    a["mv"][..., 0, :] = rng.integers(-400, 400, (gh, gw, 2))
+    holes = rng.random((gh, gw)) < share
+    holes.flat[0] = False  # at least one known block
+    p.set_intra(holes)
+    (fu, fv), conf = _core.raster_block_flow(a, 2, 1, [], project=False)
+    assert (conf[~holes] > 0.3).all()
+    for y, x in zip(*np.nonzero(holes)):
+        k = 1
+        while True:
+            cell = (slice(y >> k << k, (y >> k) + 1 << k), slice(x >> k << k, (x >> k) + 1 << k))
+            known = ~holes[cell]
+            if known.any():
+                break
+            k += 1
+        np.testing.assert_allclose(fu[y, x], fu[cell][known].mean(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(fv[y, x], fv[cell][known].mean(), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(conf[y, x], 0.3 * 0.7 ** (k - 1), rtol=1e-6)
+
+
 def test_intra_hole_is_filled_with_lower_confidence():
     p = FakePriors(4, gw=16, gh=12).set_inter(l0=(3, 8, 8))
     hole = (slice(4, 8), slice(6, 10))

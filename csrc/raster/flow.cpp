@@ -47,6 +47,86 @@ struct Cand {
   float u, v, q;
 };
 
+// For list L of one row of picture m: `act` marks the blocks with a list-L vector pointing
+// at POC P (inter, list used), `start` those of them that begin a run (the block before is
+// not active or moves differently). One bit per block; vectorised, since comparing block by
+// block mispredicts a branch at every run end.
+template <int L>
+void exact_row_masks(const PriorsView& m, size_t row, int gw, int32_t P, std::vector<uint64_t>& act,
+                     std::vector<uint64_t>& start) {
+  const size_t words = ((size_t)gw + 63) / 64;
+  act.assign(words, 0);
+  start.assign(words, 0);
+  auto active = [&](size_t b) { return (m.inter_dir[b] >> L & 1) && m.pred_mode[b] != 1 && m.ref_poc[2 * b + L] == P; };
+  auto same = [&](size_t a, size_t b) {
+    uint32_t ma, mb;
+    std::memcpy(&ma, m.mv + 4 * a + 2 * L, 4);
+    std::memcpy(&mb, m.mv + 4 * b + 2 * L, 4);
+    return ma == mb && m.pred_mode[a] == m.pred_mode[b] && m.residual[a] == m.residual[b];
+  };
+  auto put = [](std::vector<uint64_t>& v, int bx, uint64_t bits) {
+    v[bx >> 6] |= bits << (bx & 63);
+    if ((bx & 63) > 48) v[(bx >> 6) + 1] |= bits >> (64 - (bx & 63));
+  };
+  bool prev = active(row);
+  if (prev) {
+    act[0] = 1;
+    start[0] = 1;
+  }
+  int bx = 1;
+#if defined(__SSE2__)
+  auto ld = [](const void* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+  constexpr int kLane = L == 0 ? _MM_SHUFFLE(2, 0, 2, 0) : _MM_SHUFFLE(3, 1, 3, 1);
+  const __m128i one = _mm_set1_epi8(1), lbit = _mm_set1_epi8((char)(1 << L)), poc = _mm_set1_epi32(P);
+  const int32_t* mv32 = reinterpret_cast<const int32_t*>(m.mv);  // per block: L0 (x, y), L1 (x, y)
+  for (; bx + 16 <= gw; bx += 16) {
+    const size_t c = row + bx;
+    const __m128i pm = ld(m.pred_mode + c);
+    __m128i a8 = _mm_andnot_si128(_mm_cmpeq_epi8(pm, one), _mm_cmpeq_epi8(_mm_and_si128(ld(m.inter_dir + c), lbit), lbit));
+    const __m128i s8 = _mm_and_si128(_mm_cmpeq_epi8(pm, ld(m.pred_mode + c - 1)),
+                                     _mm_cmpeq_epi8(ld(m.residual + c), ld(m.residual + c - 1)));
+    uint32_t a = (uint32_t)_mm_movemask_epi8(a8), sm = (uint32_t)_mm_movemask_epi8(s8);
+    uint32_t ap = 0, sv = 0;
+    for (int j = 0; j < 4; ++j) {  // 4 blocks: two loads of (L0, L1) pairs each
+      const size_t d = 2 * (c + 4 * j);
+      const __m128 r = _mm_shuffle_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ld(m.ref_poc + d), poc)),
+                                      _mm_castsi128_ps(_mm_cmpeq_epi32(ld(m.ref_poc + d + 4), poc)), kLane);
+      const __m128 e = _mm_shuffle_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(ld(mv32 + d), ld(mv32 + d - 2))),
+                                      _mm_castsi128_ps(_mm_cmpeq_epi32(ld(mv32 + d + 4), ld(mv32 + d + 2))), kLane);
+      ap |= (uint32_t)_mm_movemask_ps(r) << (4 * j);
+      sv |= (uint32_t)_mm_movemask_ps(e) << (4 * j);
+    }
+    a &= ap;
+    const uint32_t before = (a << 1 | (prev ? 1u : 0u)) & 0xFFFFu;  // the block before is active
+    const uint32_t st = a & ~(before & sm & sv) & 0xFFFFu;
+    put(act, bx, a);
+    put(start, bx, st);
+    prev = a >> 15 & 1;
+  }
+#endif
+  for (; bx < gw; ++bx) {
+    const size_t b = row + bx;
+    const bool cur = active(b);
+    if (cur) {
+      act[bx >> 6] |= (uint64_t)1 << (bx & 63);
+      if (!prev || !same(b - 1, b)) start[bx >> 6] |= (uint64_t)1 << (bx & 63);
+    }
+    prev = cur;
+  }
+}
+
+// Index of the first set bit at or after `from` (n if none) in a bitset of n bits.
+inline int next_bit(const std::vector<uint64_t>& v, int from, int n) {
+  if (from >= n) return n;
+  int word = from >> 6;
+  uint64_t w = v[word] & (~(uint64_t)0 << (from & 63));
+  while (!w) {
+    if (++word >= (int)v.size()) return n;
+    w = v[word];
+  }
+  return std::min(n, word * 64 + __builtin_ctzll(w));
+}
+
 // Splats the motion segments of one neighbour that cross the target's POC: with `exact`,
 // only those joining T and P (T's vectors pointing at P), else all the others.
 // The neighbour is sampled every `step` blocks and accumulated on a grid of cells of
@@ -76,10 +156,68 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
   const uint8_t* __restrict resid = m.residual;
   const int32_t* __restrict rpoc = m.ref_poc;
   const int16_t* __restrict mvs = m.mv;
+  int32_t last_r = kNoRef;
+  float inv = 0.f, qseg = 0.f;
+  // Lands the run of `len` cells starting at block (bx, by), list l, reference r.
+  auto land = [&](int l, int bx, int by, int len, int32_t r) {
+    const size_t b = (size_t)by * m.gw + bx;
+    if (r != last_r) {
+      last_r = r;
+      inv = 1.f / (4.f * (float)((int64_t)r - M));  // quarter-pel per segment -> px per POC
+      qseg = 0.8f * segment_quality(P, T, M, r);
+    }
+    const float vx = mvs[4 * b + 2 * l] * inv, vy = mvs[4 * b + 2 * l + 1] * inv;
+    // where the run starts at time P, in cell units
+    const float gx = ((float)bx + vx * (float)((int64_t)P - M) * 0.25f) * istep;
+    const float gy = ((float)by + vy * (float)((int64_t)P - M) * 0.25f) * istep;
+    const float fx = std::floor(gx), fy = std::floor(gy);
+    if (fx + (float)len < 0.f || fy + 1.f < 0.f || fx >= (float)aw || fy >= (float)ah) return;
+    const int ix = (int)fx, iy = (int)fy;
+    const float ax = gx - fx, ay = gy - fy;
+    const float du = vx * (float)((int64_t)T - P), dv = vy * (float)((int64_t)T - P);
+    const float q = qseg * block_factor(pmode[b], resid[b]);
+    hit = true;
+    for (int k = 0; k < 2; ++k) {
+      const int y = iy + k;
+      const float wy = k == 0 ? 1.f - ay : ay;
+      if (y < 0 || y >= ah || wy <= 0.f) continue;
+      const size_t base = (size_t)y * aw;
+      auto put = [&](int x, float w) {
+        if (x < 0 || x >= aw || w <= 0.f || (need && !need[base + x])) return;
+        acc[base + x].add(w, du, dv, q);
+      };
+      put(ix, (1.f - ax) * wy);
+      const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, aw);
+      for (int x = x0; x < x1; ++x)
+        if (!need || need[base + x]) acc[base + x].add(wy, du, dv, q);
+      put(ix + len, ax * wy);
+    }
+  };
+  if (exact && step == 1) {  // T's vectors pointing at P: runs found from bit masks
+    if (M != T) return false;
+    thread_local std::vector<uint64_t> act_bits, start_bits, break_bits;
+    std::vector<uint64_t>&act = act_bits, &start = start_bits, &brk = break_bits;
+    const int gw = m.gw;
+    for (int l = 0; l < 2; ++l)
+      for (int by = 0; by < m.gh; ++by) {
+        const size_t row = (size_t)by * gw;
+        if (l == 0)
+          exact_row_masks<0>(m, row, gw, P, act, start);
+        else
+          exact_row_masks<1>(m, row, gw, P, act, start);
+        brk.resize(act.size());
+        for (size_t w = 0; w < act.size(); ++w) brk[w] = start[w] | ~act[w];  // where runs end
+        for (int bx = next_bit(start, 0, gw); bx < gw;) {
+          const int end = next_bit(brk, bx + 1, gw);
+          land(l, bx, by, end - bx, P);
+          bx = next_bit(start, end, gw);
+        }
+      }
+    return hit;
+  }
   for (int l = 0; l < 2; ++l) {
-    int32_t last_r = kNoRef, tested_r = kNoRef;
+    int32_t tested_r = kNoRef;
     bool tested_ok = false;
-    float inv = 0.f, qseg = 0.f;
     for (int by = 0; by < m.gh; by += step) {
       const size_t row = (size_t)by * m.gw;
       int bx = 0;
@@ -111,38 +249,8 @@ bool splat_neighbour(const PriorsView& m, int32_t P, int32_t T, bool exact, int 
           end += step;
         }
         const int len = (std::min(end, m.gw) - bx + step - 1) / step;  // in cells
-        if (r != last_r) {
-          last_r = r;
-          inv = 1.f / (4.f * (float)((int64_t)r - M));  // quarter-pel per segment -> px per POC
-          qseg = 0.8f * segment_quality(P, T, M, r);
-        }
-        const float vx = mvs[4 * b + 2 * l] * inv, vy = mvs[4 * b + 2 * l + 1] * inv;
-        // where the run starts at time P, in cell units
-        const float gx = ((float)bx + vx * (float)((int64_t)P - M) * 0.25f) * istep;
-        const float gy = ((float)by + vy * (float)((int64_t)P - M) * 0.25f) * istep;
-        const float fx = std::floor(gx), fy = std::floor(gy);
+        land(l, bx, by, len, r);
         bx = end;
-        if (fx + (float)len < 0.f || fy + 1.f < 0.f || fx >= (float)aw || fy >= (float)ah) continue;
-        const int ix = (int)fx, iy = (int)fy;
-        const float ax = gx - fx, ay = gy - fy;
-        const float du = vx * (float)((int64_t)T - P), dv = vy * (float)((int64_t)T - P);
-        const float q = qseg * block_factor(pm, res);
-        hit = true;
-        for (int k = 0; k < 2; ++k) {
-          const int y = iy + k;
-          const float wy = k == 0 ? 1.f - ay : ay;
-          if (y < 0 || y >= ah || wy <= 0.f) continue;
-          const size_t base = (size_t)y * aw;
-          auto put = [&](int x, float w) {
-            if (x < 0 || x >= aw || w <= 0.f || (need && !need[base + x])) return;
-            acc[base + x].add(w, du, dv, q);
-          };
-          put(ix, (1.f - ax) * wy);
-          const int x0 = std::max(ix + 1, 0), x1 = std::min(ix + len, aw);
-          for (int x = x0; x < x1; ++x)
-            if (!need || need[base + x]) acc[base + x].add(wy, du, dv, q);
-          put(ix + len, ax * wy);
-        }
       }
     }
   }
@@ -197,110 +305,130 @@ bool fuse(const Cand* c, int n, float& u, float& v, float& conf) {
   return true;
 }
 
-// Push-pull fill of the blocks without a candidate (conf < 0 marks them): averages of the
-// known blocks over a pyramid, pulled back down to the holes. Confidence decays with the
-// distance (pyramid level) the value came from.
+// Push-pull fill of the blocks without a candidate (conf < 0 marks them): a hole takes the
+// mean of the known blocks in the smallest aligned 2^k x 2^k cell around it (k >= 1) that
+// holds any, with a confidence that decays with k. This is a push-pull pyramid evaluated
+// lazily: holes are mostly few (intra blocks), so only the cells above them are summed,
+// each once, in the order a full pyramid would add them (the result is the same to the bit).
 void fill_holes(BlockFlow& f) {
   const size_t n = f.u.size();
-  size_t holes = 0;
-  for (size_t i = 0; i < n; ++i) holes += f.conf[i] < 0.f;
-  if (!holes) return;
-  if (holes == n) {
+  thread_local std::vector<uint32_t> hole_list;
+  std::vector<uint32_t>& holes = hole_list;
+  holes.clear();
+  const float* __restrict cf = f.conf.data();
+  size_t i = 0;
+#if defined(__SSE2__)
+  // holes are mostly few: test 16 blocks at a time
+  const __m128 zero = _mm_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const int m = _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(cf + i), zero)) |
+                  _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(cf + i + 4), zero)) << 4 |
+                  _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(cf + i + 8), zero)) << 8 |
+                  _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(cf + i + 12), zero)) << 12;
+    for (unsigned bits = (unsigned)m; bits; bits &= bits - 1) holes.push_back((uint32_t)(i + __builtin_ctz(bits)));
+  }
+#endif
+  for (; i < n; ++i)
+    if (cf[i] < 0.f) holes.push_back((uint32_t)i);
+  if (holes.empty()) return;
+  if (holes.size() == n) {
     std::fill(f.u.begin(), f.u.end(), 0.f);
     std::fill(f.v.begin(), f.v.end(), 0.f);
     std::fill(f.conf.begin(), f.conf.end(), 0.f);
     return;
   }
+  struct Sum {
+    float w, u, v;
+  };
   struct Level {
     int w = 0, h = 0;
-    std::vector<float> W, U, V;
-    std::vector<uint8_t> hop;
+    std::vector<Sum> s;
+    std::vector<uint8_t> done;
   };
   thread_local std::vector<Level> levels;
-  std::vector<Level>& lv = levels;  // lv[k] is level k+1; level 0 is the block flow (one TLS lookup)
+  std::vector<Level>& lv = levels;  // lv[k] is level k; lv[0] is unused (the blocks)
   int top = 0;
-  for (int w = f.gw, h = f.gh; w > 1 || h > 1; ++top) {
-    const int pw = (w + 1) / 2, ph = (h + 1) / 2;
+  for (int w = f.gw, h = f.gh; w > 1 || h > 1;) {
+    w = (w + 1) / 2;
+    h = (h + 1) / 2;
+    ++top;
     if ((int)lv.size() <= top) lv.resize(top + 1);
-    Level& p = lv[top];
-    p.w = pw;
-    p.h = ph;
-    p.W.assign((size_t)pw * ph, 0.f);
-    p.U.assign(p.W.size(), 0.f);
-    p.V.assign(p.W.size(), 0.f);
-    p.hop.assign(p.W.size(), 0);
-    for (int y = 0; y < h; ++y) {
-      float* W = p.W.data() + (size_t)(y / 2) * pw;
-      float* U = p.U.data() + (size_t)(y / 2) * pw;
-      float* V = p.V.data() + (size_t)(y / 2) * pw;
-      if (top == 0) {
-        // branch-free: holes are scattered, and a mispredicted branch per block costs more
-        // than the arithmetic
-        const size_t row = (size_t)y * w;
-        const float* __restrict cf = f.conf.data() + row;
-        const float* __restrict fu = f.u.data() + row;
-        const float* __restrict fv = f.v.data() + row;
-        const int pairs = w / 2;
-        for (int x = 0; x < pairs; ++x) {
-          const float m0 = cf[2 * x] >= 0.f ? 1.f : 0.f, m1 = cf[2 * x + 1] >= 0.f ? 1.f : 0.f;
-          W[x] += m0 + m1;
-          U[x] += m0 * fu[2 * x] + m1 * fu[2 * x + 1];
-          V[x] += m0 * fv[2 * x] + m1 * fv[2 * x + 1];
-        }
-        if (w & 1) {
-          const float m = cf[w - 1] >= 0.f ? 1.f : 0.f;
-          W[pairs] += m;
-          U[pairs] += m * fu[w - 1];
-          V[pairs] += m * fv[w - 1];
-        }
+    lv[top].w = w;
+    lv[top].h = h;
+    lv[top].s.resize((size_t)w * h);
+    lv[top].done.assign((size_t)w * h, 0);
+  }
+  const float* fu = f.u.data();
+  const float* fv = f.v.data();
+  const int gw = f.gw, gh = f.gh;
+  // level 1 from the blocks: pairs of a row, then the two rows
+  auto level1 = [&](int X, int Y) {
+    Sum r{0.f, 0.f, 0.f};
+    for (int y = 2 * Y; y < std::min(2 * Y + 2, gh); ++y) {
+      const size_t i = (size_t)y * gw + 2 * X;
+      const float m0 = cf[i] >= 0.f ? 1.f : 0.f;
+      if (2 * X + 1 < gw) {
+        const float m1 = cf[i + 1] >= 0.f ? 1.f : 0.f;
+        r.w += m0 + m1;
+        r.u += m0 * fu[i] + m1 * fu[i + 1];
+        r.v += m0 * fv[i] + m1 * fv[i + 1];
       } else {
-        const Level& c = lv[top - 1];
-        const size_t row = (size_t)y * w;
-        for (int x = 0; x < w; ++x) {
-          W[x / 2] += c.W[row + x];
-          U[x / 2] += c.U[row + x];
-          V[x / 2] += c.V[row + x];
-        }
+        r.w += m0;
+        r.u += m0 * fu[i];
+        r.v += m0 * fv[i];
       }
     }
-    w = pw;
-    h = ph;
-  }
-  // pull: sums become averages where a level has data, else the parent's value
-  for (int k = top - 1; k >= 0; --k) {
-    Level& c = lv[k];
-    const Level* p = k + 1 < top ? &lv[k + 1] : nullptr;
-    for (int y = 0; y < c.h; ++y)
-      for (int x = 0; x < c.w; ++x) {
-        const size_t i = (size_t)y * c.w + x;
-        if (c.W[i] > 0.f) {
-          c.U[i] /= c.W[i];
-          c.V[i] /= c.W[i];
-          c.hop[i] = 0;
-        } else if (p) {
-          const size_t j = (size_t)(y / 2) * p->w + x / 2;
-          c.U[i] = p->U[j];
-          c.V[i] = p->V[j];
-          c.hop[i] = (uint8_t)std::min(254, p->hop[j] + 1);
+    return r;
+  };
+  // sum of level k at (X, Y), memoised
+  auto sum = [&](auto&& self, int k, int X, int Y) -> Sum {
+    Level& L = lv[k];
+    const size_t i = (size_t)Y * L.w + X;
+    if (L.done[i]) return L.s[i];
+    Sum r{0.f, 0.f, 0.f};
+    if (k == 1) {
+      r = level1(X, Y);
+    } else {
+      const Level& C = lv[k - 1];
+      for (int y = 2 * Y; y < std::min(2 * Y + 2, C.h); ++y)
+        for (int x = 2 * X; x < std::min(2 * X + 2, C.w); ++x) {
+          const Sum c = self(self, k - 1, x, y);
+          r.w += c.w;
+          r.u += c.u;
+          r.v += c.v;
         }
-      }
-  }
-  // confidence by pyramid distance, 0.3 * 0.7^hop (a table: pow per hole was the cost)
+    }
+    L.s[i] = r;
+    L.done[i] = 1;
+    return r;
+  };
+  // confidence by distance, 0.3 * 0.7^(k - 1) (a table: pow per hole was the cost)
   static const std::vector<float> hop_conf = [] {
     std::vector<float> t(256);
     for (int h = 0; h < 256; ++h) t[h] = 0.3f * std::pow(0.7f, (float)h);
     return t;
   }();
-  const Level& l1 = lv[0];
-  for (int y = 0; y < f.gh; ++y)
-    for (int x = 0; x < f.gw; ++x) {
-      const size_t i = (size_t)y * f.gw + x;
-      if (f.conf[i] >= 0.f) continue;
-      const size_t j = (size_t)(y / 2) * l1.w + x / 2;
-      f.u[i] = l1.U[j];
-      f.v[i] = l1.V[j];
-      f.conf[i] = hop_conf[l1.hop[j]];
+  float* ou = f.u.data();
+  float* ov = f.v.data();
+  float* oc = f.conf.data();
+  for (const uint32_t i : holes) {
+    int X = (int)(i % (uint32_t)gw), Y = (int)(i / (uint32_t)gw);
+    float u = 0.f, v = 0.f;
+    int k = 1;
+    for (; k <= top; ++k) {
+      X >>= 1;
+      Y >>= 1;
+      const Sum s = sum(sum, k, X, Y);
+      if (s.w > 0.f) {
+        u = s.u / s.w;
+        v = s.v / s.w;
+        break;
+      }
     }
+    ou[i] = u;
+    ov[i] = v;
+    oc[i] = hop_conf[std::min(k, top) - 1];
+  }
 }
 
 // Copies a finished row into the output with non-temporal stores: a dense flow is larger
@@ -321,6 +449,48 @@ inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
 #endif
+}
+
+// Marks in `starts` (one bit per block of the row) the blocks whose motion differs from the
+// block before them, i.e. where a run of equal motion starts; block 0 always starts one.
+// Vectorised: comparing block by block mispredicts a branch at every run end.
+void run_starts(const PriorsView& t, size_t row, int gw, std::vector<uint64_t>& starts) {
+  starts.assign(((size_t)gw + 63) / 64, 0);
+  auto same = [&](size_t a, size_t b) {
+    uint64_t ma, mb, ra, rb;
+    std::memcpy(&ma, t.mv + 4 * a, 8);
+    std::memcpy(&mb, t.mv + 4 * b, 8);
+    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
+    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
+    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
+           t.residual[a] == t.residual[b];
+  };
+  uint64_t* bits = starts.data();
+  bits[0] = 1;
+  int bx = 1;
+#if defined(__SSE2__)
+  for (; bx + 16 <= gw; bx += 16) {
+    const size_t b = row + bx;
+    auto ld = [](const void* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+    __m128i eq = _mm_and_si128(_mm_cmpeq_epi8(ld(t.pred_mode + b), ld(t.pred_mode + b - 1)),
+                               _mm_cmpeq_epi8(ld(t.inter_dir + b), ld(t.inter_dir + b - 1)));
+    eq = _mm_and_si128(eq, _mm_cmpeq_epi8(ld(t.residual + b), ld(t.residual + b - 1)));
+    uint32_t same_mask = (uint32_t)_mm_movemask_epi8(eq);
+    uint32_t same_mv = 0;
+    for (int j = 0; j < 8; ++j) {  // two blocks (8 bytes of vectors, 8 of POCs each) per step
+      const size_t c = b + 2 * j;
+      __m128i e = _mm_and_si128(_mm_cmpeq_epi32(ld(t.mv + 4 * c), ld(t.mv + 4 * (c - 1))),
+                                _mm_cmpeq_epi32(ld(t.ref_poc + 2 * c), ld(t.ref_poc + 2 * (c - 1))));
+      e = _mm_and_si128(e, _mm_shuffle_epi32(e, _MM_SHUFFLE(2, 3, 0, 1)));
+      same_mv |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(e)) << (2 * j);
+    }
+    const uint64_t diff = (uint64_t)(~(same_mask & same_mv) & 0xFFFFu);
+    bits[bx >> 6] |= diff << (bx & 63);
+    if ((bx & 63) > 48) bits[(bx >> 6) + 1] |= diff >> (64 - (bx & 63));
+  }
+#endif
+  for (; bx < gw; ++bx)
+    if (!same(row + bx - 1, row + bx)) bits[bx >> 6] |= (uint64_t)1 << (bx & 63);
 }
 
 }  // namespace
@@ -377,37 +547,27 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
     Cand c[2];
     int nc;
     float best;
+    uint32_t b0, len;  // its blocks: b0 .. b0 + len - 1, in one row
+    uint8_t need;
   };
   struct Scratch {
     std::vector<Run> runs;
-    std::vector<uint32_t> run_of;
     std::vector<Acc> exact, other;
-    std::vector<Cand> exact_cand, other_cand;
+    std::vector<Cand> other_cand;
     std::vector<uint8_t> need, need_cell;
+    std::vector<uint64_t> starts;
   };
   thread_local Scratch scratch;
   // plain references: every use of a thread_local in a shared object calls __tls_get_addr
   Scratch& S = scratch;
   auto& runs = S.runs;
-  auto& run_of = S.run_of;
   auto& exact = S.exact;
   auto& other = S.other;
-  auto& exact_cand = S.exact_cand;
   auto& other_cand = S.other_cand;
   auto& need = S.need;
   auto& need_cell = S.need_cell;
   runs.clear();
-  run_of.resize(n);
   need.assign(n, 0);
-  auto same_motion = [&](size_t a, size_t b) {
-    uint64_t ma, mb, ra, rb;
-    std::memcpy(&ma, t.mv + 4 * a, 8);
-    std::memcpy(&mb, t.mv + 4 * b, 8);
-    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
-    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
-    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
-           t.residual[a] == t.residual[b];
-  };
   size_t num_need = 0;
   // raw pointers: byte stores (need) would otherwise make the compiler reload every
   // vector's data pointer in the inner loops
@@ -415,30 +575,38 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   float* __restrict ov = out.v.data();
   float* __restrict oc = out.conf.data();
   uint8_t* __restrict nd_of = need.data();
-  uint32_t* __restrict id_of = run_of.data();
+  auto& starts = S.starts;
   for (int by = 0; by < gh; ++by) {
     const size_t row = (size_t)by * gw;
+    run_starts(t, row, gw, starts);
     int bx = 0;
     while (bx < gw) {
-      const size_t b = row + bx;
+      // the next run start after bx
       int end = bx + 1;
-      while (end < gw && same_motion(b, row + end)) ++end;
+      if (end < gw) {
+        uint64_t w = starts[end >> 6] & (~(uint64_t)0 << (end & 63));
+        int word = end >> 6;
+        while (!w && ++word < (int)starts.size()) w = starts[word];
+        end = w ? std::min(gw, word * 64 + __builtin_ctzll(w)) : gw;
+      }
+      const size_t b = row + bx;
       Run r;
       r.nc = own(b, r.c);
       r.best = 0.f;
       for (int i = 0; i < r.nc; ++i) r.best = std::max(r.best, r.c[i].q);
+      r.b0 = (uint32_t)b;
+      r.len = (uint32_t)(end - bx);
       float u = 0.f, v = 0.f, cf = -1.f;
       fuse(r.c, r.nc, u, v, cf);
       // a block with a vector pointing at T itself needs nothing else
       const uint8_t nd = r.best < 0.8f;
-      const uint32_t id = (uint32_t)runs.size();
+      r.need = nd;
       runs.push_back(r);
       for (size_t i = b; i < row + end; ++i) {
         ou[i] = u;
         ov[i] = v;
         oc[i] = cf;
         nd_of[i] = nd;
-        id_of[i] = id;
       }
       num_need += nd * (size_t)(end - bx);
       bx = end;
@@ -449,8 +617,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
   const size_t min_need = (size_t)(opts.min_need * (float)n);
   // Fuses a block's own candidates with up to two extra ones (q < 0: none); blocks that
   // gain nothing keep the values of pass 1.
-  auto refuse = [&](size_t b, const Cand& e1, const Cand& e2, float& best) {
-    const Run& r = runs[id_of[b]];
+  auto refuse = [&](const Run& r, size_t b, const Cand& e1, const Cand& e2, float& best) {
     best = r.best;
     if (e1.q < 0.f && e2.q < 0.f) return;
     Cand c[4];
@@ -473,7 +640,8 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
     for (int by = 0; by < gh; ++by) {
       const uint8_t* nr = nd_of + (size_t)by * gw;
       uint8_t* cr = need_cell.data() + (size_t)(by / st) * cw;
-      for (int bx = 0; bx < gw; ++bx) cr[bx / st] |= nr[bx];
+      for (int cx = 0, bx = 0; cx < cw; ++cx)  // no division per block
+        for (const int e = std::min(bx + st, gw); bx < e; ++bx) cr[cx] |= nr[bx];
     }
     return need_cell.data();
   };
@@ -504,38 +672,44 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
       if (m->poc == T) {
         exact.assign(n, Acc());
         have_exact = splat_neighbour(*m, P, T, true, 1, need.data(), exact.data(), gw, gh);
-        if (have_exact) cell_candidates(exact, need.data(), exact_cand);
       }
+  // the exact candidate of a block, evaluated where it is used (q < 0: none)
+  auto exact_at = [&](size_t b) {
+    Cand e;
+    if (!splat_candidate(exact[b], e)) e = none;
+    return e;
+  };
+  // Runs still needing candidates take the exact ones, block by block: along a run the
+  // splatted sums mostly repeat (a splatted run of T gives equal sums to the blocks it
+  // covers fully), and so does the fusion.
   num_need = 0;
-  for (int by = 0; by < gh; ++by) {
-    const Cand* erow = have_exact ? exact_cand.data() + (size_t)by * gw : nullptr;
-    // the previous block's inputs and result: along a row both mostly repeat
-    const Cand* last_e = nullptr;
-    uint32_t last_id = UINT32_MAX;
+  for (const Run& r : runs) {
+    if (!r.need) continue;
+    const size_t b1 = (size_t)r.b0 + r.len;
+    if (!have_exact) {
+      if (r.best < opts.need_below)
+        num_need += r.len;
+      else
+        std::memset(nd_of + r.b0, 0, r.len);
+      continue;
+    }
+    const Acc* last_e = nullptr;
     float last_best = 0.f;
     size_t last_b = 0;
-    for (int bx = 0; bx < gw; ++bx) {
-      const size_t b = (size_t)by * gw + bx;
-      if (!nd_of[b]) {
-        last_e = nullptr;
-        continue;
+    for (size_t b = r.b0; b < b1; ++b) {
+      const Acc* e = &exact[b];
+      float best;
+      if (last_e && std::memcmp(e, last_e, sizeof(Acc)) == 0) {
+        best = last_best;
+        ou[b] = ou[last_b];
+        ov[b] = ov[last_b];
+        oc[b] = oc[last_b];
+      } else {
+        refuse(r, b, exact_at(b), none, best);
+        last_e = e;
+        last_best = best;
       }
-      float best = runs[id_of[b]].best;
-      if (erow) {
-        const Cand* e = &erow[bx];
-        if (last_e && id_of[b] == last_id && std::memcmp(e, last_e, sizeof(Cand)) == 0) {
-          best = last_best;
-          ou[b] = ou[last_b];
-          ov[b] = ov[last_b];
-          oc[b] = oc[last_b];
-        } else {
-          refuse(b, *e, none, best);
-          last_e = e;
-          last_id = id_of[b];
-          last_best = best;
-        }
-        last_b = b;
-      }
+      last_b = b;
       if (best < opts.need_below)
         ++num_need;
       else
@@ -556,14 +730,21 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
       any |= splat_neighbour(*m, P, T, false, st, cneed, other.data(), cw, ch);
     if (any) {
       cell_candidates(other, cneed, other_cand);
-      for (int by = 0; by < gh; ++by) {
+      for (const Run& r : runs) {
+        if (!r.need) continue;
+        const int by = (int)(r.b0 / (uint32_t)gw), bx0 = (int)(r.b0 - (uint32_t)by * gw);
         const Cand* orow = other_cand.data() + (size_t)(by / st) * cw;
-        const Cand* erow = have_exact ? exact_cand.data() + (size_t)by * gw : nullptr;
-        for (int bx = 0; bx < gw; ++bx) {
-          const size_t b = (size_t)by * gw + bx;
-          if (!nd_of[b] || orow[bx / st].q < 0.f) continue;
-          float best;
-          refuse(b, erow ? erow[bx] : none, orow[bx / st], best);
+        int cx = bx0 / st, left = st - bx0 % st;  // the block's cell, and blocks left in it
+        for (size_t b = r.b0; b < (size_t)r.b0 + r.len; ++b) {
+          const Cand& o = orow[cx];
+          if (nd_of[b] && o.q >= 0.f) {
+            float best;
+            refuse(r, b, have_exact ? exact_at(b) : none, o, best);
+          }
+          if (--left == 0) {
+            ++cx;
+            left = st;
+          }
         }
       }
     }
