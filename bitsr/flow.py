@@ -24,7 +24,7 @@ from typing import Iterable, Optional, Union
 import numpy as np
 
 from . import _core
-from .priors import PicturePriors
+from .priors import PicturePriors, referenced_pocs
 
 INTERP = ("nearest", "bilinear")
 
@@ -44,13 +44,9 @@ def output_size(p: PicturePriors, factor: int = 1) -> tuple[int, int]:
 def _referenced_pocs(p) -> Optional[list[int]]:
     """POCs any slice of the picture references (lets the rasterizer skip pictures whose
     motion cannot reach the target), or None when unknown."""
-    cached = getattr(type(p), "referenced_pocs", None)
-    if cached is not None:
+    if getattr(type(p), "referenced_pocs", None) is not None:  # cached (PicturePriors)
         return p.referenced_pocs
-    slices = getattr(p, "slices", None)
-    if not slices:
-        return None
-    return sorted({r for s in slices for lst in s["ref_poc"] for r in lst})
+    return referenced_pocs(getattr(p, "slices", None))
 
 
 def _as_torch(arrays):

@@ -33,6 +33,11 @@ SLICE_TYPES = {0: "B", 1: "P", 2: "I"}
 RAW_EXTENSIONS = {".hevc", ".265", ".h265", ".bit", ".bin"}
 
 
+def referenced_pocs(slices) -> "list[int] | None":
+    """Sorted POCs that any of the slices references (any list), or None without slices."""
+    return sorted({r for s in slices for lst in s["ref_poc"] for r in lst}) if slices else None
+
+
 class PicturePriors:
     """What the bitstream says about one picture.
 
@@ -75,8 +80,7 @@ class PicturePriors:
         """Sorted POCs that any slice of the picture references (any list), or None when the
         picture has no slice data; cached (the rasterizer asks for it on every flow)."""
         if self._refs is False:
-            sl = self._pic.slices
-            self._refs = sorted({r for s in sl for lst in s["ref_poc"] for r in lst}) if sl else None
+            self._refs = referenced_pocs(self._pic.slices)
         return self._refs
 
     @property

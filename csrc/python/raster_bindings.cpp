@@ -92,8 +92,7 @@ struct Borrowed {
   std::vector<py::array> keep;
 
   template <class T>
-  const T* get(const py::dict& d, const char* name, int gh, int gw, std::initializer_list<py::ssize_t> tail_list) {
-    const std::vector<py::ssize_t> tail(tail_list);
+  const T* get(const py::dict& d, const char* name, int gh, int gw, std::initializer_list<py::ssize_t> tail) {
     PyObject* item = PyDict_GetItemString(d.ptr(), name);  // borrowed; one lookup per call
     if (!item) throw py::value_error(std::string("priors lack the array '") + name + "'");
     py::handle o(item);
@@ -103,7 +102,7 @@ struct Borrowed {
       throw py::type_error(std::string("'") + name + "' has dtype " + std::string(py::str(a.dtype())) +
                            ", expected " + std::string(py::str(py::dtype::of<T>())));
     bool ok = a.ndim() == (py::ssize_t)(2 + tail.size()) && a.shape(0) == gh && a.shape(1) == gw;
-    for (size_t i = 0; ok && i < tail.size(); ++i) ok = a.shape(2 + i) == tail[i];
+    for (size_t i = 0; ok && i < tail.size(); ++i) ok = a.shape(2 + i) == tail.begin()[i];
     if (!ok) throw py::value_error(std::string("'") + name + "' does not match the 4x4 grid of pred_mode");
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string("'") + name + "' is not C-contiguous");
     keep.push_back(a);

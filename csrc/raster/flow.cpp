@@ -9,7 +9,6 @@
 #include <emmintrin.h>
 #endif
 
-
 namespace bitsr::raster {
 namespace {
 
@@ -47,6 +46,24 @@ struct Cand {
   float u, v, q;
 };
 
+// ORs the 16 bits of a 16-block chunk starting at block bx into a row bitset.
+inline void put_bits(std::vector<uint64_t>& v, int bx, uint64_t bits) {
+  v[bx >> 6] |= bits << (bx & 63);
+  if ((bx & 63) > 48) v[(bx >> 6) + 1] |= bits >> (64 - (bx & 63));
+}
+
+// Index of the first set bit at or after `from` (n if none) in a bitset of n bits.
+inline int next_bit(const std::vector<uint64_t>& v, int from, int n) {
+  if (from >= n) return n;
+  int word = from >> 6;
+  uint64_t w = v[word] & (~(uint64_t)0 << (from & 63));
+  while (!w) {
+    if (++word >= (int)v.size()) return n;
+    w = v[word];
+  }
+  return std::min(n, word * 64 + __builtin_ctzll(w));
+}
+
 // For list L of one row of picture m: `act` marks the blocks with a list-L vector pointing
 // at POC P (inter, list used), `start` those of them that begin a run (the block before is
 // not active or moves differently). One bit per block; vectorised, since comparing block by
@@ -63,10 +80,6 @@ void exact_row_masks(const PriorsView& m, size_t row, int gw, int32_t P, std::ve
     std::memcpy(&ma, m.mv + 4 * a + 2 * L, 4);
     std::memcpy(&mb, m.mv + 4 * b + 2 * L, 4);
     return ma == mb && m.pred_mode[a] == m.pred_mode[b] && m.residual[a] == m.residual[b];
-  };
-  auto put = [](std::vector<uint64_t>& v, int bx, uint64_t bits) {
-    v[bx >> 6] |= bits << (bx & 63);
-    if ((bx & 63) > 48) v[(bx >> 6) + 1] |= bits >> (64 - (bx & 63));
   };
   bool prev = active(row);
   if (prev) {
@@ -99,8 +112,8 @@ void exact_row_masks(const PriorsView& m, size_t row, int gw, int32_t P, std::ve
     a &= ap;
     const uint32_t before = (a << 1 | (prev ? 1u : 0u)) & 0xFFFFu;  // the block before is active
     const uint32_t st = a & ~(before & sm & sv) & 0xFFFFu;
-    put(act, bx, a);
-    put(start, bx, st);
+    put_bits(act, bx, a);
+    put_bits(start, bx, st);
     prev = a >> 15 & 1;
   }
 #endif
@@ -115,16 +128,43 @@ void exact_row_masks(const PriorsView& m, size_t row, int gw, int32_t P, std::ve
   }
 }
 
-// Index of the first set bit at or after `from` (n if none) in a bitset of n bits.
-inline int next_bit(const std::vector<uint64_t>& v, int from, int n) {
-  if (from >= n) return n;
-  int word = from >> 6;
-  uint64_t w = v[word] & (~(uint64_t)0 << (from & 63));
-  while (!w) {
-    if (++word >= (int)v.size()) return n;
-    w = v[word];
+// Marks in `starts` (one bit per block of the row) the blocks whose motion differs from the
+// block before them, i.e. where a run of equal motion starts; block 0 always starts one.
+// Vectorised: comparing block by block mispredicts a branch at every run end.
+void run_starts(const PriorsView& t, size_t row, int gw, std::vector<uint64_t>& starts) {
+  starts.assign(((size_t)gw + 63) / 64, 0);
+  auto same = [&](size_t a, size_t b) {
+    uint64_t ma, mb, ra, rb;
+    std::memcpy(&ma, t.mv + 4 * a, 8);
+    std::memcpy(&mb, t.mv + 4 * b, 8);
+    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
+    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
+    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
+           t.residual[a] == t.residual[b];
+  };
+  starts[0] = 1;
+  int bx = 1;
+#if defined(__SSE2__)
+  for (; bx + 16 <= gw; bx += 16) {
+    const size_t b = row + bx;
+    auto ld = [](const void* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
+    __m128i eq = _mm_and_si128(_mm_cmpeq_epi8(ld(t.pred_mode + b), ld(t.pred_mode + b - 1)),
+                               _mm_cmpeq_epi8(ld(t.inter_dir + b), ld(t.inter_dir + b - 1)));
+    eq = _mm_and_si128(eq, _mm_cmpeq_epi8(ld(t.residual + b), ld(t.residual + b - 1)));
+    uint32_t same_mask = (uint32_t)_mm_movemask_epi8(eq);
+    uint32_t same_mv = 0;
+    for (int j = 0; j < 8; ++j) {  // two blocks (8 bytes of vectors, 8 of POCs each) per step
+      const size_t c = b + 2 * j;
+      __m128i e = _mm_and_si128(_mm_cmpeq_epi32(ld(t.mv + 4 * c), ld(t.mv + 4 * (c - 1))),
+                                _mm_cmpeq_epi32(ld(t.ref_poc + 2 * c), ld(t.ref_poc + 2 * (c - 1))));
+      e = _mm_and_si128(e, _mm_shuffle_epi32(e, _MM_SHUFFLE(2, 3, 0, 1)));
+      same_mv |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(e)) << (2 * j);
+    }
+    put_bits(starts, bx, ~(same_mask & same_mv) & 0xFFFFu);
   }
-  return std::min(n, word * 64 + __builtin_ctzll(w));
+#endif
+  for (; bx < gw; ++bx)
+    if (!same(row + bx - 1, row + bx)) starts[bx >> 6] |= (uint64_t)1 << (bx & 63);
 }
 
 // Splats the motion segments of one neighbour that cross the target's POC: with `exact`,
@@ -451,48 +491,6 @@ inline void stream_fence() {
 #endif
 }
 
-// Marks in `starts` (one bit per block of the row) the blocks whose motion differs from the
-// block before them, i.e. where a run of equal motion starts; block 0 always starts one.
-// Vectorised: comparing block by block mispredicts a branch at every run end.
-void run_starts(const PriorsView& t, size_t row, int gw, std::vector<uint64_t>& starts) {
-  starts.assign(((size_t)gw + 63) / 64, 0);
-  auto same = [&](size_t a, size_t b) {
-    uint64_t ma, mb, ra, rb;
-    std::memcpy(&ma, t.mv + 4 * a, 8);
-    std::memcpy(&mb, t.mv + 4 * b, 8);
-    std::memcpy(&ra, t.ref_poc + 2 * a, 8);
-    std::memcpy(&rb, t.ref_poc + 2 * b, 8);
-    return ma == mb && ra == rb && t.pred_mode[a] == t.pred_mode[b] && t.inter_dir[a] == t.inter_dir[b] &&
-           t.residual[a] == t.residual[b];
-  };
-  uint64_t* bits = starts.data();
-  bits[0] = 1;
-  int bx = 1;
-#if defined(__SSE2__)
-  for (; bx + 16 <= gw; bx += 16) {
-    const size_t b = row + bx;
-    auto ld = [](const void* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); };
-    __m128i eq = _mm_and_si128(_mm_cmpeq_epi8(ld(t.pred_mode + b), ld(t.pred_mode + b - 1)),
-                               _mm_cmpeq_epi8(ld(t.inter_dir + b), ld(t.inter_dir + b - 1)));
-    eq = _mm_and_si128(eq, _mm_cmpeq_epi8(ld(t.residual + b), ld(t.residual + b - 1)));
-    uint32_t same_mask = (uint32_t)_mm_movemask_epi8(eq);
-    uint32_t same_mv = 0;
-    for (int j = 0; j < 8; ++j) {  // two blocks (8 bytes of vectors, 8 of POCs each) per step
-      const size_t c = b + 2 * j;
-      __m128i e = _mm_and_si128(_mm_cmpeq_epi32(ld(t.mv + 4 * c), ld(t.mv + 4 * (c - 1))),
-                                _mm_cmpeq_epi32(ld(t.ref_poc + 2 * c), ld(t.ref_poc + 2 * (c - 1))));
-      e = _mm_and_si128(e, _mm_shuffle_epi32(e, _MM_SHUFFLE(2, 3, 0, 1)));
-      same_mv |= (uint32_t)_mm_movemask_pd(_mm_castsi128_pd(e)) << (2 * j);
-    }
-    const uint64_t diff = (uint64_t)(~(same_mask & same_mv) & 0xFFFFu);
-    bits[bx >> 6] |= diff << (bx & 63);
-    if ((bx & 63) > 48) bits[(bx >> 6) + 1] |= diff >> (64 - (bx & 63));
-  }
-#endif
-  for (; bx < gw; ++bx)
-    if (!same(row + bx - 1, row + bx)) bits[bx >> 6] |= (uint64_t)1 << (bx & 63);
-}
-
 }  // namespace
 
 void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, int32_t T, const FlowOptions& opts,
@@ -581,14 +579,7 @@ void estimate_block_flow(const PriorsView& t, const PriorsView* nb, int num_nb, 
     run_starts(t, row, gw, starts);
     int bx = 0;
     while (bx < gw) {
-      // the next run start after bx
-      int end = bx + 1;
-      if (end < gw) {
-        uint64_t w = starts[end >> 6] & (~(uint64_t)0 << (end & 63));
-        int word = end >> 6;
-        while (!w && ++word < (int)starts.size()) w = starts[word];
-        end = w ? std::min(gw, word * 64 + __builtin_ctzll(w)) : gw;
-      }
+      const int end = next_bit(starts, bx + 1, gw);  // the next run's start
       const size_t b = row + bx;
       Run r;
       r.nc = own(b, r.c);
