@@ -4,18 +4,15 @@ The C++ core parses HEVC down to the CTU syntax and exports, per picture, the mo
 vectors, partitions, prediction modes, QP and residual flags the encoder chose. Those
 priors replace optical flow and patch classifiers in the SR network.
 """
-import sys
-import types
-
 from ._core import BitstreamError, LimitError, UnsupportedStreamError
-from .priors import PicturePriors, extract
-from .io.reader import Frame, Reader, open  # noqa: A004
+from .priors import PicturePriors, Window
+from .io.reader import Frame, PriorsFrame, Reader, extract, iter_frames, open  # noqa: A004
 
 
 def __getattr__(name):
-    # Upscaler pulls in torch: import it only when asked for.
+    # Upscaler pulls in torch: import it only when asked for (PEP 562).
     if name == "Upscaler":
-        from .upscale import Upscaler
+        from .upscaler import Upscaler
 
         return Upscaler
     raise AttributeError(f"module 'bitsr' has no attribute {name!r}")
@@ -29,19 +26,6 @@ def upscale(src, dst=None, scale=4, model="default", device="auto", **options):
     return run(src, dst, scale, model, device, **options)
 
 
-class _Package(types.ModuleType):
-    """``bitsr.upscale`` is the function above; importing the submodule of the same name (which
-    holds ``Upscaler``) would otherwise rebind the package attribute to that module."""
-
-    def __setattr__(self, name, value):
-        if name == "upscale" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -49,9 +33,12 @@ __all__ = [
     "LimitError",
     "UnsupportedStreamError",
     "PicturePriors",
+    "Window",
     "extract",
+    "iter_frames",
     "open",
     "Frame",
+    "PriorsFrame",
     "Reader",
     "Upscaler",
     "upscale",

@@ -24,7 +24,7 @@ from typing import Iterable, Optional, Union
 import numpy as np
 
 from . import _core
-from .priors import PicturePriors, referenced_pocs
+from .priors import PicturePriors, Window, referenced_pocs
 
 INTERP = ("nearest", "bilinear")
 
@@ -116,81 +116,19 @@ def mv_flow(
     return _as_torch(res) if as_torch else res
 
 
-def frame_flow(frame, k: int, **kwargs):
-    """Flow of a :class:`bitsr.Frame` to the frame ``k`` display positions away, using the
-    priors of the frames around it that the reader kept (``lookahead``). Beyond the start or
-    end of the video: zero flow, confidence 0."""
+def window_flow(target: PicturePriors, window: Optional[Window], k: int, **kwargs):
+    """Flow of ``target`` to the picture ``k`` display positions away, using the priors of the
+    pictures around it in ``window`` (a reader's :class:`~bitsr.priors.Window`; None: the
+    target alone). Beyond the start or end of the video: zero flow, confidence 0."""
     k = int(k)
-    window: Optional[tuple] = frame._window
-    size, win = window if window is not None else (0, {0: frame.priors})
-    if abs(k) > size:
-        raise ValueError(f"flow offset {k} is outside the reader's window (open with lookahead >= {abs(k)})")
-    to = win.get(k)
+    if window is None:
+        window = Window(0, {0: target})
+    to = window[k]
     if to is None:
         out = kwargs.get("out")
         if out is not None:
             out[0].fill(0.0)
             out[1].fill(0.0)
             return _as_torch(out) if kwargs.get("as_torch") else out
-        return zero_flow(frame.priors, kwargs.get("factor", 1), 0.0, kwargs.get("as_torch", False))
-    others = [p for off, p in win.items() if off not in (0, k)]
-    return mv_flow(frame.priors, to, others, **kwargs)
-
-
-class PriorsFrame:
-    """A picture in display order with the priors of its neighbours, without pixels (see
-    :func:`iter_frames`); ``flow(k)`` and ``maps()`` work as on :class:`bitsr.Frame`."""
-
-    __slots__ = ("display_index", "priors", "_window")
-
-    def __init__(self, display_index: int, priors: PicturePriors):
-        self.display_index = display_index
-        self.priors = priors
-        self._window = None
-
-    poc = property(lambda self: self.priors.poc)
-    decode_index = property(lambda self: self.priors.decode_index)
-    picture_type = property(lambda self: self.priors.picture_type)
-
-    def flow(self, k: int = -1, **kwargs):
-        return frame_flow(self, k, **kwargs)
-
-    def maps(self, names=None, **kwargs):
-        from .maps import maps
-
-        return maps(self.priors, names, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<bitsr.flow.PriorsFrame display_index={self.display_index} poc={self.poc} type={self.picture_type}>"
-
-
-def display_order(pictures: Iterable[PicturePriors], depth: int = 16):
-    """Decoding-order priors -> output (display) order: POC order within each coded video
-    sequence. HEVC reorders by fewer than 16 pictures (the largest DPB), so a buffer of
-    `depth` pictures suffices. Pictures not meant for output are dropped."""
-    import heapq
-
-    heap: list = []
-    cvs = None
-    for p in pictures:
-        if not p.output_flag:
-            continue
-        if cvs is not None and p.cvs_index != cvs:
-            while heap:
-                yield heapq.heappop(heap)[2]
-        cvs = p.cvs_index
-        heapq.heappush(heap, (p.poc, p.decode_index, p))
-        if len(heap) > depth:
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
-
-
-def iter_frames(path, *, lookahead: int = 2, strict: bool = False, **limits):
-    """Display-order :class:`PriorsFrame` objects of an HEVC file, parsed without decoding
-    pixels, each carrying the priors of ``lookahead`` frames before and after it."""
-    from .io.reader import _windowed
-    from .priors import extract
-
-    frames = (PriorsFrame(i, p) for i, p in enumerate(display_order(extract(path, strict=strict, **limits))))
-    return _windowed(frames, lookahead)
+        return zero_flow(target, kwargs.get("factor", 1), 0.0, kwargs.get("as_torch", False))
+    return mv_flow(target, to, window.others(0, k), **kwargs)

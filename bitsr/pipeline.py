@@ -27,7 +27,7 @@ import torch
 
 from .io.reader import open as bitsr_open
 from .io.writer import ENCODERS, StreamNote, VideoWriter, output_format
-from .upscale import Upscaler
+from .upscaler import Upscaler
 
 
 def _heap_trimmer() -> Callable[[], None]:

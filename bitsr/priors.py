@@ -1,17 +1,21 @@
-"""Per-picture bitstream priors in decoding order (no pixel decoding)."""
+"""The priors data type: what the bitstream says about one picture (docs/schema.md).
+
+:class:`PicturePriors` wraps a parsed picture (the C++ parser's, or the H.264 path's, which
+fills the same schema); :class:`Window` holds the priors of a picture's display-order
+neighbours, which the flow rasterizer reads. The readers of :mod:`bitsr.io` make both; this
+module depends on the extension only, so every layer above can use the type.
+"""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Iterator
+import collections
+import heapq
+from typing import Iterable, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 
 from . import _core
-from .io.demux import (check_path, feed_extradata, iter_packets, named_errors, open_container, packet_offset,
-                       select_stream)
 
-# Per-4x4 arrays, in the order of ../shared/corpus/SCHEMA.md.
+# Per-4x4 arrays, in the order of docs/schema.md.
 BLOCK_ARRAYS = (
     "pred_mode",
     "cu_log2",
@@ -30,7 +34,6 @@ BLOCK_ARRAYS = (
 )
 
 SLICE_TYPES = {0: "B", 1: "P", 2: "I"}
-RAW_EXTENSIONS = {".hevc", ".265", ".h265", ".bit", ".bin"}
 
 
 def referenced_pocs(slices) -> "list[int] | None":
@@ -140,112 +143,81 @@ class PicturePriors:
         )
 
 
-# Parser limits accepted by make_decoder, extract() and open(); defaults in
-# _core.Decoder.default_limits (csrc/hevc/limits.h, README "Hostile input").
-LIMITS = tuple(_core.Decoder.default_limits)
+class Window:
+    """The priors of a frame's display-order neighbours: ``window[k]`` is the picture ``k``
+    frames away (``window[0]`` the frame's own), or None beyond the start or end of the video.
+    ``size`` is the reader's lookahead: offsets with ``|k| <= size`` were kept."""
+
+    __slots__ = ("size", "_pictures")
+
+    def __init__(self, size: int, pictures: Mapping[int, PicturePriors]):
+        self.size = int(size)
+        self._pictures = dict(pictures)
+
+    def __getitem__(self, k: int) -> Optional[PicturePriors]:
+        k = int(k)
+        if abs(k) > self.size:
+            raise ValueError(f"flow offset {k} is outside the reader's window (open with lookahead >= {abs(k)})")
+        return self._pictures.get(k)
+
+    def offsets(self) -> list[int]:
+        """Offsets of the pictures present, ascending."""
+        return sorted(self._pictures)
+
+    def others(self, *exclude: int) -> list[PicturePriors]:
+        """The pictures at every offset but ``exclude``: the frame's own, then earlier ones
+        nearest first, then later ones nearest first (the order the rasterizer gets them)."""
+        return [p for k, p in self._pictures.items() if k not in exclude]
+
+    def __repr__(self) -> str:
+        return f"<bitsr.priors.Window size={self.size} offsets={self.offsets()}>"
 
 
-def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
-    """The parser with resource limits (see LIMITS; 0 or None keeps the default)."""
-    unknown = sorted(set(limits) - set(LIMITS))
-    if unknown:
-        raise TypeError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMITS)}")
-    return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
+F = TypeVar("F")
 
 
-def is_raw_hevc(path: str | os.PathLike) -> bool:
-    """True for an Annex B elementary stream (by extension or by its first bytes)."""
-    p = Path(path)
-    if p.suffix.lower() in RAW_EXTENSIONS:
-        return True
-    with open(p, "rb") as f:
-        head = f.read(4)
-    return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
+def windowed(frames: Iterable[F], size: int) -> Iterator[F]:
+    """Delays frames (objects with ``priors`` and a ``window`` slot) by ``size`` so each one
+    carries the :class:`Window` of the ``size`` frames before and after it in display order.
+    Holds at most ``size`` frames ahead and ``size`` earlier priors."""
+    history: collections.deque = collections.deque(maxlen=size)
+    pending: collections.deque = collections.deque()
+
+    def release():
+        fr = pending.popleft()
+        win = {0: fr.priors}
+        for j, p in enumerate(reversed(history)):
+            win[-1 - j] = p
+        for j, nxt in enumerate(pending):
+            win[1 + j] = nxt.priors
+        fr.window = Window(size, win)
+        if size:
+            history.append(fr.priors)
+        return fr
+
+    for fr in frames:
+        pending.append(fr)
+        if len(pending) > size:
+            yield release()
+    while pending:
+        yield release()
 
 
-def _finished(decoder: "_core.Decoder") -> list:
-    """Pictures finished since the last call, decoding order. The output-order queue, which
-    decoding-order readers do not use, is emptied too: it would keep every picture alive."""
-    decoder.pop_output()
-    return decoder.pop_decoded()
-
-
-def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
-    """Feeds Annex B chunks and yields finished pictures as they complete.
-
-    The parser stops after each finished picture (``yield_pictures=1``), so a chunk full of
-    tiny pictures never holds more than one in memory.
-    """
-    for chunk in chunks:
-        more = decoder.push_annexb(chunk, yield_pictures=1)
-        yield from _finished(decoder)
-        while more:
-            more = decoder.push_annexb(b"", yield_pictures=1)
-            yield from _finished(decoder)
-    while decoder.push_annexb(b"", final=True, yield_pictures=1):
-        yield from _finished(decoder)
-    decoder.flush()
-    yield from _finished(decoder)
-
-
-def _file_chunks(path, size=1 << 20):
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(size)
-            if not b:
-                return
-            yield b
-
-
-def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
-    with open_container(path, raw=False) as c:
-        s = select_stream(c)
-        length_size = feed_extradata(decoder, s)
-        for pkt in iter_packets(c, s, path):
-            decoder.push_packet(pkt, length_size=length_size, offset=packet_offset(pkt))
-            yield from _finished(decoder)
-    decoder.flush()
-    yield from _finished(decoder)
-
-
-def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:
-    """Yields the priors of every decoded picture of an HEVC file, in decoding order.
-
-    Raw Annex B files are read by the C++ parser directly; MP4/MOV/MKV are demuxed with PyAV
-    (no pixel decoding). ``strict=True`` raises :class:`bitsr.BitstreamError` on the first
-    damaged NAL unit instead of concealing it. ``limits`` (``max_luma_samples``,
-    ``max_dimension``, ``max_slice_segments``, ``max_dpb_pictures``, ``max_nal_size``) bound
-    what the parser accepts (:class:`bitsr.LimitError` beyond). Memory stays bounded: only
-    pictures still needed as references are kept by the parser.
-
-    Raises FileNotFoundError for a missing path, :class:`bitsr.UnsupportedStreamError` for a
-    container without HEVC video, and :class:`bitsr.BitstreamError` for anything that is not
-    a readable HEVC stream (a directory, an empty file, no decodable picture, a container
-    FFmpeg cannot read).
-    """
-    path = check_path(path)  # path errors now, not at the first next()
-    # H.264 dispatch (bitsr/io/h264.py): priors from FFmpeg's exported side data
-    from .io.h264 import extract_h264, is_h264
-
-    if is_h264(path):
-        return extract_h264(path, strict=strict, **limits)
-    dec = make_decoder(strict, **limits)
-    return _extract(path, dec)
-
-
-def _extract(path: str, dec: "_core.Decoder") -> Iterator[PicturePriors]:
-    pics = iter_pictures(dec, _file_chunks(path)) if is_raw_hevc(path) else _container_pictures(path, dec)
-    n = 0
-    with named_errors(path):
-        for pic in pics:
-            n += 1
-            yield PicturePriors(pic)
-    if n == 0:
-        raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + _warning_summary(dec))
-
-
-def _warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
-    w = list(dec.warnings)
-    if dec.num_skipped_pictures:
-        w.insert(0, f"{dec.num_skipped_pictures} picture(s) skipped before the first IRAP picture or as RASL")
-    return f" ({'; '.join(w[:n])}{'; ...' if len(w) > n else ''})" if w else ""
+def display_order(pictures: Iterable[PicturePriors], depth: int = 16) -> Iterator[PicturePriors]:
+    """Decoding-order priors -> output (display) order: POC order within each coded video
+    sequence. HEVC reorders by fewer than 16 pictures (the largest DPB), so a buffer of
+    `depth` pictures suffices. Pictures not meant for output are dropped."""
+    heap: list = []
+    cvs = None
+    for p in pictures:
+        if not p.output_flag:
+            continue
+        if cvs is not None and p.cvs_index != cvs:
+            while heap:
+                yield heapq.heappop(heap)[2]
+        cvs = p.cvs_index
+        heapq.heappush(heap, (p.poc, p.decode_index, p))
+        if len(heap) > depth:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]

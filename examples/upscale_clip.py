@@ -77,7 +77,7 @@ def main() -> int:
 
     model = args.model
     if model == "default":
-        from bitsr.upscale import resolve_weights
+        from bitsr.upscaler import resolve_weights
 
         try:
             resolve_weights(model, args.scale)

@@ -116,7 +116,7 @@ def tiny_checkpoint(scale: int = 2, align: str = "mv", **model) -> Path:
     import torch
 
     from bitsr.models import build_model
-    from bitsr.train.trainer import CKPT_FORMAT, save_checkpoint
+    from bitsr.models.checkpoint import CKPT_FORMAT, save_checkpoint
 
     cfg_model = {"type": "BitVSR", "scale": scale, "channels": 8, "branch_blocks": [1, 1, 2], **model}
     key = hashlib.sha1(repr((cfg_model, align)).encode()).hexdigest()[:12]

@@ -74,8 +74,8 @@ def test_window_limits_resolution_and_torch(frames):
     ft, ct = f.flow(-1, as_torch=True)
     assert isinstance(ft, torch.Tensor) and ft.shape == (2,) + y.shape
     # the frame's own flow function and the low-level one agree
-    win = f._window[1]
-    direct = mv_flow(f.priors, win[-1], [p for k, p in win.items() if k not in (0, -1)])
+    win = f.window
+    direct = mv_flow(f.priors, win[-1], win.others(0, -1))
     np.testing.assert_array_equal(direct[0], f.flow(-1)[0])
 
 
@@ -118,7 +118,7 @@ def test_no_flow_across_an_idr():
             assert conf.max() > 0
     assert checked >= 1
     # the pixel-free display-order iterator sees the same frames and the same flow
-    from bitsr.flow import iter_frames
+    from bitsr import iter_frames
 
     pf = list(iter_frames(path, lookahead=1))
     assert [(f.poc, f.priors.cvs_index) for f in pf] == [(f.poc, f.priors.cvs_index) for f in fr]

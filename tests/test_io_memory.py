@@ -5,8 +5,8 @@ import gc
 import tracemalloc
 
 import bitsr
-import bitsr.priors
-from bitsr.priors import make_decoder
+import bitsr.io.hevc
+from bitsr.io.hevc import make_decoder
 from streams import make_hevc
 
 FRAMES = 360
@@ -27,7 +27,8 @@ def test_long_stream_memory_is_flat():
         with bitsr.open(path) as video:
             for frame in video:
                 frame.yuv(), frame.rgb, frame.priors.arrays  # touch everything a user would
-                state = (len(video._pending), len(video._by_packet), len(video._order), len(video._in_order))
+                src = video._source
+                state = (len(src._pending), len(src._by_packet), len(src._order), len(src._in_order))
                 largest_state = max(largest_state, *state)
                 if frame.display_index in (FRAMES // 3, FRAMES - 1):
                     gc.collect()
@@ -59,7 +60,7 @@ def test_extract_keeps_no_finished_pictures(monkeypatch):
         decoders.append(make_decoder(*args, **kw))
         return decoders[-1]
 
-    monkeypatch.setattr(bitsr.priors, "make_decoder", capture)
+    monkeypatch.setattr(bitsr.io.hevc, "make_decoder", capture)
     for path in (raw, mkv):
         n = 0
         for n, _ in enumerate(bitsr.extract(path), 1):

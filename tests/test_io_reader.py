@@ -73,7 +73,7 @@ def test_yuv_layout(name, depth, chroma, planes):
 @pytest.mark.parametrize("lookahead", [0, 1, 3])
 def test_neighbour_priors_window(lookahead):
     """Each frame carries the priors of `lookahead` frames before and after it in display
-    order (Frame._window, the hook for flow between frames); the frames are unchanged."""
+    order (Frame.window, the hook for flow between frames); the frames are unchanged."""
     path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
     with bitsr.open(path, lookahead=0) as video:
         plain = [(f.decode_index, f.poc) for f in video]
@@ -81,11 +81,13 @@ def test_neighbour_priors_window(lookahead):
         frames = list(video)
     assert [(f.decode_index, f.poc) for f in frames] == plain
     for f in frames:
-        size, win = f._window
-        assert size == lookahead
-        assert set(win) == {k for k in range(-lookahead, lookahead + 1) if 0 <= f.display_index + k < 20}
-        for k, p in win.items():
-            assert p.decode_index == frames[f.display_index + k].decode_index
+        win = f.window
+        assert win.size == lookahead
+        assert set(win.offsets()) == {k for k in range(-lookahead, lookahead + 1) if 0 <= f.display_index + k < 20}
+        for k in win.offsets():
+            assert win[k].decode_index == frames[f.display_index + k].decode_index
+        with pytest.raises(ValueError, match="lookahead"):
+            win[lookahead + 1]
     with pytest.raises(ValueError, match="lookahead"):
         bitsr.open(path, lookahead=17)
 

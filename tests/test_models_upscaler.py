@@ -10,9 +10,9 @@ import torch
 import bitsr
 from bitsr.data.inputs import frame_inputs, to_tensors, window_arrays
 from bitsr.models import build_model
-from bitsr.train.trainer import CKPT_FORMAT, save_checkpoint
+from bitsr.models.checkpoint import CKPT_FORMAT, save_checkpoint
 from bitsr.train.validate import run_clip
-from bitsr.upscale import Upscaler, resolve_weights
+from bitsr.upscaler import Upscaler, resolve_weights
 from streams import make_hevc
 
 

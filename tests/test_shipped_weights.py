@@ -10,7 +10,7 @@ import bitsr
 from bitsr.data.encode import EncodeSpec, hevc_writer
 from bitsr.data.imresize import imresize
 from bitsr.train.metrics import psnr_y
-from bitsr.upscale import WEIGHTS_DIR
+from bitsr.upscaler import WEIGHTS_DIR
 
 FRAMES = 10
 

@@ -11,7 +11,7 @@ import pytest
 
 from bitsr.cli.extract import build_parser
 from bitsr.cli.extract import main as extract_main
-from bitsr.flow import iter_frames
+from bitsr import iter_frames
 from streams import make_hevc
 
 

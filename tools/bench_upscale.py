@@ -64,8 +64,8 @@ def checkpoints(scale: int) -> tuple[dict, str]:
     import torch
 
     from bitsr.models import build_model
-    from bitsr.train.trainer import CKPT_FORMAT, load_checkpoint, save_checkpoint
-    from bitsr.upscale import resolve_weights
+    from bitsr.models.checkpoint import CKPT_FORMAT, load_checkpoint, save_checkpoint
+    from bitsr.upscaler import resolve_weights
 
     try:
         ck = load_checkpoint(resolve_weights("default", scale))

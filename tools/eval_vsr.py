@@ -34,7 +34,7 @@ from bitsr.data.imresize import imresize  # noqa: E402
 from bitsr.data.prepare import prepare  # noqa: E402
 from bitsr.train.metrics import psnr_y, ssim_y, to_uint8  # noqa: E402
 from bitsr.train.validate import INPUT_KEYS  # noqa: E402
-from bitsr.upscale import load_model  # noqa: E402
+from bitsr.upscaler import load_model  # noqa: E402
 
 # test-time switches on the trained weights: (label, model attributes, input alignment or None)
 SWITCHES = [

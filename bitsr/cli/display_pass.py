@@ -48,13 +48,13 @@ class DisplayOutputs:
         args = self.args
         window = max([abs(k) for k in self.offsets] + [1])
         if self.viz_dir is not None:
-            import bitsr
+            from ..io.reader import open as open_video
 
-            reader = bitsr.open(args.input, strict=args.strict, lookahead=window)
+            reader = open_video(args.input, strict=args.strict, lookahead=window)
             self._fps = float(reader.fps) if reader.fps else 25.0
             frames = iter(reader)
         else:
-            from ..flow import iter_frames
+            from ..io.reader import iter_frames
 
             frames = iter_frames(args.input, strict=args.strict, lookahead=window)
         bar = None
@@ -127,9 +127,9 @@ class DisplayOutputs:
 
         # flow to the previous frame; the first frame shows its flow to the next one
         flow, conf, k = None, None, -1
-        win = fr._window[1] if fr._window is not None else {}
         for k in (-1, 1):
-            if win.get(k) is not None and win[k].cvs_index == fr.priors.cvs_index:
+            nb = fr.window[k] if fr.window is not None and abs(k) <= fr.window.size else None
+            if nb is not None and nb.cvs_index == fr.priors.cvs_index:
                 flow, conf = fr.flow(k)
                 break
         else:

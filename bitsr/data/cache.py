@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..io.reader import open as open_video
 from .inputs import frame_inputs, window_arrays
 
 ARRAYS = ("lr", "flow", "conf", "flow_next", "conf_next", "maps")
@@ -55,11 +56,9 @@ def _atomic_dir(final: Path, write) -> None:
 
 def decode_inputs(lr_path: str, align: str, max_frames: int = 0):
     """Full-clip model inputs of an LR bitstream: dict of stacked arrays (see module doc)."""
-    import bitsr
-
     fis = []
     prev = None
-    with bitsr.open(lr_path) as video:
+    with open_video(lr_path) as video:
         for fr in video:
             fi = frame_inputs(fr, prev, align, with_next=True)
             prev = fi.lr

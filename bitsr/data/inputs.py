@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..models.spec import MAP_CHANNELS
+
 ALIGNS = ("mv", "dis", "none")
-# Channels of the ``maps`` tensor, on the 4x4 grid (``bitsr.maps`` names): log2 CU size,
-# skip / intra / coded-residual masks, luma QP.
-MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp")
 
 
 @dataclass

@@ -1,7 +1,5 @@
-"""Opening inputs with PyAV: path checks, the codec check, and FFmpeg errors as bitsr errors.
-
-Raw Annex B files are opened with FFmpeg's ``hevc`` demuxer explicitly (its probe rejects
-short or damaged streams, and some extensions such as .bin are not probed as HEVC).
+"""Opening inputs with PyAV: path checks, stream selection, packets and decoding, with
+FFmpeg's errors turned into bitsr errors naming the file. Shared by the HEVC and H.264 readers.
 """
 from __future__ import annotations
 
@@ -12,10 +10,6 @@ from typing import Iterator, Optional, Union
 import av
 
 from .. import _core
-
-# Codecs bitsr reads. Another codec gets UnsupportedStreamError from `select_stream`.
-SUPPORTED_CODECS = ("hevc",)
-
 
 def check_path(path: Union[str, os.PathLike]) -> str:
     """The path as str; FileNotFoundError if missing, BitstreamError if not a non-empty file."""
@@ -60,37 +54,40 @@ def packet_offset(pkt: "av.Packet") -> int:
     return pos if pos is not None and pos >= 0 else 0
 
 
-def open_container(path: str, raw: bool) -> "av.container.InputContainer":
+def open_container(path: str, format: Optional[str] = None) -> "av.container.InputContainer":  # noqa: A002
+    """``format``: FFmpeg's demuxer for a raw stream ('hevc', 'h264'); None probes."""
     with av_errors(path, "cannot open as a video file"):
-        return av.open(path, format="hevc" if raw else None)
+        return av.open(path, format=format)
 
 
 def codec_name(s) -> Optional[str]:
-    cc = s.codec_context  # None when FFmpeg has no decoder for the stream (damaged headers)
+    """FFmpeg's codec name of a stream; None when FFmpeg has no decoder for it (damaged headers)."""
+    cc = s.codec_context
     return cc.name if cc is not None else None
 
 
-def select_stream(container: "av.container.InputContainer") -> "av.VideoStream":
-    """The video stream bitsr reads: the first one whose codec bitsr supports. This is the
-    only place that decides which codecs are accepted."""
+def select_stream(container: "av.container.InputContainer", codec: str) -> "av.VideoStream":
+    """The first video stream of ``codec``; UnsupportedStreamError naming the streams found."""
     for s in container.streams.video:
-        if codec_name(s) in SUPPORTED_CODECS:
+        if codec_name(s) == codec:
             return s
     names = [codec_name(s) or "unknown" for s in container.streams.video]
     raise _core.UnsupportedStreamError(
         f"{container.name}: no HEVC or H.264 video stream (video streams: {', '.join(names) or 'none'})")
 
 
-def feed_extradata(decoder: "_core.Decoder", stream: "av.VideoStream") -> int:
-    """Gives the stream's parameter sets (hvcC or Annex B extradata) to the parser; returns
-    the NAL length size of the packets (0: Annex B)."""
-    extra = stream.codec_context.extradata
-    if not extra:
-        return 0
-    if extra[:1] == b"\x01" and len(extra) >= 23:  # hvcC (ISO/IEC 14496-15)
-        return decoder.push_hvcc(extra)
-    decoder.push_annexb(extra, final=True)
-    return 0
+def decode(cc, packet, path: str, strict: bool, warn) -> list:
+    """Frames FFmpeg outputs for ``packet`` (None: drain). A decoding error raises
+    BitstreamError when ``strict``, else goes to ``warn(message)`` and yields no frame."""
+    try:
+        return cc.decode(packet)
+    except av.FFmpegError as e:
+        what = f"packet {packet.opaque[0]}" if packet is not None else "the last frames"
+        msg = f"FFmpeg could not decode {what}: {getattr(e, 'strerror', None) or e}"
+        if strict:
+            raise _core.BitstreamError(f"{path}: {msg}") from e
+        warn(msg)
+        return []
 
 
 def iter_packets(container, stream, path: str) -> Iterator["av.Packet"]:

@@ -9,6 +9,9 @@ written for HEVC priors (the flow rasterizer) reads them unchanged.
 
 What FFmpeg does not export is filled in by stated rules:
 
+This module is the H.264 half of :class:`bitsr.Reader` (:class:`H264Source`) and of
+:func:`bitsr.extract` (:func:`extract_h264`).
+
 * Decode order: each packet carries its index through the decoder (``copy_opaque``), so a
   frame knows its ``decode_index``.
 * References: FFmpeg says only which list a vector uses (its ``source`` is -1 for list 0 and
@@ -29,21 +32,18 @@ What FFmpeg does not export is filled in by stated rules:
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import av
 import numpy as np
 
 from .. import _core
 from ..priors import PicturePriors
-from .demux import av_errors, check_path, codec_name, iter_packets
-from .reader import Frame, Reader
+from .demux import decode, iter_packets, open_container, select_stream
+from .formats import is_raw
+from .hevc import check_limits
 
-H264_EXTENSIONS = {".h264", ".264", ".avc", ".26l", ".jsv"}
-HEVC_EXTENSIONS = {".hevc", ".265", ".h265"}
 UNUSED_POC = np.iinfo(np.int32).min
 # A decode index that no output frame has claimed after this many later packets produced
 # output is taken as dropped (H.264 reorders by at most 16 frames).
@@ -53,30 +53,6 @@ _PICT_TYPE_TO_SLICE = {1: 2, 2: 1, 3: 0, 5: 2, 6: 1}
 # part_mode by [w // 8 - 1, h // 8 - 1] of the exported block: 8x8 NxN 3, 8x16 Nx2N 2,
 # 16x8 2NxN 1, 16x16 2Nx2N 0
 _PART_LUT = np.array([[3, 2], [1, 0]], np.uint8)
-
-
-def is_h264(path: str | os.PathLike) -> bool:
-    """True when `path` holds H.264 and no HEVC video (by extension, else by FFmpeg's probe)."""
-    p = Path(path)
-    ext = p.suffix.lower()
-    if ext in H264_EXTENSIONS:
-        return True
-    if ext in HEVC_EXTENSIONS or not p.is_file():
-        return False
-    try:
-        with av.open(str(p)) as c:
-            names = [codec_name(s) for s in c.streams.video]
-    except (av.FFmpegError, OSError):
-        return False  # the HEVC path reports the error
-    return "h264" in names and "hevc" not in names
-
-
-def h264_stream(container: "av.container.InputContainer"):
-    for s in container.streams.video:
-        if codec_name(s) == "h264":
-            return s
-    names = [codec_name(s) or "unknown" for s in container.streams.video]
-    raise _core.UnsupportedStreamError(f"no H.264 video stream (video streams: {names or 'none'})")
 
 
 def nal_header_bytes(data: bytes, length_size: int) -> Iterator[int]:
@@ -350,13 +326,12 @@ class H264Priors:
 
 def _open_stream(path: str, threads: int, limits: dict, *, skip_loop_filter: bool, strict: bool):
     """(container, stream, NAL length size or 0 for Annex B) with FFmpeg set to export."""
-    raw = Path(path).suffix.lower() in H264_EXTENSIONS
-    with av_errors(path, "cannot open as a video file"):
-        c = av.open(path, format="h264" if raw else None)
+    check_limits(limits)
+    c = open_container(path, "h264" if is_raw(path, "h264") else None)
     try:
-        s = h264_stream(c)
+        s = select_stream(c, "h264")
         cc = s.codec_context
-        _check_limits(cc.width, cc.height, limits)
+        _check_size(cc.width, cc.height, limits)
         # Frame threads make FFmpeg's exported vectors nondeterministic (and sometimes drop
         # the packet's opaque); slice threads are safe.
         cc.thread_type = "SLICE"
@@ -376,7 +351,7 @@ def _open_stream(path: str, threads: int, limits: dict, *, skip_loop_filter: boo
     return c, s, length_size
 
 
-def _check_limits(width: int, height: int, limits: dict) -> None:
+def _check_size(width: int, height: int, limits: dict) -> None:
     md, ml = limits.get("max_dimension") or 0, limits.get("max_luma_samples") or 0
     if (md and max(width, height) > md) or (ml and width * height > ml):
         raise _core.LimitError(f"picture size {width}x{height} exceeds the configured limit")
@@ -405,32 +380,19 @@ def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool
             p = heapq.heappop(waiting)[2]
             yield st.priors(p), p.frame
 
-    def decode(packet):
-        try:
-            return cc.decode(packet)
-        except av.FFmpegError as e:
-            what = f"packet {packet.opaque[0]}" if packet is not None else "the last frames"
-            msg = f"FFmpeg could not decode {what}: {getattr(e, 'strerror', None) or e}"
-            if strict:
-                raise _core.BitstreamError(f"{path}: {msg}") from e
-            warn(msg)
-            return []
-
     for packet in iter_packets(container, stream, path):
         st.on_packet(packet, bytes(packet), length_size)
-        take(decode(packet))
+        take(decode(cc, packet, path, strict, warn))
         yield from release()
-    take(decode(None))
+    take(decode(cc, None, path, strict, warn))
     st.finish()
     yield from release(final=True)
 
 
-def extract_h264(path: str | os.PathLike, *, strict: bool = False, threads: int = 0,
-                 **limits) -> Iterator[PicturePriors]:
-    """Priors of every frame of an H.264 file in decode order. FFmpeg decodes the pixels to
-    export them (with the loop filter skipped: no exported syntax depends on it). Opening
-    errors are raised here, at call time, like bitsr.extract's for HEVC."""
-    path = check_path(path)
+def extract_h264(path: str, *, strict: bool = False, threads: int = 0, **limits) -> Iterator[PicturePriors]:
+    """Priors of every frame of an H.264 file (checked path) in decode order. FFmpeg decodes
+    the pixels to export them (with the loop filter skipped: no exported syntax depends on
+    it). Opening errors are raised here, at call time, like the HEVC path's."""
     c, s, ls = _open_stream(path, threads, limits, skip_loop_filter=True, strict=strict)
     return _extract(c, s, ls, strict, path)
 
@@ -445,43 +407,22 @@ def _extract(c, s, ls, strict, path) -> Iterator[PicturePriors]:
         raise _core.BitstreamError(f"{path}: no decodable H.264 picture found")
 
 
-class H264Reader(Reader):
-    """bitsr.open for H.264: frames in display order with priors (see the module doc). The
-    Reader's interface (iteration, lookahead window, warnings, timestamps) is unchanged."""
+class H264Source:
+    """The H.264 half of :class:`bitsr.Reader`: (priors, FFmpeg frame, pts) in display order."""
 
-    def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
-                 **limits):
-        if not 0 <= int(lookahead) <= 16:
-            raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
-        self.lookahead = int(lookahead)
-        self.path = check_path(path)
-        self.strict = strict
-        self._iter = None
-        self._container = None
-        self._container, self.stream, self._length_size = _open_stream(
-            self.path, threads, limits, skip_loop_filter=False, strict=strict)
-        self.is_raw = self._container.format.name == "h264"
-        self._fps = self.fps
-        self.warnings: list[str] = []
-        self.num_warnings = 0
-        self.num_frames = 0
+    codec = "h264"
+    num_skipped_pictures = 0  # FFmpeg does not say; H.264 has no RASL pictures to skip
 
-    @property
-    def num_skipped_pictures(self) -> int:
-        return 0  # FFmpeg does not say; H.264 has no RASL pictures to skip
+    def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None]):
+        self.path, self.strict, self._warn = path, strict, warn
+        self.container, self.stream, self._length_size = _open_stream(
+            path, threads, limits, skip_loop_filter=False, strict=strict)
+        self.is_raw = self.container.format.name == "h264"
 
-    def _frames(self) -> Iterator[Frame]:
-        try:
-            for pri, f in _frames(self._container, self.stream, self._length_size, self.strict, True, "display",
-                                  self.path, self._warn):
-                i = self.num_frames
-                if f.pts is not None and self.time_base is not None:
-                    time = float(f.pts * self.time_base)
-                else:
-                    time = float(i / self._fps) if self._fps else None
-                self.num_frames += 1
-                yield Frame(i, pri, f, f.pts, self.time_base, time)
-            if self.num_frames == 0:
-                raise _core.BitstreamError(f"{self.path}: no decodable H.264 picture found")
-        finally:
-            self._close_container()
+    def empty_message(self) -> str:
+        return f"{self.path}: no decodable H.264 picture found"
+
+    def frames(self) -> Iterator[tuple[PicturePriors, "av.VideoFrame", Optional[int]]]:
+        for pri, f in _frames(self.container, self.stream, self._length_size, self.strict, True, "display",
+                              self.path, self._warn):
+            yield pri, f, f.pts

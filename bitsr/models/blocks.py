@@ -56,6 +56,15 @@ class Upsampler(nn.Module):
         return F.pixel_shuffle(F.conv2d(win, self.conv.weight, self.conv.bias), self.scale)
 
 
+def keys_cubic(x: torch.Tensor) -> torch.Tensor:
+    """Keys cubic convolution kernel with a = -0.5, MATLAB's ``cubic`` (the evaluation's bicubic
+    baseline, :func:`bitsr.data.imresize.cubic`, uses the same; the tests hold them equal)."""
+    ax = x.abs()
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
+            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
+
+
 class MatlabBicubicUp(nn.Module):
     """Fixed x``scale`` upsampling with MATLAB's bicubic (``imresize(x, s)``: Keys a = -0.5,
     symmetric padding), as a depthwise 5x5 convolution per output phase + pixel shuffle.
@@ -66,16 +75,12 @@ class MatlabBicubicUp(nn.Module):
 
     def __init__(self, scale: int, channels: int = 3):
         super().__init__()
-        import numpy as np
-
-        from ..data.imresize import cubic
-
         self.scale, self.channels = scale, channels
-        d = (np.arange(scale) + 0.5) / scale - 0.5  # sub-pixel offset of each output phase
-        taps = cubic(d[:, None] - np.arange(-2, 3)[None, :])  # [s, 5]
-        taps /= taps.sum(1, keepdims=True)
-        k = np.einsum("ay,bx->abyx", taps, taps).reshape(scale * scale, 1, 5, 5)
-        w = torch.from_numpy(np.tile(k, (channels, 1, 1, 1))).float()
+        d = (torch.arange(scale, dtype=torch.float64) + 0.5) / scale - 0.5  # sub-pixel offset of each output phase
+        taps = keys_cubic(d[:, None] - torch.arange(-2, 3, dtype=torch.float64)[None, :])  # [s, 5]
+        taps /= taps.sum(1, keepdim=True)
+        k = torch.einsum("ay,bx->abyx", taps, taps).reshape(scale * scale, 1, 5, 5)
+        w = k.repeat(channels, 1, 1, 1).float()
         self.register_buffer("weight", w, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

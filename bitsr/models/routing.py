@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..data.inputs import MAP_CHANNELS
+from .spec import MAP_CHANNELS
 
 _CU, _INTRA, _RES = MAP_CHANNELS.index("cu_log2"), MAP_CHANNELS.index("intra"), MAP_CHANNELS.index("residual")
 

@@ -23,11 +23,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data.dataset import VSRClipDataset, VSRTrainDataset
 from ..models import build_model
+from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, save_checkpoint
 from .losses import CharbonnierLoss
 from .validate import score_clip
-
-CKPT_FORMAT = "bitsr-vsr-1"
-
 
 class IterationSampler(Sampler):
     """Batches of sample ids for iterations [start, iters): id = (it * world + rank) * B + k, so
@@ -48,19 +46,6 @@ class IterationSampler(Sampler):
 def _plain(x):
     """Config -> JSON-able plain values (YAML may give tuples etc.)."""
     return json.loads(json.dumps(x))
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    ck = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{path}: not a bitsr model checkpoint")
-    return ck
 
 
 class Trainer:

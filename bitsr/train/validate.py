@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..models.spec import INPUT_KEYS
 from .metrics import psnr_y, ssim_y, to_uint8
-
-INPUT_KEYS = ("lr", "flow", "conf", "maps", "flow_next", "conf_next")
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ import torch
 
 from .data.inputs import frame_inputs, to_tensors, window_arrays
 from .models import build_model
+from .models.checkpoint import load_checkpoint
 from .tiling import run_tiled
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -50,8 +51,6 @@ def resolve_weights(model: str | os.PathLike, scale: int) -> Path:
 
 def load_model(model: str | os.PathLike, scale: int, device="cpu"):
     """(network in eval mode, training config) from a checkpoint written by ``bitsr train``."""
-    from .train.trainer import load_checkpoint
-
     path = resolve_weights(model, scale)
     ck = load_checkpoint(path, map_location="cpu")
     cfg = ck["config"]

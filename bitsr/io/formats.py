@@ -1,0 +1,51 @@
+"""Which codec a file holds: the one extension table and the one dispatch of bitsr's readers.
+
+Raw elementary streams are recognised by extension (FFmpeg's probe rejects short or damaged
+raw streams, and some extensions such as .bin are not probed at all) or, for HEVC, by an
+Annex B start code; containers (MP4, MOV, MKV, ...) by FFmpeg's probe of their streams.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import av
+
+from .demux import codec_name
+
+# Raw elementary-stream extensions -> (codec, FFmpeg demuxer).
+RAW_FORMATS = {
+    ".hevc": "hevc", ".265": "hevc", ".h265": "hevc", ".bit": "hevc", ".bin": "hevc",
+    ".h264": "h264", ".264": "h264", ".avc": "h264", ".26l": "h264", ".jsv": "h264",
+}
+
+
+def is_raw(path: str | os.PathLike, codec: str) -> bool:
+    """True when ``path`` is a raw elementary stream of ``codec``: by extension, or for HEVC by
+    an Annex B start code at the start of the file."""
+    p = Path(path)
+    ext = RAW_FORMATS.get(p.suffix.lower())
+    if ext is not None:
+        return ext == codec
+    if codec != "hevc":
+        return False
+    with open(p, "rb") as f:
+        head = f.read(4)
+    return head[:3] == b"\x00\x00\x01" or head == b"\x00\x00\x00\x01"
+
+
+def detect_codec(path: str | os.PathLike) -> str:
+    """'hevc' or 'h264': the reader for ``path``. Raw streams go by extension; a container (or
+    a raw stream without a known extension) holding H.264 and no HEVC is read as H.264;
+    anything else (including files FFmpeg cannot open) goes to the HEVC reader, which
+    reports the problem by name."""
+    codec = RAW_FORMATS.get(Path(path).suffix.lower())
+    if codec is not None:
+        return codec
+    try:
+        with av.open(str(path)) as c:
+            names = [codec_name(s) for s in c.streams.video]
+    except (av.FFmpegError, OSError):
+        return "hevc"
+    return "h264" if "h264" in names and "hevc" not in names else "hevc"

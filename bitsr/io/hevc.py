@@ -1,0 +1,261 @@
+"""HEVC input: bitsr's own parser for the priors, FFmpeg (PyAV) for the pixels.
+
+``extract_hevc`` parses without decoding pixels (raw Annex B files are fed to the parser
+directly, containers are demuxed by PyAV). :class:`HevcSource` is the HEVC half of
+:class:`bitsr.Reader`: one pass over the container's packets feeds both the parser (priors)
+and FFmpeg's decoder (pixels); the parser gets each packet first, so its limits also protect
+FFmpeg.
+
+Pairing. Every packet is numbered and the number rides through FFmpeg on the packet's
+``opaque`` field (``copy_opaque``), so each output frame names the access unit it was
+decoded from, and through it the parsed picture. The parser's own output order (it runs
+the DPB output process, C.5.2) is the cross-check: when FFmpeg outputs a picture earlier
+than the parser would, the parser is bumped; pictures the parser outputs but FFmpeg never
+does (e.g. FFmpeg failed to decode them) are dropped with a warning, and frames FFmpeg
+outputs for which the parser has no picture are skipped with a warning (``strict=True``
+raises instead). Both sides drop pictures before the first IRAP picture and the RASL
+pictures of a CRA picture that starts decoding; pictures still waiting for output when a CRA
+picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requires.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable, Iterator, Optional
+
+import av
+
+from .. import _core
+from ..priors import PicturePriors
+from .demux import decode, iter_packets, named_errors, open_container, packet_offset, select_stream
+from .formats import is_raw
+
+CRA_NUT = 21
+
+# Parser limits accepted by make_decoder, bitsr.extract() and bitsr.open(); defaults in
+# _core.Decoder.default_limits (csrc/hevc/limits.h, README "Hostile input").
+LIMITS = tuple(_core.Decoder.default_limits)
+
+
+def check_limits(limits: dict) -> None:
+    """TypeError for a limit name the parser does not know."""
+    unknown = sorted(set(limits) - set(LIMITS))
+    if unknown:
+        raise TypeError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMITS)}")
+
+
+def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
+    """The parser with resource limits (see LIMITS; 0 or None keeps the default)."""
+    check_limits(limits)
+    return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
+
+
+def warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
+    """The parser's first warnings, for an error message (empty when there are none)."""
+    w = list(dec.warnings)
+    if dec.num_skipped_pictures:
+        w.insert(0, f"{dec.num_skipped_pictures} picture(s) skipped before the first IRAP picture or as RASL")
+    return f" ({'; '.join(w[:n])}{'; ...' if len(w) > n else ''})" if w else ""
+
+
+def feed_extradata(decoder: "_core.Decoder", stream: "av.VideoStream") -> int:
+    """Gives the stream's parameter sets (hvcC or Annex B extradata) to the parser; returns
+    the NAL length size of the packets (0: Annex B)."""
+    extra = stream.codec_context.extradata
+    if not extra:
+        return 0
+    if extra[:1] == b"\x01" and len(extra) >= 23:  # hvcC (ISO/IEC 14496-15)
+        return decoder.push_hvcc(extra)
+    decoder.push_annexb(extra, final=True)
+    return 0
+
+
+def _finished(decoder: "_core.Decoder") -> list:
+    """Pictures finished since the last call, decoding order. The output-order queue, which
+    decoding-order readers do not use, is emptied too: it would keep every picture alive."""
+    decoder.pop_output()
+    return decoder.pop_decoded()
+
+
+def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
+    """Feeds Annex B chunks and yields finished pictures as they complete.
+
+    The parser stops after each finished picture (``yield_pictures=1``), so a chunk full of
+    tiny pictures never holds more than one in memory.
+    """
+    for chunk in chunks:
+        more = decoder.push_annexb(chunk, yield_pictures=1)
+        yield from _finished(decoder)
+        while more:
+            more = decoder.push_annexb(b"", yield_pictures=1)
+            yield from _finished(decoder)
+    while decoder.push_annexb(b"", final=True, yield_pictures=1):
+        yield from _finished(decoder)
+    decoder.flush()
+    yield from _finished(decoder)
+
+
+def _file_chunks(path, size=1 << 20):
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(size)
+            if not b:
+                return
+            yield b
+
+
+def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.Picture"]:
+    with open_container(path) as c:
+        s = select_stream(c, "hevc")
+        length_size = feed_extradata(decoder, s)
+        for pkt in iter_packets(c, s, path):
+            decoder.push_packet(pkt, length_size=length_size, offset=packet_offset(pkt))
+            yield from _finished(decoder)
+    decoder.flush()
+    yield from _finished(decoder)
+
+
+def extract_hevc(path: str, *, strict: bool = False, threads: int = 0, **limits) -> Iterator[PicturePriors]:
+    """Priors of every decoded picture of an HEVC file (checked path), decoding order. The
+    parser is made (and its limits checked) now; parsing starts at the first next()."""
+    dec = make_decoder(strict, **limits)
+    return _extract(path, dec)
+
+
+def _extract(path: str, dec: "_core.Decoder") -> Iterator[PicturePriors]:
+    pics = iter_pictures(dec, _file_chunks(path)) if is_raw(path, "hevc") else _container_pictures(path, dec)
+    n = 0
+    with named_errors(path):
+        for pic in pics:
+            n += 1
+            yield PicturePriors(pic)
+    if n == 0:
+        raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + warning_summary(dec))
+
+
+class HevcSource:
+    """The HEVC half of :class:`bitsr.Reader`: (priors, FFmpeg frame, pts) in display order.
+    See the module doc for the pairing; ``warn(message)`` receives the disagreements."""
+
+    codec = "hevc"
+
+    def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None]):
+        self.path, self.strict, self._warn = path, strict, warn
+        self._decoder = make_decoder(strict, **limits)
+        self.is_raw = is_raw(path, "hevc")
+        self.container = open_container(path, "hevc" if self.is_raw else None)
+        try:
+            self.stream = select_stream(self.container, "hevc")
+            cc = self.stream.codec_context
+            cc.thread_type = "AUTO"
+            cc.thread_count = int(threads)  # 0: FFmpeg picks
+            cc.copy_opaque = True
+            with named_errors(path):
+                self._length_size = feed_extradata(self._decoder, self.stream)
+        except BaseException:
+            self.container.close()
+            raise
+        # Pairing state, all bounded by the DPB size plus FFmpeg's frame-thread delay.
+        self._pending: dict[int, tuple] = {}  # decode_index -> (Picture, packet number, pts)
+        self._by_packet: dict[int, list[int]] = {}  # packet number -> decode indices
+        self._order: collections.deque = collections.deque()  # parser output order
+        self._in_order: set[int] = set()
+        self._cvs_starts: collections.deque = collections.deque(maxlen=8)  # (cvs_index, nal_type)
+
+    @property
+    def num_skipped_pictures(self) -> int:
+        return self._decoder.num_skipped_pictures
+
+    def empty_message(self) -> str:
+        """Why no frame came out (for the error when none did)."""
+        return f"{self.path}: no decodable HEVC picture found" + warning_summary(self._decoder)
+
+    # -- one pass: parser first, then FFmpeg --------------------------------------------
+    def frames(self) -> Iterator[tuple[PicturePriors, "av.VideoFrame", Optional[int]]]:
+        with named_errors(self.path):
+            yield from self._pass()
+
+    def _pass(self):
+        dec, cc = self._decoder, self.stream.codec_context
+        for n, packet in enumerate(iter_packets(self.container, self.stream, self.path)):
+            dec.push_packet(packet, length_size=self._length_size, offset=packet_offset(packet))
+            self._take_pictures(n, packet.pts)
+            # A fresh object per packet: PyAV keys opaque values by id(), so a shared small
+            # int would be released by whichever frame holding it dies first.
+            packet.opaque = (n,)
+            yield from self._paired(decode(cc, packet, self.path, self.strict, self._warn))
+        dec.flush()
+        self._take_pictures(None, None)
+        yield from self._paired(decode(cc, None, self.path, self.strict, self._warn))
+        for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
+            self._drop(d, "FFmpeg did not output it")
+
+    def _paired(self, av_frames):
+        for f in av_frames:
+            fr = self._pair(f)
+            if fr is not None:
+                yield fr
+
+    def _take_pictures(self, packet: Optional[int], pts: Optional[int]) -> None:
+        for pic in self._decoder.pop_decoded():
+            # push_packet ends the access unit, so a picture comes out with its own packet;
+            # pictures with pic_output_flag 0 are output by neither side.
+            if not self._cvs_starts or self._cvs_starts[-1][0] != pic.cvs_index:
+                self._cvs_starts.append((pic.cvs_index, pic.nal_type))
+                if pic.nal_type == CRA_NUT:
+                    # A CRA starting a CVS (after an end-of-sequence NAL unit) implies
+                    # NoOutputOfPriorPicsFlag = 1 (C.5.2.2): the parser and FFmpeg both discard
+                    # the earlier pictures still waiting for output.
+                    for d in [d for d, v in self._pending.items()
+                              if v[0].cvs_index < pic.cvs_index and d not in self._in_order]:
+                        self._drop(d, "discarded at the start of a new sequence")
+            if pic.pic_output_flag:
+                self._pending[pic.decode_index] = (pic, packet, pts)
+                self._by_packet.setdefault(packet, []).append(pic.decode_index)
+        for pic in self._decoder.pop_output():
+            self._order.append(pic.decode_index)
+            self._in_order.add(pic.decode_index)
+
+    def _pair(self, f: "av.VideoFrame"):
+        tag = f.opaque
+        packet = tag[0] if tag is not None else None
+        ids = self._by_packet.get(packet)
+        if not ids:
+            self._problem(f"FFmpeg output a frame (packet {packet}, pts {f.pts}) for which the parser has "
+                          "no picture; frame skipped")
+            return None
+        d = ids[0]
+        if len(ids) > 1:  # several pictures in one packet: the earliest in output order
+            d = min(ids, key=lambda i: self._order.index(i) if i in self._in_order else len(self._order))
+        ids.remove(d)
+        if not ids:
+            del self._by_packet[packet]
+        while d not in self._in_order and self._decoder.bump_one():
+            self._take_pictures(None, None)
+        if d in self._in_order:
+            while self._order[0] != d:
+                self._drop(self._order[0], "FFmpeg output a later picture first")
+            self._order.popleft()
+            self._in_order.discard(d)
+        else:
+            self._problem(f"FFmpeg output picture decode_index {d} that the parser does not output")
+        pic, _, pts = self._pending.pop(d)
+        return PicturePriors(pic), f, (f.pts if f.pts is not None else pts)
+
+    def _drop(self, d: int, why: str) -> None:
+        if d in self._in_order:
+            self._order.remove(d)
+            self._in_order.discard(d)
+        pic, packet, _ = self._pending.pop(d)
+        ids = self._by_packet.get(packet)
+        if ids is not None:
+            ids.remove(d)
+            if not ids:
+                del self._by_packet[packet]
+        if (pic.cvs_index + 1, CRA_NUT) in self._cvs_starts:
+            return  # discarded by design, see _take_pictures
+        self._problem(f"picture POC {pic.poc} (decode_index {d}) has no FFmpeg frame: {why}; dropped")
+
+    def _problem(self, msg: str) -> None:
+        if self.strict:
+            raise _core.BitstreamError(f"{self.path}: {msg}")
+        self._warn(msg)

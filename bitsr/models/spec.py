@@ -1,0 +1,13 @@
+"""What the networks take: the contract between the inputs layer (:mod:`bitsr.data.inputs`,
+which builds the tensors from frames and priors) and the archs (which read channels by name).
+
+Defined here, beside the archs, so that the models depend on torch and each other only.
+"""
+from __future__ import annotations
+
+# Channels of the ``maps`` tensor, on the 4x4 grid (``bitsr.maps`` names): log2 CU size,
+# skip / intra / coded-residual masks, luma QP.
+MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp")
+
+# Keyword inputs of a network's forward, in the order runners pass them.
+INPUT_KEYS = ("lr", "flow", "conf", "maps", "flow_next", "conf_next")
