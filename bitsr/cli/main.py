@@ -1,24 +1,23 @@
 """bitsr: command-line entry point. Each subcommand lives in its own module exposing
-``main(argv)`` and a one-line ``HELP``."""
+``main(argv, prog)``, imported only when that subcommand runs."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-# subcommand -> module under bitsr.cli
+# subcommand -> (module under bitsr.cli, one line of help; tests hold it equal to the module's)
 COMMANDS = {
-    "extract": "extract",
-    "upscale": "upscale",
-    "prepare": "prepare",
-    "train": "train",
+    "extract": ("extract", "dump the bitstream priors of an HEVC file."),
+    "upscale": ("upscale", "compressed video in, upscaled video out."),
+    "prepare": ("prepare", "make HR/LR training pairs (MATLAB-bicubic LR encoded with libx265)."),
+    "train": ("train", "train a video SR model from a YAML config."),
 }
 
 
 def _usage() -> str:
     lines = ["usage: bitsr COMMAND [options]", "", "Bitstream-guided super-resolution of compressed video.", "", "commands:"]
-    for name, mod in COMMANDS.items():
-        doc = (importlib.import_module(f"bitsr.cli.{mod}").__doc__ or "").strip().splitlines()
-        lines.append(f"  {name:<10} {doc[0].split(':', 1)[-1].strip() if doc else ''}")
+    for name, (_, doc) in COMMANDS.items():
+        lines.append(f"  {name:<10} {doc}")
     lines.append("")
     lines.append("Run 'bitsr COMMAND --help' for the options of a command.")
     return "\n".join(lines)
@@ -33,7 +32,7 @@ def main(argv=None) -> int:
     if cmd not in COMMANDS:
         print(f"bitsr: error: unknown command {cmd!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    mod = importlib.import_module(f"bitsr.cli.{COMMANDS[cmd]}")
+    mod = importlib.import_module(f"bitsr.cli.{COMMANDS[cmd][0]}")
     return mod.main(rest, prog=f"bitsr {cmd}")
 
 
