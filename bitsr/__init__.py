@@ -5,8 +5,8 @@ vectors, partitions, prediction modes, QP and residual flags the encoder chose. 
 priors replace optical flow and patch classifiers in the SR network.
 """
 from ._core import BitstreamError, LimitError, UnsupportedStreamError
-from .priors import PicturePriors, Window
 from .io.reader import Frame, PriorsFrame, Reader, extract, iter_frames, open  # noqa: A004
+from .priors import PicturePriors, Window
 
 
 def __getattr__(name):

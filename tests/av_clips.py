@@ -11,7 +11,6 @@ from typing import Optional, Sequence
 
 import av
 import numpy as np
-
 from streams import _CACHE, source_frames
 
 SUBTITLE_TEXT = "bitsr subtitle"

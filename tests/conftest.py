@@ -2,7 +2,6 @@
 with PyAV's libx265 encoder."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

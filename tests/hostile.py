@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from annexb import escape  # emulation prevention, shared with the stream helpers
 
 

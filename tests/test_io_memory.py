@@ -4,10 +4,11 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+from streams import make_hevc
+
 import bitsr
 import bitsr.io.hevc
 from bitsr.io.hevc import make_decoder
-from streams import make_hevc
 
 FRAMES = 360
 

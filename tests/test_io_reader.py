@@ -6,10 +6,10 @@ import hashlib
 
 import numpy as np
 import pytest
-
-import bitsr
 from conftest import CORPUS, requires_shared
 from streams import make_hevc
+
+import bitsr
 
 PARAMS = "bframes=4:b-pyramid=1:scenecut=0"
 

@@ -14,12 +14,11 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from annexb import EOS, RASL, access_units, container_to_annexb, eos_nal, join, nal_type, picture_type, split_nals
+from streams import make_hevc, source_frames
 
 import bitsr
-from annexb import (EOS, RASL, access_units, container_to_annexb, eos_nal, join, nal_type, picture_type,
-                    split_nals)
 from bitsr.priors import BLOCK_ARRAYS
-from streams import make_hevc, source_frames
 
 SOURCE = "bikes"  # fast motion: neighbouring frames differ far more than coding noise
 MARGIN_DB = 3.0

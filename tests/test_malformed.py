@@ -3,18 +3,17 @@ in the hardening pass. Each must end in a clear error (strict) or a concealed re
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORPUS
+from hostile import Cu, IntraSliceWriter, Pps, Slice, Sps, check_priors, child_env, parameter_sets, vps
 
 import bitsr
 from bitsr import _core
-from conftest import CORPUS
-from hostile import Cu, IntraSliceWriter, Pps, Slice, Sps, check_priors, child_env, parameter_sets, vps
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = sorted((CORPUS / "malformed").glob("*")) if CORPUS is not None and (CORPUS / "malformed").is_dir() else []

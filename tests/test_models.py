@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
+from vsr_fixtures import random_inputs
 
 from bitsr.models import ARCH_REGISTRY, BitVSR, build_model
 from bitsr.models.blocks import LightResBlock
 from bitsr.models.routing import TileLayout, route_tiles, run_branches
 from bitsr.models.warp import flow_warp, upscale_flow
-from vsr_fixtures import random_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
 

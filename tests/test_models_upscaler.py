@@ -6,6 +6,7 @@ import errno
 import numpy as np
 import pytest
 import torch
+from streams import make_hevc
 
 import bitsr
 from bitsr.data.inputs import frame_inputs, to_tensors, window_arrays
@@ -13,7 +14,6 @@ from bitsr.models import build_model
 from bitsr.models.checkpoint import CKPT_FORMAT, save_checkpoint
 from bitsr.train.validate import run_clip
 from bitsr.upscaler import Upscaler, resolve_weights
-from streams import make_hevc
 
 
 def _weights(tmp_path, scale=2, **model):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import corpus_streams, oracle_path, requires_shared
 
 import bitsr
 from bitsr.priors import BLOCK_ARRAYS
-from conftest import corpus_streams, oracle_path, requires_shared
 
 STREAMS = corpus_streams()
 PICTURE_LEVEL = ("poc", "nal_type", "slice_type", "temporal_id", "num_slice_segments")

@@ -7,7 +7,6 @@ shows up as 0xA5 bytes)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -16,13 +15,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import corpus_streams, requires_shared
+from hostile import check_priors, child_env, nal_offsets
+from streams import make_hevc
 
 import bitsr
 from bitsr import _core
 from bitsr.priors import BLOCK_ARRAYS
-from conftest import corpus_streams, requires_shared
-from hostile import check_priors, child_env, nal_offsets
-from streams import make_hevc
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMS = corpus_streams()

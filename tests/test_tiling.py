@@ -72,6 +72,7 @@ def test_upscaler_tiled_equals_untiled(propagate):
     context): the single-frame model must match to the last uint8 level; the recurrent one keeps
     a state per tile, and here too the seams stay within one level."""
     from av_clips import make_av_clip, tiny_checkpoint
+
     from bitsr.upscaler import Upscaler
 
     src = make_av_clip("tile_clip", frames=8, width=208, height=144, container="mp4", audio=None, subtitles=False)

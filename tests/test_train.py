@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from vsr_fixtures import tiny_set  # noqa: F401
 
 from bitsr.train import CharbonnierLoss, Trainer, load_checkpoint, load_config, psnr_y, ssim_y
 from bitsr.train.config import apply_overrides
-from vsr_fixtures import tiny_set  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,11 +13,11 @@ import av
 import numpy as np
 import pytest
 import torch
+from av_clips import SUBTITLE_MS, SUBTITLE_TEXT, make_av_clip, stream_summary, subtitle_text, tiny_checkpoint
+from streams import make_hevc
 
 import bitsr
-from av_clips import SUBTITLE_MS, SUBTITLE_TEXT, make_av_clip, stream_summary, subtitle_text, tiny_checkpoint
 from bitsr.io.writer import StreamNote
-from streams import make_hevc
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(device="cpu", preset="ultrafast", quiet=True)

@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from streams import make_hevc
 
+from bitsr import iter_frames
 from bitsr.cli.extract import build_parser
 from bitsr.cli.extract import main as extract_main
-from bitsr import iter_frames
-from streams import make_hevc
 
 
 @pytest.fixture(scope="module")

@@ -142,8 +142,9 @@ class DisplayOutputs:
         self._encode(img)
 
     def _encode(self, img) -> None:
-        import av
         from fractions import Fraction
+
+        import av
 
         if self._video is None:
             path = self.viz_dir / f"{self.stem}_viz.mp4"

@@ -11,6 +11,7 @@ import av
 
 from .. import _core
 
+
 def check_path(path: Union[str, os.PathLike]) -> str:
     """The path as str; FileNotFoundError if missing, BitstreamError if not a non-empty file."""
     path = os.fspath(path)

@@ -27,6 +27,7 @@ from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, save_checkpoint
 from .losses import CharbonnierLoss
 from .validate import score_clip
 
+
 class IterationSampler(Sampler):
     """Batches of sample ids for iterations [start, iters): id = (it * world + rank) * B + k, so
     every process sees distinct samples and a resumed run sees the same ones."""

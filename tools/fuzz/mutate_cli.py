@@ -40,8 +40,9 @@ ENCODED = [
 
 
 def seed_streams(max_bytes: int = 60000) -> list[tuple[str, bytes]]:
-    from bitsr._paths import shared_dir
     from streams import make_hevc
+
+    from bitsr._paths import shared_dir
 
     out = []
     for name, frames, w, h, params, container in ENCODED:
