@@ -122,8 +122,8 @@ class Upscaler:
             out = out[0]
         else:
             def step(tl):  # one tile window, its own recurrent stream
-                sub = {k: (v[:, :, tl.y0 // 4:-(-tl.y1 // 4), tl.x0 // 4:-(-tl.x1 // 4)] if k == "maps" else v[..., tl.y0:tl.y1, tl.x0:tl.x1])
-                       for k, v in t.items()}
+                sub = {k: (v[:, :, tl.y0 // 4:-(-tl.y1 // 4), tl.x0 // 4:-(-tl.x1 // 4)] if k == "maps"
+                           else v[..., tl.y0:tl.y1, tl.x0:tl.x1]) for k, v in t.items()}
                 o, states[tl.index] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(tl.index))
                 return o[0]
 

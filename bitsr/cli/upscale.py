@@ -17,7 +17,8 @@ from .common import cli_errors
 def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", help="HEVC or H.264 video: raw Annex B (.hevc/.265/.h265) or MP4/MOV/MKV")
-    ap.add_argument("-o", "--output", help="output .mp4/.mov/.mkv (default: <input stem>_x<scale>.mp4 beside the input)")
+    ap.add_argument("-o", "--output",
+                    help="output .mp4/.mov/.mkv (default: <input stem>_x<scale>.mp4 beside the input)")
     ap.add_argument("--scale", type=int, default=4, choices=(2, 3, 4), help="upscaling factor (default 4)")
     ap.add_argument("--model", default="default", help="model name (default: %(default)s)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
@@ -46,7 +47,7 @@ def run(args) -> int:
         except KeyboardInterrupt:
             if os.path.exists(dst):
                 print(f"{args.prog}: interrupted; {dst} holds the frames done so far", file=sys.stderr)
-                raise SystemExit(130)
+                raise SystemExit(130) from None
             raise
         finally:
             for w in caught:

@@ -32,7 +32,8 @@ def _hr_chunk_ids(lay: TileLayout, tiles: torch.Tensor, st: int) -> torch.Tensor
     """Rows of the [B * Ht*sT * Wt, sT, 3] chunk view of a tile-padded HR image, per tile."""
     bi = tiles // (lay.ht * lay.wt)
     rows = (bi * lay.ht + lay._ty[tiles]) * st
-    return ((rows[:, None] + torch.arange(st, device=tiles.device)[None]) * lay.wt + lay._tx[tiles][:, None]).reshape(-1)
+    cols = lay._tx[tiles][:, None]
+    return ((rows[:, None] + torch.arange(st, device=tiles.device)[None]) * lay.wt + cols).reshape(-1)
 
 
 def _assemble_hr(base: torch.Tensor, lay: TileLayout, s: int, parts) -> torch.Tensor:
