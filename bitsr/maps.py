@@ -33,7 +33,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from . import _core
-from .flow import crop_rect
+from .flow import crop_rect, output_size
 from .priors import PicturePriors
 
 MAP_NAMES: tuple[str, ...] = tuple(_core.raster_map_names())
@@ -61,6 +61,30 @@ def maps(
 
         return {k: torch.from_numpy(v) for k, v in out.items()}
     return out
+
+
+def predicted_from(priors: PicturePriors, ref: Optional[PicturePriors], *, factor: int = 1) -> np.ndarray:
+    """uint8 map over the cropped picture (at ``factor``, sampled like :func:`maps`): 1 where the
+    block is predicted from picture ``ref`` alone - inter, one reference list, that list's
+    reference is ``ref``, and no coded residual - so the decoder's reconstruction there is
+    ``ref``'s samples moved by the block's vector (before in-loop filtering). All 0 when ``ref``
+    is None or belongs to another coded video sequence, and where the priors are not valid."""
+    if not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    h, w = output_size(priors, factor)
+    if ref is None or ref.cvs_index != priors.cvs_index:
+        return np.zeros((h, w), np.uint8)
+    a = priors.arrays
+    d = a["inter_dir"]
+    lst = np.where(d == 2, 1, 0)  # the one list in use (inter_dir 1: list 0, 2: list 1)
+    refp = np.take_along_axis(a["ref_poc"], lst[..., None], -1)[..., 0]
+    ok = (a["pred_mode"] != 1) & ((d == 1) | (d == 2)) & (refp == ref.poc) & (a["residual"] == 0) & priors.valid
+    # the 4x4 block under the centre of each output pixel, as csrc/raster/maps samples
+    left, top, _, _ = crop_rect(priors)
+    ys = (np.arange(h) * factor + factor // 2 + top) // 4
+    xs = (np.arange(w) * factor + factor // 2 + left) // 4
+    gh, gw = ok.shape
+    return ok[np.minimum(ys, gh - 1)[:, None], np.minimum(xs, gw - 1)[None, :]].astype(np.uint8)
 
 
 def picture_summary(priors) -> dict:

@@ -96,7 +96,8 @@ def test_tile_execution_matches_masked_full_frame():
 
 
 def test_route_rule():
-    maps = torch.zeros(1, 5, 4, 12)
+    maps = torch.zeros(1, 6, 4, 12)
+    maps[0, 5] = 1  # every block predicted from the previous frame alone (when residual-free)
     maps[0, 0, :, 0:4] = 5  # CU 32 -> branch 0
     maps[0, 0, :, 4:8] = 4  # CU 16 -> branch 1
     maps[0, 0, :, 8:12] = 3  # CU 8 -> branch 2
@@ -109,6 +110,9 @@ def test_route_rule():
     assert level.tolist() == [[[0, 0, 1]]] and reusable.tolist() == [[[False, True, True]]]
     conf[..., 40] = 0.5  # one unreliable pixel: not reusable
     assert route_tiles(maps, conf, 16)[1].tolist() == [[[False, True, False]]]
+    conf[..., 40] = 1
+    maps[0, 5, 1, 5] = 0  # one block bi-predicted or predicted from another picture: not reusable
+    assert route_tiles(maps, conf, 16)[1].tolist() == [[[False, False, True]]]
     maps[0, 2, 0, 10] = 1  # an intra block: coded, so not clean
     assert route_tiles(maps, conf, 16)[0].tolist() == [[[0, 0, 2]]]
 
@@ -118,6 +122,7 @@ def _skip_everywhere(x):
     x["maps"][:, :, 0] = 6
     x["maps"][:, :, 1] = 1  # skip
     x["maps"][:, :, 2:4] = 0  # no intra, no residual
+    x["maps"][:, :, 5] = 1  # predicted from the previous frame alone
     x["conf"][:] = 1
     return x
 

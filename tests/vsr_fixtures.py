@@ -56,8 +56,9 @@ def tiny_set(tmp_path_factory):
     return root / "prep"
 
 
-def random_inputs(b=1, t=3, h=32, w=48, k=5, seed=0, cu=None, residual=None):
-    """Random model inputs (torch) with plausible maps."""
+def random_inputs(b=1, t=3, h=32, w=48, k=6, seed=0, cu=None, residual=None):
+    """Random model inputs (torch) with plausible maps (channels of bitsr.models.spec.MAP_CHANNELS;
+    nothing is predicted from the previous frame alone)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)

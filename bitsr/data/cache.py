@@ -27,7 +27,7 @@ from ..io.reader import open as open_video
 from .inputs import frame_inputs, window_arrays
 
 ARRAYS = ("lr", "flow", "conf", "flow_next", "conf_next", "maps")
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"  # v2: maps gained the from_prev channel
 
 
 def item_cache_dir(root: Path, entry: dict, align: str) -> Path:

@@ -10,11 +10,14 @@ aligned to 16, each tile lies inside one HEVC CU >= 16 or is split into 8x8 CUs)
   compute.
 * a tile whose blocks are all inter-predicted with no coded residual drops one level: the
   prediction from the past was already right, and the propagated features carry it.
-* ``reusable``: the same residual-free inter tiles when their flow to the previous frame is a
-  direct motion vector (confidence >= ``reuse_conf`` everywhere in the tile; ``bitsr.flow``
-  gives 0.7-1 to vectors that predict from that very frame, less to vectors scaled from
-  other references). With reuse on, such tiles take the warped previous features and output
-  and are not computed at all.
+* ``reusable``: tiles whose every block is predicted from the previous display frame alone
+  (the ``from_prev`` channel: inter, one reference list pointing at that very picture, no coded
+  residual) and whose flow to it is confident (>= ``reuse_conf`` everywhere in the tile;
+  ``bitsr.flow`` gives 0.7-1 to vectors that predict from that frame). The decoder made
+  such a tile by moving the previous picture's samples, so the previous output, moved the same
+  way, is its output too. Bi-predicted blocks (a B-picture averaging two pictures) and blocks
+  predicting from any other picture are never reused. With reuse on, reusable tiles take the
+  warped previous features and output and are not computed at all.
 
 Execution (:class:`TileRunner`) gathers the tiles of each branch into one batch, runs the
 branch with valid convolutions on windows with a halo, and scatters the results back: the
@@ -32,6 +35,7 @@ import torch.nn.functional as F
 from .spec import MAP_CHANNELS
 
 _CU, _INTRA, _RES = MAP_CHANNELS.index("cu_log2"), MAP_CHANNELS.index("intra"), MAP_CHANNELS.index("residual")
+_PREV = MAP_CHANNELS.index("from_prev")
 
 
 def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds=(5, 4), reuse_conf: float = 0.7):
@@ -47,7 +51,8 @@ def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds
     clean = coded == 0  # all inter, no residual
     level = torch.clamp(level - clean.long(), min=0)
     conf_min = -F.max_pool2d(-conf, tile, ceil_mode=True)
-    reusable = clean & (conf_min >= reuse_conf)
+    from_prev = -F.max_pool2d(-maps[:, _PREV:_PREV + 1], g, ceil_mode=True)
+    reusable = clean & (from_prev > 0) & (conf_min >= reuse_conf)
     return level[:, 0], reusable[:, 0]
 
 

@@ -6,8 +6,10 @@ Defined here, beside the archs, so that the models depend on torch and each othe
 from __future__ import annotations
 
 # Channels of the ``maps`` tensor, on the 4x4 grid (``bitsr.maps`` names): log2 CU size,
-# skip / intra / coded-residual masks, luma QP.
-MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp")
+# skip / intra / coded-residual masks, luma QP, and ``from_prev``: 1 where the block is
+# predicted from the previous display frame alone without residual (bitsr.maps.predicted_from),
+# the only blocks whose output may be copied from that frame's.
+MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp", "from_prev")
 
 # Keyword inputs of a network's forward, in the order runners pass them.
 INPUT_KEYS = ("lr", "flow", "conf", "maps", "flow_next", "conf_next")
