@@ -1,6 +1,6 @@
 """bitsr-extract: dump the bitstream priors of an HEVC file.
 
-Writes the arrays of ../shared/corpus/SCHEMA.md, in decoding order, to an .npz file:
+Writes the arrays of docs/schema.md, in decoding order, to an .npz file:
 picture level (width, height, conf_win, bit_depth, chroma_format, poc, nal_type,
 slice_type, temporal_id) and per 4x4 block (pred_mode, cu_log2, part_mode, merge_flag,
 inter_dir, mv, ref_idx, ref_poc, qp_y, tu_log2, residual, intra_mode, pcm_flag,
