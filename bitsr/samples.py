@@ -50,7 +50,8 @@ def make_sample(dst: str | os.PathLike, *, source: str | os.PathLike | None = No
 def _video_stream(out, rate, width, height, crf, preset, x265_params):
     v = out.add_stream("libx265", rate=rate)
     v.width, v.height, v.pix_fmt = width, height, "yuv420p"
-    v.options = {"crf": str(crf), "preset": preset, "x265-params": "log-level=error" + (":" + x265_params if x265_params else "")}
+    v.options = {"crf": str(crf), "preset": preset,
+                 "x265-params": "log-level=error" + (":" + x265_params if x265_params else "")}
     return v
 
 
@@ -62,7 +63,8 @@ def _reencode(out, source, width, height, seconds, crf, preset, x265_params):
         v = _video_stream(out, rate, width, height, crf, preset, x265_params)
         v.time_base = vin.time_base
         v.codec_context.time_base = vin.time_base
-        a = out.add_stream_from_template(ain) if ain is not None and ain.codec_context.name in out.supported_codecs else None
+        a = (out.add_stream_from_template(ain)
+             if ain is not None and ain.codec_context.name in out.supported_codecs else None)
         start = None
         streams = [vin] + ([ain] if a is not None else [])
         for pkt in src.demux(streams):

@@ -5,10 +5,11 @@
 
 It uses the shipped weights (bitsr/weights/default_x4.pt); for a scale without shipped weights
 (only x4 ships) it first trains a small model for a few minutes
-(examples/train_on_your_videos.py) and says so. Without an input it re-encodes the first seconds of the shared Big Buck Bunny clip (720p H.264
-with AAC audio, from $BITSR_SHARED or ../shared) to 320x180 HEVC, or makes a synthetic clip
-with PyAV when the shared data is absent. The upscaled result keeps the sample's audio; with
-the real clip it is compared with the 720p original (PSNR against bicubic upscaling).
+(examples/train_on_your_videos.py) and says so. Without an input it re-encodes the first
+seconds of the shared Big Buck Bunny clip (720p H.264 with AAC audio, from $BITSR_SHARED or
+../shared) to 320x180 HEVC, or makes a synthetic clip with PyAV when the shared data is absent.
+The upscaled result keeps the sample's audio; with the real clip it is compared with the 720p
+original (PSNR against bicubic upscaling).
 """
 from __future__ import annotations
 

@@ -166,7 +166,8 @@ class Slice:
         if not self.first:
             if self.dependent_slices_enabled:
                 w.flag(self.dependent)
-            ctbs = ((s.width + (1 << s.log2_ctb) - 1) >> s.log2_ctb) * ((s.height + (1 << s.log2_ctb) - 1) >> s.log2_ctb)
+            ctbs = (((s.width + (1 << s.log2_ctb) - 1) >> s.log2_ctb)
+                    * ((s.height + (1 << s.log2_ctb) - 1) >> s.log2_ctb))
             w.u(ceil_log2(ctbs), self.address)
         if self.dependent:
             return w

@@ -44,7 +44,8 @@ def test_cubic_kernel_properties():
     assert np.isclose(cubic(np.array(1.5)), -0.0625)
 
 
-@pytest.mark.parametrize("n_in,n_out,scale", [(64, 16, 0.25), (30, 15, 0.5), (17, 34, 2.0), (20, 80, 4.0), (33, 11, 1 / 3)])
+@pytest.mark.parametrize("n_in,n_out,scale",
+                         [(64, 16, 0.25), (30, 15, 0.5), (17, 34, 2.0), (20, 80, 4.0), (33, 11, 1 / 3)])
 def test_contributions_match_scalar_reference(n_in, n_out, scale):
     rng = np.random.default_rng(0)
     x = rng.random(n_in) * 255

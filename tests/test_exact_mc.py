@@ -25,7 +25,8 @@ NO_FILTERS = "no-deblock=1:no-sao=1"  # "deblock=0" leaves deblocking on in x265
 STREAMS = {
     "lowdelay_p": dict(frames=12, x265_params=f"{NO_FILTERS}:bframes=0:ref=1"),
     "ra_bpyramid": dict(frames=17, x265_params=f"{NO_FILTERS}:bframes=3:b-pyramid=1:b-adapt=0:ref=3"),
-    "open_gop": dict(frames=20, x265_params=f"{NO_FILTERS}:keyint=8:min-keyint=8:scenecut=0:open-gop=1:bframes=3:b-adapt=0"),
+    "open_gop": dict(frames=20,
+                     x265_params=f"{NO_FILTERS}:keyint=8:min-keyint=8:scenecut=0:open-gop=1:bframes=3:b-adapt=0"),
     "ref4": dict(frames=14, x265_params=f"{NO_FILTERS}:bframes=2:ref=4"),
     "yuv420p10": dict(frames=12, pix_fmt="yuv420p10le", x265_params=f"{NO_FILTERS}:bframes=3"),
     "yuv422p": dict(frames=10, pix_fmt="yuv422p", x265_params=f"{NO_FILTERS}:bframes=3"),
@@ -65,7 +66,8 @@ class Coverage:
     def line(self, name: str) -> str:
         return (f"{name}: {self.pictures} inter pictures, {self.skip_cus} skip CUs + {self.noresid_cus} "
                 f"residual-free inter CUs; samples Y/Cb/Cr {self.samples} (skip {self.skip_samples}); "
-                f"bi {self.bi_samples}, WP weight!=1 {self.weighted_samples}, offset!=0 {self.offset_samples}, unchecked {self.unchecked}; "
+                f"bi {self.bi_samples}, WP weight!=1 {self.weighted_samples}, offset!=0 {self.offset_samples}, "
+                f"unchecked {self.unchecked}; "
                 f"mismatches {self.mismatches}")
 
 
@@ -196,7 +198,8 @@ CORPUS_NOFILTER_SLOW = ["1080p.h265", "realworld_720p.h265"]
 
 
 @requires_shared
-@pytest.mark.parametrize("name", CORPUS_NOFILTER + [pytest.param(n, marks=pytest.mark.slow) for n in CORPUS_NOFILTER_SLOW])
+@pytest.mark.parametrize("name", CORPUS_NOFILTER
+                         + [pytest.param(n, marks=pytest.mark.slow) for n in CORPUS_NOFILTER_SLOW])
 def test_exact_mc_corpus(name):
     path = CORPUS / name
     cov = exact_mc(load(path))

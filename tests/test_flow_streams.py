@@ -34,7 +34,7 @@ def frames():
 
 def test_warp_with_mv_flow_beats_zero_flow(frames):
     gains, conf_gains = [], []
-    for (prev, y_prev), (cur, y) in zip(frames, frames[1:]):
+    for (_, y_prev), (cur, y) in zip(frames, frames[1:]):
         flow, conf = cur.flow(-1)
         assert flow.shape == (2,) + y.shape and conf.shape == y.shape
         assert 0 <= conf.min() and conf.max() <= 1

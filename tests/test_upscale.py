@@ -227,7 +227,8 @@ def _cli_env():
 def test_sigint_in_cli_finishes_frame_and_exits_130(tmp_path):
     src = make_av_clip("up_mp4", container="mp4", audio="aac")
     dst = tmp_path / "o.mp4"
-    r = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, str(src), str(dst), "6", "SIGINT", str(tiny_checkpoint(2))],
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, str(src), str(dst), "6", "SIGINT",
+                        str(tiny_checkpoint(2))],
                        capture_output=True, text=True, env=_cli_env(), timeout=300)
     assert r.returncode == 130, r.stderr
     assert r.stderr.strip().splitlines() == [f"bitsr upscale: interrupted; {dst} holds the frames done so far"]
@@ -240,7 +241,8 @@ def test_sigint_in_cli_finishes_frame_and_exits_130(tmp_path):
 def test_sigkill_leaves_decodable_fragments(tmp_path):
     src = make_av_clip("up_long", frames=100, container="mp4", audio="aac")
     dst = tmp_path / "o.mp4"
-    r = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, str(src), str(dst), "80", "SIGKILL", str(tiny_checkpoint(2))],
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, str(src), str(dst), "80", "SIGKILL",
+                        str(tiny_checkpoint(2))],
                        capture_output=True, text=True, env=_cli_env(), timeout=600)
     assert r.returncode == -9
     with av.open(str(dst)) as c:
@@ -349,8 +351,10 @@ print(json.dumps(rss))
 def test_memory_flat_on_long_clip(tmp_path):
     import json
 
-    src = make_av_clip("up_long", frames=800, width=96, height=64, container="mkv", audio="aac", x265_params="bframes=3")
-    r = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(src), str(tmp_path / "o.mp4"), str(tiny_checkpoint(2))],
+    src = make_av_clip("up_long", frames=800, width=96, height=64, container="mkv", audio="aac",
+                       x265_params="bframes=3")
+    r = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(src), str(tmp_path / "o.mp4"),
+                        str(tiny_checkpoint(2))],
                        capture_output=True, text=True, env=_cli_env(), timeout=1800)
     assert r.returncode == 0, r.stderr
     rss = json.loads(r.stdout.strip().splitlines()[-1])

@@ -179,7 +179,8 @@ def main() -> int:
     if args.long_frames:
         paths.append(make_long(args.long_frames))
     results = []
-    hdr = f"{'stream':32s} {'frames':>6s} {'bitsr':>9s} {'+arrays':>9s} {'ffmpeg-1t':>9s} {'ffmpeg-mt':>9s} {'x 1t':>6s} {'x mt':>6s} {'RSS bitsr':>10s} {'RSS ff-1t':>10s} {'growth':>7s}"
+    hdr = (f"{'stream':32s} {'frames':>6s} {'bitsr':>9s} {'+arrays':>9s} {'ffmpeg-1t':>9s} {'ffmpeg-mt':>9s} "
+           f"{'x 1t':>6s} {'x mt':>6s} {'RSS bitsr':>10s} {'RSS ff-1t':>10s} {'growth':>7s}")
     print(hdr)
     print("-" * len(hdr))
     for p in paths:
@@ -196,11 +197,12 @@ def main() -> int:
         results.append(row)
         print(f"{p.name[:32]:32s} {row['frames']:6d} {row['bitsr_fps']:9.1f} {row['bitsr+arrays_fps']:9.1f} "
               f"{row['ffmpeg-1t_fps']:9.1f} {row['ffmpeg-mt_fps']:9.1f} {row['speedup_vs_ffmpeg_1t']:6.2f} "
-              f"{row['speedup_vs_ffmpeg_mt']:6.2f} {row['bitsr_peak_rss_mb']:9.1f}M {row['ffmpeg-1t_peak_rss_mb']:9.1f}M "
-              f"{row['bitsr+arrays_rss_growth_mb']:6.1f}M")
+              f"{row['speedup_vs_ffmpeg_mt']:6.2f} {row['bitsr_peak_rss_mb']:9.1f}M "
+              f"{row['ffmpeg-1t_peak_rss_mb']:9.1f}M {row['bitsr+arrays_rss_growth_mb']:6.1f}M")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(), "results": results}, f, indent=1)
+        json.dump({"repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(), "results": results},
+                  f, indent=1)
     print(f"\nfps = frames / median wall time of {args.rounds} x {args.repeats} runs (each process: one warm-up, then "
           f"{args.repeats} timed runs; modes alternate between processes); "
           f"x = bitsr fps / FFmpeg fps; "

@@ -147,7 +147,7 @@ def bench_clip(path: Path, repeat: int) -> dict:
     conf_share, types = [], []
     # warm-up: as many live results as the loop below holds (the mask call's, the previous
     # and the current run's)
-    (f0, y0), (f1, y1) = frames[0], frames[1]
+    (_, y0), (f1, y1) = frames[0], frames[1]
     hold = f1.flow(-1)
     for fn in methods.values():
         keep = [fn(f1, y1, y0) for _ in range(3)]
@@ -234,7 +234,8 @@ def print_tables(results: dict) -> None:
     print(f"\nparsing (bitsr.extract, CPU ms per picture, mean over clips): {pm:.2f}")
     ras = results.get("raster_1080p")
     if ras:
-        print(f"\nrasterization at {ras['size'][0]}x{ras['size'][1]} ({ras['frames']} frames {ras['types']}), one core:")
+        print(f"\nrasterization at {ras['size'][0]}x{ras['size'][1]} ({ras['frames']} frames {ras['types']}), "
+              "one core:")
         print(f"{'case':<30} {'CPU ms mean':>11} {'CPU ms max':>10} {'wall ms min':>11}")
         for k, v in ras["cases"].items():
             print(f"{k:<30} {v['ms_cpu_mean']:>11.2f} {v['ms_cpu_max']:>10.2f} {v['ms_wall_min']:>11.2f}")

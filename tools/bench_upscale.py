@@ -161,7 +161,8 @@ def memory_run(frames: int, ckpt: Path, preset: str) -> dict:
     src = OUT / f"long_{frames}.mp4"
     if not src.exists():
         make_sample(src, synthetic=True, width=320, height=180, seconds=frames / 25, preset="ultrafast")
-    r = subprocess.run([sys.executable, "-c", _MEMORY, str(src), str(OUT / "long_x4.mp4"), str(ckpt), str(ROOT), preset],
+    r = subprocess.run([sys.executable, "-c", _MEMORY, str(src), str(OUT / "long_x4.mp4"), str(ckpt), str(ROOT),
+                        preset],
                        capture_output=True, text=True, check=True)
     res = json.loads(r.stdout.strip().splitlines()[-1])
     xs, ys = np.array([p[0] for p in res["rss"]], float), np.array([p[1] for p in res["rss"]])
@@ -192,7 +193,8 @@ def main() -> int:
         make_sample(src, source=default_source(), width=640, height=360, seconds=args.frames / 25 + 0.5)
     ckpts, origin = checkpoints(scale)
     print(f"input {src.name}: 640x360 HEVC from {default_source() or 'a synthetic pattern'} -> 2560x1440 x265 "
-          f"{args.preset}; {args.frames} frames; torch threads {torch.get_num_threads()}; weights: {origin}", flush=True)
+          f"{args.preset}; {args.frames} frames; torch threads {torch.get_num_threads()}; weights: {origin}",
+          flush=True)
 
     rows = []
     if not args.memory_only:
@@ -202,14 +204,16 @@ def main() -> int:
         ck = ckpts[name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StreamNote)
-            n, wall, cpu = timed(lambda: (bitsr.upscale(src, OUT / "bitsr.mp4", scale, str(ck), "cpu", preset=args.preset,
-                                                        quiet=True, max_frames=args.frames, threads=args.threads), args.frames)[1])
+            n, wall, cpu = timed(lambda: (bitsr.upscale(src, OUT / "bitsr.mp4", scale, str(ck), "cpu",
+                                                        preset=args.preset, quiet=True, max_frames=args.frames,
+                                                        threads=args.threads), args.frames)[1])
         n_sr, w_sr, c_sr, _, stats = sr_only(src, ck, scale, args.frames, False)
         _, _, _, flops, _ = sr_only(src, ck, scale, args.frames, True)
         tiles = max(stats["tiles"], 1)
         rows.append({"name": name, "e2e_fps": n / wall, "e2e_cpu_s_per_frame": cpu / n, "sr_fps": n_sr / w_sr,
                      "sr_cpu_s_per_frame": c_sr / n_sr, "gflops_per_frame": flops / 1e9,
-                     "tiles_per_branch": [c / tiles for c in stats["computed"]], "tiles_reused": stats["reused"] / tiles})
+                     "tiles_per_branch": [c / tiles for c in stats["computed"]],
+                     "tiles_reused": stats["reused"] / tiles})
         print(f"  {name}: done", flush=True)
     uni = next((r for r in rows if r["name"] == "mv, uniform"), None)
     for r in rows:
@@ -232,7 +236,8 @@ def main() -> int:
     mem = None
     if args.long_frames:
         mem = memory_run(args.long_frames, ckpts["mv, routing + reuse"], args.preset)
-        print(f"\nmemory, {mem['frames']} frames 320x180 -> 1280x720 (mv, routing + reuse): peak RSS {mem['peak_mb']:.0f} MB; "
+        print(f"\nmemory, {mem['frames']} frames 320x180 -> 1280x720 (mv, routing + reuse): "
+              f"peak RSS {mem['peak_mb']:.0f} MB; "
               f"RSS {mem['rss_first_mb']:.0f} MB at frame 0, {mem['rss_last_mb']:.0f} MB at frame {mem['rss'][-1][0]}; "
               f"fitted growth over the second half: {mem['growth_mb_per_100_frames']:+.2f} MB per 100 frames")
     res = {"input": str(src), "frames": args.frames, "preset": args.preset, "weights": origin,

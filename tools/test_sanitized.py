@@ -5,8 +5,9 @@ compiler's ASan runtime, and runs pytest with that package first on the path (ch
 processes the tests start inherit it). Extra arguments go to pytest.
 
 Usage: python tools/test_sanitized.py [pytest args, default: -q -m "not slow" tests]
-LD_PRELOAD holds the ASan runtime and libstdc++. Options: ASAN_OPTIONS=detect_leaks=0 (CPython does not free everything at exit),
-allocator_may_return_null=1 (a huge allocation becomes MemoryError, as in normal builds);
+LD_PRELOAD holds the ASan runtime and libstdc++. Options: ASAN_OPTIONS=detect_leaks=0 (CPython
+does not free everything at exit), allocator_may_return_null=1 (a huge allocation becomes
+MemoryError, as in normal builds);
 UBSan stops at the first finding with a stack trace.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ def preload(build_dir: Path) -> str:
     names = ["libclang_rt.asan-x86_64.so" if "clang" in Path(cxx).name else "libasan.so", "libstdc++.so"]
     libs = []
     for name in names:
-        lib = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True, check=True).stdout.strip()
+        lib = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True,
+                             check=True).stdout.strip()
         if not os.path.isabs(lib):
             raise SystemExit(f"cannot find {name} of {cxx}")
         libs.append(os.path.realpath(lib))

@@ -15,7 +15,8 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: bitsr COMMAND [options]", "", "Bitstream-guided super-resolution of compressed video.", "", "commands:"]
+    lines = ["usage: bitsr COMMAND [options]", "",
+             "Bitstream-guided super-resolution of compressed video.", "", "commands:"]
     for name, (_, doc) in COMMANDS.items():
         lines.append(f"  {name:<10} {doc}")
     lines.append("")

@@ -22,7 +22,8 @@ def build_parser(prog: str = "bitsr-train") -> argparse.ArgumentParser:
                     help="override a config value, e.g. train.iters=100 (repeatable)")
     ap.add_argument("--resume", metavar="CKPT", help="checkpoint to resume (last.pt), or 'auto' for OUT_DIR/last.pt")
     ap.add_argument("--init", metavar="CKPT",
-                    help="start from these weights (best.pt, last.pt or shipped weights) with a fresh optimizer and schedule")
+                    help="start from these weights (best.pt, last.pt or shipped weights) "
+                         "with a fresh optimizer and schedule")
     ap.add_argument("--out", help="output folder (default: the config's out_dir, else runs/<name>)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return ap

@@ -19,7 +19,8 @@ class NpzStreamWriter:
     def __init__(self, path: str | os.PathLike, compress: bool = True):
         self.path = Path(path)
         self.compress = compress
-        self._tmp = tempfile.TemporaryDirectory(prefix="bitsr-npz-", dir=self.path.parent if self.path.parent.exists() else None)
+        self._tmp = tempfile.TemporaryDirectory(prefix="bitsr-npz-",
+                                                dir=self.path.parent if self.path.parent.exists() else None)
         self._files: dict[str, tuple] = {}  # name -> (file, dtype, frame_shape, count)
         self._scalars: dict[str, np.ndarray] = {}
         self._lists: dict[str, list] = {}

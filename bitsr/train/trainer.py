@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ..data.dataset import VSRClipDataset, VSRTrainDataset
 from ..models import build_model
-from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, save_checkpoint
+from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, load_grown, save_checkpoint
 from .losses import CharbonnierLoss
 from .validate import score_clip
 
@@ -89,7 +89,8 @@ class Trainer:
         self.bidirectional = bool(getattr(self.model, "bidirectional", False))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
                                     weight_decay=tc["weight_decay"])
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, tc["iters"]), eta_min=tc["eta_min"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, tc["iters"]),
+                                                                eta_min=tc["eta_min"])
         self.amp = bool(tc["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.loss_fn = CharbonnierLoss(tc["charbonnier_eps"])
@@ -100,7 +101,11 @@ class Trainer:
             raise ValueError("give either init (start from weights) or resume (continue a run), not both")
         if init:  # fine-tuning: the weights only, with a fresh optimizer and schedule
             ck = load_checkpoint(init, map_location=self.device)
-            self.model.load_state_dict(ck["model"])
+            # a model grown from the weights (conditioning, a backward pass) starts where they were
+            g = load_grown(self.model, ck["model"])
+            if self.main and (g["grown"] or g["missing"]):
+                print(f"init from {init}: {len(g['grown'])} parameter(s) grown, {len(g['missing'])} new",
+                      file=sys.stderr)
         if resume:
             self._resume(resume)
 
@@ -126,7 +131,8 @@ class Trainer:
         p = {"format": CKPT_FORMAT, "config": self.cfg, "model": self.model.state_dict(), "iter": self.iter,
              "best_psnr": float(self.best)}
         if full:
-            p.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict())
+            p.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+                     scaler=self.scaler.state_dict())
         return p
 
     def _resume(self, path: str) -> None:
@@ -198,9 +204,9 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=iters, initial=self.iter, desc=self.cfg["name"], unit="it", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=iters, initial=self.iter, desc=self.cfg["name"], unit="it", file=sys.stderr,
+                       dynamic_ncols=True)
         self.model.train()
-        cl = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
         losses, t_last, first_loss, last_loss = [], time.perf_counter(), None, None
         for batch in loader:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}

@@ -82,7 +82,8 @@ def run_one(path: Path, timeout: float = 60, mem_gb: float = 4) -> dict:
                            preexec_fn=_limit_memory(int(mem_gb * (1 << 30))))
         rc, err = r.returncode, r.stderr
     except subprocess.TimeoutExpired as e:
-        rc, err = "timeout", (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        rc, err = "timeout", ((e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes)
+                              else (e.stderr or ""))
     dt = time.perf_counter() - t0
     out.unlink(missing_ok=True)
     lines = err.strip().splitlines()

@@ -78,7 +78,8 @@ def parse_stats(log: str) -> dict:
     if cov:
         st["coverage_edges"], st["features"], st["corpus_units"] = map(int, cov[-1])
     st["findings"] = sorted(set(re.findall(r"(?:Test unit written to|artifact_prefix.*?) (\S+)", log)))
-    for kind, pat in (("crash", "ERROR: AddressSanitizer|runtime error:|deadly signal"), ("timeout", "ERROR: libFuzzer: timeout"),
+    for kind, pat in (("crash", "ERROR: AddressSanitizer|runtime error:|deadly signal"),
+                      ("timeout", "ERROR: libFuzzer: timeout"),
                       ("leak", "ERROR: LeakSanitizer"), ("oom", "out-of-memory")):
         st[kind] = len(re.findall(pat, log))
     return st
