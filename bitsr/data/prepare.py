@@ -1,10 +1,16 @@
-"""Paired training/evaluation data: HR frames -> MATLAB-bicubic LR -> libx265 bitstreams.
+"""Paired training/evaluation data: HR frames -> MATLAB-bicubic LR -> x265 / x264 bitstreams.
 
 Output folder::
 
     OUT/manifest.json
     OUT/<clip>/x<s>/hr.mkv           HR frames cropped to a multiple of 2*s (FFV1, lossless)
     OUT/<clip>/x<s>/<tag>.mkv        LR frames encoded with libx265 (one file per EncodeSpec)
+    OUT/<clip>/x<s>/<tag>.mp4        LR frames encoded with libx264
+
+Each manifest item records its encoding: ``encode`` (the :class:`EncodeSpec` fields: codec,
+gop, crf/qp, preset, keyint, bframes), ``family`` (codec-gop, e.g. 'x265-default'),
+``encoder`` and ``params`` (the FFmpeg encoder and its x265-params / x264-params string;
+x265 items also keep ``x265_params``, as manifests written before x264 did).
 
 ``prepare`` is idempotent and resumable: an item already in the manifest whose files exist and
 whose source did not change is skipped; files are written under a ``.part`` name and renamed
@@ -18,14 +24,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, Union
 
-from .encode import EncodeSpec, hevc_writer, lossless_writer
+from .encode import EncodeSpec, lossless_writer, lr_writer
 from .imresize import imresize
 from .sources import ClipSource, clip_fps, find_clips, iter_frames
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+# The encodings of every clip, or a function of the clip's name giving them (a per-clip mix).
+Encodes = Union[Sequence[EncodeSpec], Callable[[str], Sequence[EncodeSpec]]]
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict:
@@ -48,6 +56,24 @@ def _save_manifest(out_dir: Path, m: dict) -> None:
 
 def item_key(clip: str, scale: int, spec: EncodeSpec) -> str:
     return f"{clip}/x{scale}/{spec.tag}"
+
+
+def _part(path: Path) -> str:
+    """Name an output is written under until complete: ``x.mkv`` -> ``x.mkv.part.mkv`` (the
+    extension kept, so that FFmpeg picks the same muxer)."""
+    return f"{path}.part{path.suffix}"
+
+
+def _unpart(part: str) -> str:
+    base, sep, ext = part.rpartition(".part.")
+    assert sep and base.endswith("." + ext), part
+    return base
+
+
+def encoding_family(entry: dict) -> str:
+    """'codec-gop' of a manifest item (items written before x264 existed are x265)."""
+    e = entry.get("encode", {})
+    return entry.get("family") or f"{e.get('codec', 'x265')}-{e.get('gop', 'ldp')}"
 
 
 def _same_source(entry: dict, fingerprint: list, max_frames: int) -> bool:
@@ -83,9 +109,9 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
                 size = (W, H)
                 h, w = H // scale, W // scale
                 if not hr_ok:
-                    writers.append(("hr", None, lossless_writer(str(out_dir / hr_rel) + ".part.mkv", W, H, fps)))
+                    writers.append(("hr", None, lossless_writer(_part(out_dir / hr_rel), W, H, fps)))
                 for s in todo:
-                    writers.append(("lr", s, hevc_writer(str(out_dir / rel / f"{s.tag}.mkv") + ".part.mkv", s, w, h, fps)))
+                    writers.append(("lr", s, lr_writer(_part(out_dir / rel / s.filename), s, w, h, fps)))
             hr = rgb[: size[1], : size[0]]
             if hr.shape[:2] != (size[1], size[0]):
                 raise ValueError(f"{clip.path}: frame {n} has size {rgb.shape[1]}x{rgb.shape[0]}, earlier ones were larger")
@@ -104,13 +130,13 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
             wr.abort()
         raise
     for _, _, wr in writers:
-        os.replace(wr.path, wr.path[: -len(".part.mkv")])
+        os.replace(wr.path, _unpart(wr.path))
     W, H = size
     if not hr_ok:  # entries made from an older HR file are stale now
         for k in [k for k, e in manifest["items"].items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames)]:
             del manifest["items"][k]
     for s in todo:
-        manifest["items"][item_key(clip.name, scale, s)] = {
+        entry = {
             "clip": clip.name,
             "source": os.path.abspath(clip.path),
             "source_fingerprint": fp,
@@ -119,29 +145,39 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
             "frames": n,
             "fps": str(fps),
             "hr": str(hr_rel),
-            "lr": str(rel / f"{s.tag}.mkv"),
+            "lr": str(rel / s.filename),
             "hr_size": [W, H],
             "lr_size": [W // scale, H // scale],
             "encode": s.to_dict(),
-            "x265_params": s.x265_params(),
+            "family": s.family,
+            "encoder": s.encoder,
+            "params": s.params(),
             "downscale": "matlab_bicubic_antialias",
         }
+        if s.codec == "x265":
+            entry["x265_params"] = s.params()
+        manifest["items"][item_key(clip.name, scale, s)] = entry
     _save_manifest(out_dir, manifest)
     return len(todo)
 
 
 def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, scales: Sequence[int] = (4,),
-            encodes: Sequence[EncodeSpec] = (EncodeSpec(),), layout: str = "auto", max_frames: int = 0,
+            encodes: Encodes = (EncodeSpec(),), layout: str = "auto", max_frames: int = 0,
             fps=25, progress: bool = True) -> dict:
     """Makes HR/LR pairs for every clip of ``inputs`` (see :mod:`bitsr.data.sources`) at every
-    scale and encoding. Returns the manifest (also written to ``OUT/manifest.json``)."""
+    scale and encoding. ``encodes``: the encodings of every clip, or a function of the clip's
+    name returning that clip's encodings (e.g. :func:`bitsr.data.encode.training_mix`).
+    Returns the manifest (also written to ``OUT/manifest.json``)."""
     from fractions import Fraction
 
     for s in scales:
         if s not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {s}")
-    if not encodes:
-        raise ValueError("no encodings given")
+    if not callable(encodes):
+        if not encodes:
+            raise ValueError("no encodings given")
+        fixed = list(encodes)
+        encodes = lambda name: fixed  # noqa: E731
     clips = find_clips(list(inputs), layout)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,6 +202,18 @@ def _locked(out: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _specs_of(encodes, name: str) -> list[EncodeSpec]:
+    specs = list(encodes(name))
+    if not specs:
+        raise ValueError(f"{name}: no encodings given")
+    tags = [s.tag for s in specs]
+    if len(set(tags)) != len(tags):  # the same file twice
+        specs = list(dict.fromkeys(specs))
+        if len({s.tag for s in specs}) != len(specs):
+            raise ValueError(f"{name}: encodings with the same tag differ: {tags}")
+    return specs
+
+
 def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, progress: bool) -> dict:
     manifest = load_manifest(out)
     bar = None
@@ -179,7 +227,7 @@ def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, pro
             for scale in scales:
                 if bar is not None:
                     bar.set_postfix_str(f"{clip.name} x{scale}")
-                made += _prepare_clip(clip, out, scale, encodes, manifest, max_frames, fps, bar)
+                made += _prepare_clip(clip, out, scale, _specs_of(encodes, clip.name), manifest, max_frames, fps, bar)
     finally:
         if bar is not None:
             bar.close()
