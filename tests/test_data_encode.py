@@ -11,12 +11,12 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
+from streams import source_frames
+from vsr_fixtures import tiny_sources, write_ffv1
 
 import bitsr
 from bitsr.data.encode import CODECS, GOPS, EncodeSpec, lr_writer, training_mix
 from bitsr.data.prepare import load_manifest, prepare
-from streams import source_frames
-from vsr_fixtures import tiny_sources, write_ffv1
 
 
 def _spec_grid():
@@ -110,7 +110,8 @@ def test_x265_default_gop_is_x265s(tmp_path):
     p = _encode(tmp_path / "info.mkv", spec, frames[:8], ":info=1")
     data = p.read_bytes()
     opts = data[data.index(b"options:"):].split(b"\x00")[0].decode(errors="replace").split()
-    for o in ("bframes=4", "b-adapt=2", "b-pyramid", "scenecut=40", "keyint=250", "open-gop", "frame-threads=1", "crf=28.0"):
+    for o in ("bframes=4", "b-adapt=2", "b-pyramid", "scenecut=40", "keyint=250", "open-gop", "frame-threads=1",
+              "crf=28.0"):
         assert o in opts, (o, opts)
 
     p = _encode(tmp_path / "cut.mkv", spec, frames)

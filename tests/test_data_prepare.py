@@ -9,12 +9,12 @@ import sys
 import av
 import numpy as np
 import pytest
+from vsr_fixtures import tiny_set, tiny_sources, write_png_folder  # noqa: F401
 
 from bitsr.data.encode import EncodeSpec
 from bitsr.data.imresize import imresize
 from bitsr.data.prepare import load_manifest, prepare
 from bitsr.data.sources import find_clips
-from vsr_fixtures import tiny_set, tiny_sources, write_png_folder  # noqa: F401
 
 
 def _decode(path):
@@ -138,12 +138,13 @@ def test_cli(tmp_path):
     srcs = tiny_sources(tmp_path / "src", n=2, size=(64, 64))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     r = subprocess.run([sys.executable, "-m", "bitsr.cli.main", "prepare", str(srcs[0]), "-o", str(tmp_path / "o"),
-                        "--scale", "2", "--crf", "28", "--preset", "ultrafast", "-q"], capture_output=True, text=True, env=env)
+                        "--scale", "2", "--crf", "28", "--preset", "ultrafast", "-q"],
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert list(m["items"]) == ["clip_a/x2/crf28_ldp_k32_ultrafast"]
-    r = subprocess.run([sys.executable, "-m", "bitsr.cli.main", "prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "o")],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "bitsr.cli.main", "prepare", str(tmp_path / "nope"),
+                        "-o", str(tmp_path / "o")], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nope" in r.stderr
 
 
@@ -160,5 +161,6 @@ def test_concurrent_runs_on_one_folder(tmp_path):
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     m = load_manifest(out)
-    assert len(m["items"]) == 2 and all((out / e["lr"]).is_file() and (out / e["hr"]).is_file() for e in m["items"].values())
+    assert len(m["items"]) == 2
+    assert all((out / e["lr"]).is_file() and (out / e["hr"]).is_file() for e in m["items"].values())
     assert not list(out.rglob("*.part*"))

@@ -37,12 +37,14 @@ def build_parser(prog: str = "bitsr prepare") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="+", help="HR videos, frame folders, or dataset roots")
     ap.add_argument("-o", "--output", required=True, help="output folder (holds manifest.json)")
-    ap.add_argument("--scale", type=int, action="append", choices=(2, 3, 4), help="downscaling factor (repeatable; default 4)")
+    ap.add_argument("--scale", type=int, action="append", choices=(2, 3, 4),
+                    help="downscaling factor (repeatable; default 4)")
     rate = ap.add_mutually_exclusive_group()
     rate.add_argument("--crf", type=float, action="append", help="CRF (repeatable; default 25)")
     rate.add_argument("--qp", type=int, action="append", help="constant QP (repeatable)")
     rate.add_argument("--mix", action="store_true",
-                      help="the per-clip training mix of tools/prepare_train.py (its own codecs, GOPs, CRFs and presets)")
+                      help="the per-clip training mix of tools/prepare_train.py "
+                           "(its own codecs, GOPs, CRFs and presets)")
     ap.add_argument("--codec", choices=CODECS, action="append",
                     help="x265 (HEVC, .mkv) or x264 (H.264 High profile, .mp4) (repeatable; default x265)")
     ap.add_argument("--gop", choices=GOPS, action="append",

@@ -34,6 +34,7 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # The encodings of every clip, or a function of the clip's name giving them (a per-clip mix).
 Encodes = Union[Sequence[EncodeSpec], Callable[[str], Sequence[EncodeSpec]]]
+DEFAULT_ENCODES = (EncodeSpec(),)  # x265 low-delay P, CRF 25, keyint 32, medium
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict:
@@ -88,7 +89,8 @@ def _done(out_dir: Path, entry: dict | None, fingerprint: list, max_frames: int)
 def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[EncodeSpec], manifest: dict,
                   max_frames: int, fps_default, bar) -> int:
     fp = clip.fingerprint()
-    todo = [s for s in specs if not _done(out_dir, manifest["items"].get(item_key(clip.name, scale, s)), fp, max_frames)]
+    items = manifest["items"]
+    todo = [s for s in specs if not _done(out_dir, items.get(item_key(clip.name, scale, s)), fp, max_frames)]
     if not todo:
         return 0
     rel = Path(clip.name) / f"x{scale}"
@@ -114,7 +116,8 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
                     writers.append(("lr", s, lr_writer(_part(out_dir / rel / s.filename), s, w, h, fps)))
             hr = rgb[: size[1], : size[0]]
             if hr.shape[:2] != (size[1], size[0]):
-                raise ValueError(f"{clip.path}: frame {n} has size {rgb.shape[1]}x{rgb.shape[0]}, earlier ones were larger")
+                raise ValueError(f"{clip.path}: frame {n} has size {rgb.shape[1]}x{rgb.shape[0]}, "
+                                 "earlier ones were larger")
             lr = imresize(hr, 1.0 / scale)
             for kind, _, wr in writers:
                 wr.write(hr if kind == "hr" else lr)
@@ -133,8 +136,8 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
         os.replace(wr.path, _unpart(wr.path))
     W, H = size
     if not hr_ok:  # entries made from an older HR file are stale now
-        for k in [k for k, e in manifest["items"].items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames)]:
-            del manifest["items"][k]
+        for k in [k for k, e in items.items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames)]:
+            del items[k]
     for s in todo:
         entry = {
             "clip": clip.name,
@@ -162,7 +165,7 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
 
 
 def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, scales: Sequence[int] = (4,),
-            encodes: Encodes = (EncodeSpec(),), layout: str = "auto", max_frames: int = 0,
+            encodes: Encodes = DEFAULT_ENCODES, layout: str = "auto", max_frames: int = 0,
             fps=25, progress: bool = True) -> dict:
     """Makes HR/LR pairs for every clip of ``inputs`` (see :mod:`bitsr.data.sources`) at every
     scale and encoding. ``encodes``: the encodings of every clip, or a function of the clip's

@@ -48,7 +48,8 @@ def _natural_key(s: str):
 
 
 def _images(folder: Path) -> list[str]:
-    return sorted((str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
+    files = (str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(files, key=_natural_key)
 
 
 def _subdirs(folder: Path) -> list[Path]:
