@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from vsr_fixtures import tiny_set  # noqa: F401
 
 import bitsr
 from bitsr.data.dataset import VSRClipDataset, VSRTrainDataset
 from bitsr.data.imresize import imresize
 from bitsr.data.inputs import MAP_CHANNELS, frame_inputs, window_arrays
 from bitsr.data.prepare import load_manifest
-from vsr_fixtures import tiny_set  # noqa: F401
 
 
 @pytest.mark.parametrize("align", ["mv", "dis", "none"])
@@ -46,7 +46,8 @@ def test_train_dataset(tiny_set):
     assert any(not np.array_equal(ds.sample(12)["lr"], a["lr"]) for _ in range(1))
     t = ds[5]
     assert t["lr"].shape == (4, 3, 32, 32) and t["hr"].shape == (4, 3, 128, 128)
-    assert t["flow"].shape == (4, 2, 32, 32) and t["maps"].shape == (4, 5, 8, 8) and t["conf_next"].shape == (4, 1, 32, 32)
+    assert t["flow"].shape == (4, 2, 32, 32) and t["maps"].shape == (4, len(MAP_CHANNELS), 8, 8)
+    assert t["conf_next"].shape == (4, 1, 32, 32)
     assert t["lr"].dtype == torch.float32 and 0 <= float(t["lr"].min()) and float(t["lr"].max()) <= 1
 
 
@@ -88,3 +89,66 @@ def test_clip_dataset(tiny_set):
     key, t = ds[0]
     assert key.endswith("crf25_ldp_k32_ultrafast")
     assert t["lr"].shape == (3, 3, 48, 64) and t["hr"].shape == (3, 3, 192, 256)
+
+
+def test_balanced_sampling_weights():
+    from bitsr.data.dataset import item_weights
+
+    def item(clip, codec, gop, crf):
+        return (f"{clip}/x4/{crf}", {"clip": clip, "encode": {"codec": codec, "gop": gop, "crf": crf}})
+
+    items = [item("a", "x265", "default", 20), item("a", "x265", "default", 30), item("a", "x265", "default", 35),
+             item("a", "x265", "ldp", 25), item("a", "x264", "default", 25),
+             item("b", "x265", "ldp", 25)]
+    w = item_weights(items, "encoding")
+    assert np.allclose(w, [1 / 18, 1 / 18, 1 / 18, 1 / 6, 1 / 6, 1 / 2]) and np.isclose(w.sum(), 1)
+    assert np.allclose(item_weights(items, "clip"), [0.1] * 5 + [0.5])
+    assert np.allclose(item_weights(items, "item"), [1 / 6] * 6)
+    old = [(k, {"clip": e["clip"], "encode": {"gop": "ldp", "crf": 25}}) for k, e in items]  # before codec existed
+    assert np.allclose(item_weights(old, "encoding"), item_weights(old, "clip"))
+    with pytest.raises(ValueError):
+        item_weights(items, "nope")
+
+
+def test_train_dataset_balances_encodings(tmp_path):
+    """Clip a has 3 x265-default items and 1 x264 one, clip b one LDP item: samples come half
+    from each clip, and within a, half from each family; a pure function of (seed, index)."""
+    from vsr_fixtures import tiny_sources
+
+    from bitsr.data.encode import EncodeSpec
+    from bitsr.data.prepare import prepare
+
+    a, b = tiny_sources(tmp_path / "src", n=3, size=(128, 64))
+    out = tmp_path / "out"
+    prepare([a], out, scales=(4,), progress=False,
+            encodes=[EncodeSpec(crf=c, gop="default", preset="ultrafast") for c in (20, 30, 40)]
+            + [EncodeSpec(crf=30, gop="default", codec="x264", preset="ultrafast")])
+    prepare([b], out, scales=(4,), encodes=[EncodeSpec(crf=30, preset="ultrafast")], progress=False)
+    ds = VSRTrainDataset(out, scale=4, num_frames=2, patch=16, grid=16, seed=1, progress=False)
+    assert len(ds.items) == 5
+    fam = {k: e["encode"].get("codec", "x265") + "-" + e["encode"]["gop"] for k, e in ds.items}
+    counts: dict = {}
+    rng_items = []
+    for n in range(2000):
+        i = ds._pick(n)
+        rng_items.append(i)
+        k, e = ds.items[i]
+        counts[(e["clip"], fam[k])] = counts.get((e["clip"], fam[k]), 0) + 1
+    assert rng_items[:50] == [ds._pick(n) for n in range(50)]
+    share = {k: v / 2000 for k, v in counts.items()}
+    assert abs(share[("clip_b", "x265-ldp")] - 0.5) < 0.05
+    assert abs(share[("clip_a", "x264-default")] - 0.25) < 0.04
+    assert abs(share[("clip_a", "x265-default")] - 0.25) < 0.04
+    s = ds.sample(7)
+    assert all(np.array_equal(s[k], ds.sample(7)[k]) for k in s)
+    ds_item = VSRTrainDataset(out, scale=4, num_frames=2, patch=16, grid=16, seed=1, progress=False, balance="item")
+    assert ds_item._cum is None  # uniform: the draw of earlier versions
+
+
+def test_uniform_sets_sample_as_before(tiny_set):
+    """On a set where every clip has the same encodings, sampling is what it always was."""
+    ds = VSRTrainDataset(tiny_set, scale=4, num_frames=2, patch=16, grid=16, seed=5, progress=False)
+    assert ds._cum is None
+    for n in range(20):
+        rng = np.random.default_rng([5, n])
+        assert ds._pick(n) == int(rng.integers(len(ds.items)))

@@ -6,6 +6,13 @@ so the crop's tiles are the codec's), the matching HR crop, and a random flip/tr
 keeps flows and maps consistent. Randomness is a pure function of ``(seed, index)``: a run
 resumed at iteration i sees exactly the samples it would have seen.
 
+Which item a sample comes from is balanced (``balance``): 'encoding' (default) draws a clip
+uniformly, then one of that clip's encoding families (codec-gop: x265-default, x265-ldp,
+x264-default, ...) uniformly, then one of the clip's items of that family; 'clip' draws a clip,
+then one of its items; 'item' draws an item (clips with more encodings weigh more). On a set
+where all three agree (every clip has the same items, as the fixed-encoding sets of earlier
+versions), every mode draws exactly the samples that earlier versions drew.
+
 ``VSRClipDataset``: whole clips (validation/evaluation), one item per manifest entry.
 """
 from __future__ import annotations
@@ -21,7 +28,9 @@ from torch.utils.data import Dataset
 from .augment import random_dihedral
 from .cache import ARRAYS, ensure_cached
 from .inputs import to_tensors
-from .prepare import load_manifest
+from .prepare import encoding_family, load_manifest
+
+BALANCES = ("encoding", "clip", "item")
 
 
 def select_items(root: str | Path, scale: int, include=None, exclude=None, tags=None) -> list[tuple[str, dict]]:
@@ -52,6 +61,24 @@ def _build_caches(root: Path, items, align: str, progress: bool):
     return [ensure_cached(root, e, align) for _, e in it]
 
 
+def item_weights(items, balance: str = "encoding") -> np.ndarray:
+    """Sampling probability of each (key, entry) item under ``balance`` (see the module doc)."""
+    if balance not in BALANCES:
+        raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
+    n = len(items)
+    if balance == "item":
+        return np.full(n, 1.0 / n)
+    groups: dict = {}
+    for i, (_, e) in enumerate(items):
+        fam = encoding_family(e) if balance == "encoding" else ""
+        groups.setdefault(e["clip"], {}).setdefault(fam, []).append(i)
+    w = np.zeros(n)
+    for fams in groups.values():
+        for idx in fams.values():
+            w[idx] = 1.0 / (len(groups) * len(fams) * len(idx))
+    return w
+
+
 class _Mapped:
     """Lazily opened memory maps (per process: DataLoader workers open their own)."""
 
@@ -76,7 +103,8 @@ class _Mapped:
 class VSRTrainDataset(Dataset):
     def __init__(self, root, scale: int = 4, num_frames: int = 7, patch: int = 64, grid: int = 16,
                  align: str = "mv", augment: bool = True, include=None, exclude=None, tags=None,
-                 seed: int = 0, length: int = 10 ** 9, progress: bool = True, bidirectional: bool = False):
+                 seed: int = 0, length: int = 10 ** 9, progress: bool = True, bidirectional: bool = False,
+                 balance: str = "encoding"):
         if patch % grid:
             raise ValueError(f"patch {patch} must be a multiple of the grid {grid}")
         self.root, self.scale, self.num_frames, self.patch, self.grid = Path(root), scale, num_frames, patch, grid
@@ -88,20 +116,32 @@ class VSRTrainDataset(Dataset):
             w, h = e["lr_size"]
             if e["frames"] < num_frames or w < patch or h < patch:
                 warnings.warn(f"{key}: {e['frames']} frames of {w}x{h} is smaller than a "
-                              f"{num_frames}-frame {patch}x{patch} sample; skipped")
+                              f"{num_frames}-frame {patch}x{patch} sample; skipped", stacklevel=2)
                 continue
             usable.append((key, e))
         if not usable:
             raise ValueError(f"{root}: no item is large enough for {num_frames} frames of {patch}x{patch}")
         self.items = usable
+        self.weights = item_weights(usable, balance)
+        # uniform weights: the integer draw of earlier versions (same samples on old sets)
+        self._cum = None if np.ptp(self.weights) <= 1e-12 * self.weights.max() else np.cumsum(self.weights)
         self._data = _Mapped(_build_caches(self.root, usable, align, progress))
 
     def __len__(self) -> int:
         return self.length
 
+    def _draw_item(self, rng: np.random.Generator) -> int:
+        if self._cum is None:
+            return int(rng.integers(len(self.items)))
+        return min(int(np.searchsorted(self._cum, rng.random() * self._cum[-1], side="right")), len(self.items) - 1)
+
+    def _pick(self, index: int) -> int:
+        """The item sample ``index`` comes from."""
+        return self._draw_item(np.random.default_rng([self.seed, index]))
+
     def sample(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, index])
-        i = int(rng.integers(len(self.items)))
+        i = self._draw_item(rng)
         e = self.items[i][1]
         a = self._data.get(i)
         t0 = int(rng.integers(e["frames"] - self.num_frames + 1))
