@@ -194,12 +194,10 @@ py::array_t<float> output(const py::object& given, std::vector<py::ssize_t> shap
   return given.cast<py::array_t<float>>();
 }
 
-FlowOptions flow_options(bool project, bool fill, float need_below, float min_need) {
+FlowOptions flow_options(bool project, bool fill) {
   FlowOptions o;
-  o.min_need = min_need;
   o.project = project;
   o.fill = fill;
-  o.need_below = need_below;
   return o;
 }
 
@@ -209,12 +207,12 @@ void bind_raster(py::module_& m) {
   m.def(
       "raster_flow",
       [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, py::tuple crop, int factor,
-         const std::string& interp, bool project, bool fill, float need_below, float min_need, const py::object& out) {
+         const std::string& interp, bool project, bool fill, const py::object& out) {
         Borrowed b;
         PriorsView tv;
         const Interp ip = parse_interp(interp);
         thread_local BlockFlow bf;  // reused: its buffers stay allocated
-        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below, min_need), tv, bf);
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill), tv, bf);
         const Geometry g = geometry(tv, crop, factor);
         py::object out_flow = py::none(), out_conf = py::none();
         if (!out.is_none()) {
@@ -235,7 +233,7 @@ void bind_raster(py::module_& m) {
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("crop"),
       py::arg("factor") = 1, py::arg("interp") = "nearest", py::arg("project") = true, py::arg("fill") = true,
-      py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, py::arg("out") = py::none(),
+      py::arg("out") = py::none(),
       "Flow from picture `poc` to picture `to_poc`: (flow float32 [2,H,W], confidence float32 [H,W]).\n"
       "target: dict of per-4x4 arrays; neighbours: list of (arrays, poc[, referenced POCs]) of the same\n"
       "coded video sequence (the referenced POCs let pictures with nothing to give be skipped unread);\n"
@@ -243,12 +241,11 @@ void bind_raster(py::module_& m) {
       "out: optional (flow, confidence) arrays to write into.");
   m.def(
       "raster_block_flow",
-      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill,
-         float need_below, float min_need) {
+      [](const py::dict& target, int32_t poc, int32_t to_poc, const py::list& neighbours, bool project, bool fill) {
         Borrowed b;
         PriorsView tv;
         BlockFlow bf;
-        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill, need_below, min_need), tv, bf);
+        block_flow(b, target, poc, to_poc, neighbours, flow_options(project, fill), tv, bf);
         py::array_t<float> flow({(py::ssize_t)2, (py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         py::array_t<float> conf({(py::ssize_t)bf.gh, (py::ssize_t)bf.gw});
         std::copy(bf.u.begin(), bf.u.end(), flow.mutable_data());
@@ -257,7 +254,7 @@ void bind_raster(py::module_& m) {
         return py::make_tuple(flow, conf);
       },
       py::arg("target"), py::arg("poc"), py::arg("to_poc"), py::arg("neighbours"), py::arg("project") = true,
-      py::arg("fill") = true, py::arg("need_below") = FlowOptions().need_below, py::arg("min_need") = FlowOptions().min_need, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
+      py::arg("fill") = true, "Flow per 4x4 block of the coded picture, in luma samples, and its confidence.");
   m.def(
       "raster_maps",
       [](const py::dict& arrays, const std::vector<std::string>& names, py::tuple crop, int factor, int ctb_size) {

@@ -27,22 +27,6 @@ namespace bitsr::raster {
 struct FlowOptions {
   bool project = true;  // use the neighbours' motion segments
   bool fill = true;     // fill blocks without any candidate
-  // Blocks whose best direct candidate (own vector, inverse of T's) is less reliable than
-  // this also take the other neighbours' projected segments (the costly part).
-  float need_below = 0.5f;
-  // The projections run only when at least this share of the blocks needs them; sparse
-  // gaps (a few intra blocks) are left to the fill.
-  float min_need = 0.02f;
-  // The neighbours' other segments are sampled (and accumulated) every this many 4x4
-  // blocks: they are approximate anyway, and scanning whole pictures dominates the cost.
-  // 0: 2 (8x8) up to 1280x720, 4 (16x16) above, which at 1080p costs 0.04 dB of warp PSNR
-  // and saves about 10% of the time.
-  int other_step = 0;
-  // Use the other segments only for pictures that T's vectors do not reach (say, an
-  // I-picture that T does not reference). Where the exact inverse exists they add next to
-  // nothing (warp PSNR over the bench clips: +0.02 dB at CRF 22 and 28, 0.00 at 34) and
-  // cost 10-25% of the time.
-  bool others_as_fallback = true;
 };
 
 // Per-4x4-block flow over the coded picture, in luma samples, and confidence in [0, 1].
