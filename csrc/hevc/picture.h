@@ -80,7 +80,7 @@ struct PuRec {
 };
 static_assert(sizeof(PuRec) == 32, "PuRec layout");
 
-// The schema arrays (SCHEMA.md), row-major [Gh][Gw] on the 4x4 grid.
+// The schema arrays (docs/schema.md), row-major [Gh][Gw] on the 4x4 grid.
 struct SchemaArrays {
   Arr<int8_t> pred_mode;
   Arr<uint8_t> cu_log2, part_mode, merge_flag, inter_dir;

@@ -28,7 +28,7 @@ inline bitsr::DecoderOptions fuzz_options(bool strict) {
   std::abort();
 }
 
-// Every value lies in its documented range and unused lists are empty (SCHEMA.md). The
+// Every value lies in its documented range and unused lists are empty (docs/schema.md). The
 // check materialises the schema arrays from the PU records, as the Python layer does.
 inline void check_picture(bitsr::Picture& p) {
   bitsr::Priors& pr = p.pr;
