@@ -114,7 +114,9 @@ class PicturePriors:
         False marks blocks of CTBs that were concealed (damaged or missing slice data): there
         the arrays hold the placeholder "intra, no motion, picture QP, one CTB-sized CU", which
         says nothing about the content. Consumers should give such blocks no confidence (the
-        flow rasterizer weights them 0). Read-only; all True for a complete picture.
+        flow rasterizer does not read this mask: it treats them as the intra blocks they claim
+        to be, filled from their surroundings with low confidence). Read-only; all True for a
+        complete picture.
         """
         if self._valid is None:
             c = self.ctb_size // 4

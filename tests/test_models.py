@@ -254,3 +254,42 @@ def test_registry():
         BitVSR(scale=5)
     with pytest.raises(ValueError):
         BitVSR(tile=10)
+
+
+def test_codec_condition_starts_neutral_and_keeps_routing_exact():
+    """The conditioning heads start at zero (a model grown from unconditioned weights computes
+    what they did); once trained, routing with identical branches still equals uniform compute."""
+    torch.manual_seed(8)
+    x = random_inputs(b=2, t=3, h=20, w=36, seed=8)
+    x["maps"][:, :, 7] = torch.tensor([2.0, 0.0, 1.0])[None, :, None, None]  # I, B, P pictures
+    plain = BitVSR(scale=4, channels=8, branch_blocks=(2, 2, 2)).eval()
+    cond = BitVSR(scale=4, channels=8, branch_blocks=(2, 2, 2), condition=True).eval()
+    from bitsr.models.checkpoint import load_grown
+
+    assert load_grown(cond, plain.state_dict())["missing"]
+    with torch.no_grad():
+        assert torch.equal(cond(**x)[0], plain(**x)[0])
+        torch.nn.init.normal_(cond.condition.head.weight, std=0.2)
+        y = cond(**x)[0]
+        assert not torch.allclose(y, plain(**x)[0])
+        _same_branches(cond)
+        u = copy.deepcopy(cond)
+        u.routing = False
+        assert torch.allclose(cond(**x)[0], u(**x)[0], atol=1e-6)
+
+
+def test_grown_bidirectional_model_starts_as_the_unidirectional_one():
+    torch.manual_seed(9)
+    x = random_inputs(b=1, t=3, h=16, w=32, seed=9)
+    x["flow_next"], x["conf_next"] = torch.zeros_like(x["flow"]), torch.ones_like(x["conf"])
+    uni = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2)).eval()
+    bi = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2), bidirectional=True).eval()
+    from bitsr.models.checkpoint import load_grown
+
+    g = load_grown(bi, uni.state_dict())
+    assert g["grown"] == ["fuse.weight"] and any(k.startswith("back_body") for k in g["missing"])
+    with torch.no_grad():
+        a = uni(**{k: v for k, v in x.items() if not k.endswith("_next")})[0]
+        assert torch.equal(bi(**x)[0], a)
+    with pytest.raises(ValueError, match="cannot grow"):
+        load_grown(uni, uni.state_dict() | {"fuse.weight": torch.zeros(8, 40, 1, 1)})

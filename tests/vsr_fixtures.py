@@ -56,7 +56,7 @@ def tiny_set(tmp_path_factory):
     return root / "prep"
 
 
-def random_inputs(b=1, t=3, h=32, w=48, k=6, seed=0, cu=None, residual=None):
+def random_inputs(b=1, t=3, h=32, w=48, k=9, seed=0, cu=None, residual=None):
     """Random model inputs (torch) with plausible maps (channels of bitsr.models.spec.MAP_CHANNELS;
     nothing is predicted from the previous frame alone)."""
     import torch
@@ -69,6 +69,7 @@ def random_inputs(b=1, t=3, h=32, w=48, k=6, seed=0, cu=None, residual=None):
     maps[:, :, 0] = torch.randint(3, 7, maps[:, :, 0].shape, generator=g).float() if cu is None else cu
     maps[:, :, 3] = torch.randint(0, 2, maps[:, :, 3].shape, generator=g).float() if residual is None else residual
     maps[:, :, 4] = 30
+    maps[:, :, 6] = 3  # tu_log2; slice_type 0 (B), temporal_id 0
     return {"lr": lr, "flow": flow, "conf": conf, "maps": maps}
 
 

@@ -62,10 +62,13 @@ def frame_inputs(frame, prev_lr: np.ndarray | None = None, align: str = "mv", wi
         raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
     lr = frame.rgb
     h, w = lr.shape[:2]
-    m = frame.maps(MAP_CHANNELS[:-1], factor=4)
+    m = frame.maps(("cu_log2", "skip", "intra", "residual", "qp", "tu_log2"), factor=4)
     win = frame.window
     prev = win[-1] if win is not None and win.size >= 1 else None
     m["from_prev"] = predicted_from(frame.priors, prev, factor=4)
+    grid = m["qp"].shape
+    m["slice_type"] = np.full(grid, frame.priors.slice_type, np.float32)
+    m["temporal_id"] = np.full(grid, frame.priors.temporal_id, np.float32)
     maps = np.stack([m[k].astype(np.float32) for k in MAP_CHANNELS])
     zero2, zero1, one1 = np.zeros((2, h, w), np.float32), np.zeros((h, w), np.float32), np.ones((h, w), np.float32)
     fn = cn = None

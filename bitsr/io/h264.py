@@ -9,9 +9,6 @@ written for HEVC priors (the flow rasterizer) reads them unchanged.
 
 What FFmpeg does not export is filled in by stated rules:
 
-This module is the H.264 half of :class:`bitsr.Reader` (:class:`H264Source`) and of
-:func:`bitsr.extract` (:func:`extract_h264`).
-
 * Decode order: each packet carries its index through the decoder (``copy_opaque``), so a
   frame knows its ``decode_index``.
 * References: FFmpeg says only which list a vector uses (its ``source`` is -1 for list 0 and
@@ -28,6 +25,9 @@ This module is the H.264 half of :class:`bitsr.Reader` (:class:`H264Source`) and
 * Not exported at all: skip (``pred_mode`` is 0 inter or 1 intra, never 2), merge/direct
   flags, transform sizes and coded-block patterns (``tu_log2`` = 4, ``residual`` = 1, the
   conservative answer), intra modes (``intra_mode`` 1 for intra blocks), weights.
+
+This module is the H.264 half of :class:`bitsr.Reader` (:class:`H264Source`) and of
+:func:`bitsr.extract` (:func:`extract_h264`).
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import LightResBlock, MatlabBicubicUp, Upsampler, act
+from .blocks import CodecCondition, LightResBlock, MatlabBicubicUp, Upsampler, act
 from .registry import register_arch
 from .routing import TileLayout, route_tiles, run_branches
 from .warp import flow_warp
@@ -79,7 +79,8 @@ def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: 
 class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
                  cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
-                 propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2):
+                 propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2,
+                 condition: bool = False):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -90,6 +91,7 @@ class BitVSR(nn.Module):
         self.scale, self.channels, self.tile = scale, channels, tile
         self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
         self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
+        self.condition = CodecCondition(channels) if condition else None
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
         self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0), c, 1)
@@ -112,7 +114,9 @@ class BitVSR(nn.Module):
         return h
 
     def _step(self, x, feat, flow, conf, maps, prev, back=None):
-        """One recurrent step. ``prev``: (hidden, output) of frame t-1 or None."""
+        """One recurrent step. ``prev``: (hidden, output) of frame t-1 or None. With
+        ``condition``, the codec's maps scale and shift the fused features (before the body) and
+        the body's output (before upsampling; the hidden state passed on stays unmodulated)."""
         s = self.scale
         b, _, hh, ww = x.shape
         if prev is not None and self.propagate:
@@ -123,10 +127,13 @@ class BitVSR(nn.Module):
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
         fused = act(self.fuse(torch.cat(parts, 1)))
+        mods = self.condition(maps, hh, ww) if self.condition is not None else None
+        if mods is not None:
+            fused = fused * (1 + mods[0][0]) + mods[0][1]
         base = self.base_up(x.contiguous(memory_format=torch.channels_last))
         if not self.routing:
             h = self._uniform(fused)
-            return h, base + self.upsample(h)
+            return h, base + self.upsample(h if mods is None else h * (1 + mods[1][0]) + mods[1][1])
 
         level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf)
         level, reusable = level.reshape(-1), reusable.reshape(-1)
@@ -154,7 +161,8 @@ class BitVSR(nn.Module):
         # Output: bicubic base + residual on computed tiles; reused tiles copy the warped output.
         parts = []
         if computed.numel():
-            res = self.upsample.forward_tiles(lay.gather(store, computed, self.upsample.HALO))  # [N, 3, sT, sT]
+            ustore = store if mods is None else store * (1 + lay.to_tiles(mods[1][0])) + lay.to_tiles(mods[1][1])
+            res = self.upsample.forward_tiles(lay.gather(ustore, computed, self.upsample.HALO))  # [N, 3, sT, sT]
             parts.append((computed, res, True))
         if use_reuse:
             reused = torch.nonzero(level < 0).flatten()

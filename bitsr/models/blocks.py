@@ -89,3 +89,47 @@ class MatlabBicubicUp(nn.Module):
         x = torch.cat([x[..., 1:2, :], x[..., :1, :], x, x[..., -1:, :], x[..., -2:-1, :]], -2)
         y = F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
         return F.pixel_shuffle(y, self.scale)
+
+
+class CodecCondition(nn.Module):
+    """Compression-aware modulation (SFT, as in CAVSR / SFTGAN): what the parser knows per 4x4
+    block and per picture - QP, CU and transform sizes, skip / intra / residual, prediction
+    from the previous frame alone, picture type and temporal layer - mapped to a per-pixel
+    scale and shift of the features at ``points`` places of the network.
+
+    Runs on the 4x4 block grid (16x fewer positions than the LR frame; the priors are constant
+    within a block) with 3x3 context, then repeats each value over its block. The heads start
+    at zero, so a network gains the modulation without changing its output until trained.
+    """
+
+    def __init__(self, channels: int, points: int = 2, hidden: int = 32):
+        super().__init__()
+        from .spec import MAP_CHANNELS
+
+        self._idx = {k: MAP_CHANNELS.index(k) for k in MAP_CHANNELS}
+        self.channels, self.points = channels, points
+        self.body = nn.Sequential(nn.Conv2d(self.FEATURES, hidden, 3, padding=1), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.LeakyReLU(0.1))
+        self.head = nn.Conv2d(hidden, 2 * channels * points, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    FEATURES = 11
+
+    def features(self, maps: torch.Tensor) -> torch.Tensor:
+        """[B, K, gh, gw] maps (MAP_CHANNELS) -> [B, FEATURES, gh, gw] normalised conditions."""
+        c = lambda k: maps[:, self._idx[k]:self._idx[k] + 1]  # noqa: E731
+        st = c("slice_type")
+        return torch.cat([
+            (c("qp") - 32.0) / 8.0, (c("cu_log2") - 4.5) / 1.5, (c("tu_log2") - 3.5) / 1.5,
+            c("skip"), c("intra"), c("residual"), c("from_prev"),
+            (st == 0).to(maps.dtype), (st == 1).to(maps.dtype), (st == 2).to(maps.dtype),
+            c("temporal_id") / 3.0,
+        ], 1)
+
+    def forward(self, maps: torch.Tensor, h: int, w: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(scale, shift) pairs [B, C, h, w] for each modulation point, at LR size h x w."""
+        y = self.head(self.body(self.features(maps)))
+        y = y.repeat_interleave(4, 2).repeat_interleave(4, 3)[:, :, :h, :w]
+        n = self.channels
+        return [(y[:, 2 * n * i:2 * n * i + n], y[:, 2 * n * i + n:2 * n * (i + 1)]) for i in range(self.points)]

@@ -9,7 +9,9 @@ from __future__ import annotations
 # skip / intra / coded-residual masks, luma QP, and ``from_prev``: 1 where the block is
 # predicted from the previous display frame alone without residual (bitsr.maps.predicted_from),
 # the only blocks whose output may be copied from that frame's.
-MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp", "from_prev")
+# Then what conditions the restoration (constant over the picture where picture-level):
+# transform size, picture type (slice_type: 0 B, 1 P, 2 I) and temporal layer.
+MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp", "from_prev", "tu_log2", "slice_type", "temporal_id")
 
 # Keyword inputs of a network's forward, in the order runners pass them.
 INPUT_KEYS = ("lr", "flow", "conf", "maps", "flow_next", "conf_next")
