@@ -248,3 +248,18 @@ def test_cli_mix(tmp_path):
     assert r.returncode == 0, r.stderr
     m = load_manifest(tmp_path / "o")
     assert sorted(m["items"]) == sorted(f"davis16_dog/x2/{s.tag}" for s in training_mix("davis16_dog"))
+
+
+def test_x265_default_gop_is_deterministic(tmp_path):
+    """frame-threads=1 is all it takes: the thread pool (and so the core count) leaves the
+    bitstream alone, with x265's lookahead deciding the GOP."""
+    frames = source_frames(12, 160, 128, "bikes")
+    spec = EncodeSpec(crf=30, gop="default", preset="medium")
+
+    def packets(path):
+        with av.open(str(path)) as c:
+            return [bytes(p) for p in c.demux(video=0) if p.size]
+
+    a = packets(_encode(tmp_path / "a.mkv", spec, frames, ":pools=1"))
+    b = packets(_encode(tmp_path / "b.mkv", spec, frames, ":pools=3"))
+    assert a == b and len(a) == 12
