@@ -71,7 +71,7 @@ def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: 
         if sel.numel():
             g = grid[sel].reshape(1, -1, st, 2)
             w = F.grid_sample(prev[k:k + 1], g, mode="bilinear", padding_mode="border", align_corners=True)
-            out[sel] = w.view(prev.shape[1], -1, st, st).transpose(0, 1)
+            out[sel] = w.view(prev.shape[1], -1, st, st).transpose(0, 1).to(out.dtype)  # autocast: fp32
     return out
 
 

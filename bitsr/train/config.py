@@ -56,7 +56,7 @@ DEFAULTS: dict = {
         "weight_decay": 0.0,
         "grad_clip": 0.0,
         "charbonnier_eps": 1e-3,
-        "amp": True,  # CUDA only
+        "amp": True,  # fp16 on CUDA, bf16 on CPUs with native bf16
         "device": "auto",
         "log_every": 20,
         "ckpt_every": 500,

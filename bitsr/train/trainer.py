@@ -28,6 +28,16 @@ from .losses import CharbonnierLoss
 from .validate import score_clip
 
 
+def cpu_bf16() -> bool:
+    """True when this CPU has native bf16 arithmetic (where CPU autocast pays)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 class IterationSampler(Sampler):
     """Batches of sample ids for iterations [start, iters): id = (it * world + rank) * B + k, so
     every process sees distinct samples and a resumed run sees the same ones."""
@@ -91,8 +101,13 @@ class Trainer:
                                     weight_decay=tc["weight_decay"])
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, tc["iters"]),
                                                                 eta_min=tc["eta_min"])
+        # Mixed precision: fp16 with loss scaling on CUDA; bf16 on CPUs that compute it natively
+        # (AVX-512 BF16 / AMX: about 2x faster convolutions), which needs no scaling.
         self.amp = bool(tc["amp"]) and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.amp_dtype = torch.float16
+        if bool(tc["amp"]) and self.device.type == "cpu" and cpu_bf16():
+            self.amp, self.amp_dtype = True, torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda")
         self.loss_fn = CharbonnierLoss(tc["charbonnier_eps"])
         self.out = Path(cfg["out_dir"])
         self.iter = 0
@@ -211,7 +226,7 @@ class Trainer:
         for batch in loader:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             hr = batch.pop("hr")
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 out, _ = self.net(**batch)
                 loss = self.loss_fn(out, hr)
             self.opt.zero_grad(set_to_none=True)
