@@ -64,7 +64,10 @@ class BitReader {
     if (n > bits_left()) fail(elem, std::string("truncated data while skipping ") + elem);
     pos_ += n;
   }
-  void byte_align() { pos_ = (pos_ + 7) & ~(size_t)7; if (pos_ > size_bits_) pos_ = size_bits_; }
+  void byte_align() {
+    pos_ = (pos_ + 7) & ~(size_t)7;
+    if (pos_ > size_bits_) pos_ = size_bits_;
+  }
 
   // rbsp_trailing_bits() may be followed by cabac_zero_words; more_rbsp_data() per 7.2.
   bool more_rbsp_data() const {

@@ -36,16 +36,14 @@ struct LimitError : StreamError {
 };
 
 [[noreturn]] inline void fail(const char* element) { throw BitstreamError(element); }
-[[noreturn]] inline void fail(const char* element, const std::string& msg) {
-  throw BitstreamError(element, msg);
-}
+[[noreturn]] inline void fail(const char* element, const std::string& msg) { throw BitstreamError(element, msg); }
 
 // Checked range for a value just read: the message names the syntax element.
 template <class T>
 inline T check_range(T v, long long lo, long long hi, const char* element) {
   if ((long long)v < lo || (long long)v > hi)
-    fail(element, std::string(element) + " = " + std::to_string((long long)v) + " out of range [" +
-                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    fail(element, std::string(element) + " = " + std::to_string((long long)v) + " out of range [" + std::to_string(lo) +
+                      ", " + std::to_string(hi) + "]");
   return v;
 }
 

@@ -47,6 +47,7 @@ struct InitEntry {
   uint8_t v[3][44];  // [initType][i]; initType 0 unused for inter-only elements
 };
 
+// clang-format off: one element per entry, its three initTypes' rows together
 const InitEntry kInit[] = {
     {ctx::SAO_MERGE, 1, {{153}, {153}, {153}}},
     {ctx::SAO_TYPE_IDX, 1, {{200}, {185}, {160}}},
@@ -99,6 +100,7 @@ const InitEntry kInit[] = {
     {ctx::CU_CHROMA_QP_OFFSET_FLAG, 1, {{154}, {154}, {154}}},
     {ctx::CU_CHROMA_QP_OFFSET_IDX, 1, {{154}, {154}, {154}}},
 };
+// clang-format on
 
 }  // namespace
 

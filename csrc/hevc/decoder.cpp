@@ -14,7 +14,7 @@ Decoder::~Decoder() = default;
 
 namespace {
 
-constexpr size_t kMaxWarnings = 1000;       // the most recent ones are kept
+constexpr size_t kMaxWarnings = 1000;        // the most recent ones are kept
 constexpr size_t kMaxErrorsPerPicture = 64;  // Picture::errors
 
 // First start code (00 00 01) starting in [from, end - 3]; `end` if there is none.
@@ -150,11 +150,12 @@ int Decoder::push_hvcc(const uint8_t* data, size_t size) {
 ActiveParams Decoder::activate(int pps_id) {
   ActiveParams ap;
   ap.pps = pps_[pps_id];
-  if (!ap.pps) fail("slice_pic_parameter_set_id", "slice refers to PPS " + std::to_string(pps_id) + ", which was not received");
+  if (!ap.pps)
+    fail("slice_pic_parameter_set_id", "slice refers to PPS " + std::to_string(pps_id) + ", which was not received");
   ap.sps = sps_[ap.pps->sps_id];
   if (!ap.sps)
-    fail("pps_seq_parameter_set_id", "PPS " + std::to_string(pps_id) + " refers to SPS " + std::to_string(ap.pps->sps_id) +
-                                         ", which was not received");
+    fail("pps_seq_parameter_set_id", "PPS " + std::to_string(pps_id) + " refers to SPS " +
+                                         std::to_string(ap.pps->sps_id) + ", which was not received");
   ap.vps = vps_[ap.sps->vps_id];
   if (ap.sps != maps_sps_ || ap.pps != maps_pps_) {
     maps_ = derive_scan_maps(*ap.sps, *ap.pps);
@@ -177,8 +178,8 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
       // Version-1 decoders ignore NAL units of other layers (7.4.2.2), which also decodes the
       // base layer of SHVC/MV-HEVC; strict mode reports that the stream has more.
       if (vcl && h.type <= NAL_CRA) {
-        const std::string msg = "multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) +
-                                "): only single-layer HEVC is supported";
+        const std::string msg =
+            "multi-layer stream (nuh_layer_id " + std::to_string(h.layer_id) + "): only single-layer HEVC is supported";
         if (opts_.strict) throw UnsupportedError(msg, "nuh_layer_id");
         warn("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset) + ": " + msg +
              "; NAL unit ignored");
@@ -217,9 +218,7 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
         }
         break;
       }
-      case NAL_AUD:
-        finish_picture();
-        break;
+      case NAL_AUD: finish_picture(); break;
       case NAL_EOS:
       case NAL_EOB:
         finish_picture();
@@ -269,20 +268,22 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     // two slice segments would change the picture size and tiles under the decoder's feet.
     if (params.pps != cur_->pps || params.sps != cur_->sps)
       fail("slice_pic_parameter_set_id", "slice segments of one picture use different parameter sets");
-    if (nal_type != cur_->nal_type) fail("nal_unit_type", "slice segments of one picture have different NAL unit types");
+    if (nal_type != cur_->nal_type)
+      fail("nal_unit_type", "slice segments of one picture have different NAL unit types");
   }
   if (sh.dependent_slice_segment_flag && !have_cur_sh_)
     fail("dependent_slice_segment_flag", "dependent slice segment without a preceding independent one");
   if ((int)cur_->slices.size() >= opts_.limits.max_slice_segments_per_picture)
-    throw LimitError("more than " + std::to_string(opts_.limits.max_slice_segments_per_picture) + " slice segments in a picture");
+    throw LimitError("more than " + std::to_string(opts_.limits.max_slice_segments_per_picture) +
+                     " slice segments in a picture");
   if (!sh.dependent_slice_segment_flag) {
     cur_sh_ = sh;
     have_cur_sh_ = true;
   }
   // Reference lists of this slice, from the picture's RPS (derived from its first slice);
   // a slice whose own RPS disagrees in size would index past it.
-  if (sh.slice_type != SLICE_I &&
-      (size_t)sh.NumPicTotalCurr != cur_rps_.st_curr_before.size() + cur_rps_.st_curr_after.size() + cur_rps_.lt_curr.size())
+  const size_t num_curr = cur_rps_.st_curr_before.size() + cur_rps_.st_curr_after.size() + cur_rps_.lt_curr.size();
+  if (sh.slice_type != SLICE_I && (size_t)sh.NumPicTotalCurr != num_curr)
     fail("short_term_ref_pic_set", "slice segments of one picture signal different reference picture sets");
   RefList lists[2];
   Dpb::build_lists(sh, cur_rps_, lists);
@@ -342,8 +343,10 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     // escaped position of the slice data start
     size_t esc_start = hdr;
     for (uint32_t p : epb_)
-      if (p < esc_start + 1) ++esc_start;  // each EPB before the data shifts it by one
-      else break;
+      if (p < esc_start + 1)
+        ++esc_start;  // each EPB before the data shifts it by one
+      else
+        break;
     uint64_t esc = esc_start;
     size_t k = 0;
     for (uint32_t off : sh.entry_point_offset) {
@@ -458,7 +461,8 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   }
 
   check_queue_limit(sps);
-  auto state = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
+  auto state =
+      std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
   pic->decode_index = decode_count_++;
   cur_ = pic;
   state_ = std::move(state);

@@ -17,8 +17,8 @@
 namespace bitsr {
 
 struct DecoderOptions {
-  bool strict = false;      // raise on the first error instead of concealing
-  bool parse_ctu = true;    // parse slice data (false: picture-level information only)
+  bool strict = false;    // raise on the first error instead of concealing
+  bool parse_ctu = true;  // parse slice data (false: picture-level information only)
   Limits limits;
 };
 
@@ -86,7 +86,7 @@ class Decoder : private ParamSetLookup {
   PicturePtr cur_;
   std::unique_ptr<PictureState> state_;
   RefPicSet cur_rps_;
-  SliceHeader cur_sh_;         // last independent slice segment header of the picture
+  SliceHeader cur_sh_;  // last independent slice segment header of the picture
   bool have_cur_sh_ = false;
   bool skipping_ = false;      // the current picture is skipped (RASL after CRA start, ...)
   bool first_picture_ = true;  // no picture decoded yet in the bitstream

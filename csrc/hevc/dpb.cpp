@@ -112,7 +112,8 @@ void Dpb::build_lists(const SliceHeader& sh, const RefPicSet& rps, RefList lists
     const auto& second = l == 0 ? rps.st_curr_after : rps.st_curr_before;
     const auto& second_poc = l == 0 ? rps.poc_st_curr_after : rps.poc_st_curr_before;
     while ((int)temp.size() < n_temp) {
-      for (size_t i = 0; i < first.size() && (int)temp.size() < n_temp; ++i) temp.push_back({first[i].get(), first_poc[i], false});
+      for (size_t i = 0; i < first.size() && (int)temp.size() < n_temp; ++i)
+        temp.push_back({first[i].get(), first_poc[i], false});
       for (size_t i = 0; i < second.size() && (int)temp.size() < n_temp; ++i)
         temp.push_back({second[i].get(), second_poc[i], false});
       for (size_t i = 0; i < rps.lt_curr.size() && (int)temp.size() < n_temp; ++i)

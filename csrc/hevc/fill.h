@@ -27,9 +27,9 @@ inline void fill_blocks(uint8_t* p, size_t stride, int w4, int h4, const void* v
     for (int i = 0; i < n; ++i) std::memcpy(row + i * B, value, B);
   }
   switch (w4) {
-#define BITSR_FILL_CASE(W)                                                 \
-  case W:                                                                  \
-    for (int j = 0; j < h4; ++j, p += stride) std::memcpy(p, row, (W)*B); \
+#define BITSR_FILL_CASE(W)                                                  \
+  case W:                                                                   \
+    for (int j = 0; j < h4; ++j, p += stride) std::memcpy(p, row, (W) * B); \
     return;
     BITSR_FILL_CASE(1)
     BITSR_FILL_CASE(2)

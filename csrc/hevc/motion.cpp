@@ -128,8 +128,8 @@ bool SliceDecoder::temporal_mv(int xPb, int yPb, int w, int h, int X, int ref_id
   return col_mv(xPb + (w >> 1), yPb + (h >> 1), X, ref_idx, out);
 }
 
-void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx,
-                                int merge_idx, PuMotion& out) {
+void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int merge_idx,
+                                PuMotion& out) {
   const int orig_w = w, orig_h = h;
   const int pml = pps_.log2_parallel_merge_level;
   if (pml > 2 && nCbS == 8) {  // singleMCLFlag: all PUs of an 8x8 CU share the 2Nx2N list
@@ -157,9 +157,10 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
   do {
     // A1
     const int xA1 = xPb - 1, yA1 = yPb + h - 1;
-    const bool avA1 = !same_mer(xA1, yA1) &&
-                      !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
-                      available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
+    const bool avA1 =
+        !same_mer(xA1, yA1) &&
+        !((part_mode_ == PART_Nx2N || part_mode_ == PART_nLx2N || part_mode_ == PART_nRx2N) && part_idx == 1) &&
+        available_pb(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, xA1, yA1);
     Cand A1, B1;
     if (avA1) {
       A1 = read(xA1, yA1);
@@ -260,7 +261,7 @@ void SliceDecoder::derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, in
     }
     // zero candidates
     const int num_ref = sh_.slice_type == SLICE_P ? sh_.num_ref_idx_active[0]
-                                                   : std::min(sh_.num_ref_idx_active[0], sh_.num_ref_idx_active[1]);
+                                                  : std::min(sh_.num_ref_idx_active[0], sh_.num_ref_idx_active[1]);
     for (int zi = 0; n < max_cand && n <= merge_idx; ++zi) {
       Cand c;
       const int r = zi < num_ref ? zi : 0;

@@ -62,11 +62,11 @@ constexpr int32_t kNoRefPoc = INT32_MIN;
 // and a 4-byte fill instead of a dozen per-block arrays; the schema arrays are
 // materialised from the records when someone asks for them.
 struct PuRec {
-  int16_t mv[4];       // [list][x, y], quarter luma samples
+  int16_t mv[4];  // [list][x, y], quarter luma samples
   int8_t ref_idx[2];
-  uint8_t inter_dir;   // bit l: list l used
-  uint8_t ref_lt;      // bit l: list l refers to a long-term picture
-  int8_t pred_mode;    // PredModeValue
+  uint8_t inter_dir;  // bit l: list l used
+  uint8_t ref_lt;     // bit l: list l refers to a long-term picture
+  int8_t pred_mode;   // PredModeValue
   uint8_t cu_log2;
   uint8_t part_mode;
   uint8_t intra_mode;  // IntraPredModeY; 255 inter/skip; 1 (DC) for PCM
@@ -158,7 +158,7 @@ struct Picture {
   int cvs_index = 0;
   bool pic_output_flag = true;  // PicOutputFlag
   bool no_rasl_output_flag = false;
-  bool generated = false;       // stands in for a missing reference
+  bool generated = false;  // stands in for a missing reference
   int num_slice_segments = 0;
   std::shared_ptr<const Sps> sps;
   std::shared_ptr<const Pps> pps;

@@ -294,11 +294,14 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
     }
   s.log2_min_cb = br.ue_max(3, "log2_min_luma_coding_block_size_minus3") + 3;
   s.log2_ctb = s.log2_min_cb + br.ue_max(3, "log2_diff_max_min_luma_coding_block_size");
-  if (s.log2_ctb < 4 || s.log2_ctb > 6) fail("log2_diff_max_min_luma_coding_block_size", "CTB size must be 16, 32 or 64");
+  if (s.log2_ctb < 4 || s.log2_ctb > 6)
+    fail("log2_diff_max_min_luma_coding_block_size", "CTB size must be 16, 32 or 64");
   s.log2_min_tb = br.ue_max(3, "log2_min_luma_transform_block_size_minus2") + 2;
-  if (s.log2_min_tb >= s.log2_min_cb) fail("log2_min_luma_transform_block_size_minus2", "min TB size must be smaller than min CB size");
+  if (s.log2_min_tb >= s.log2_min_cb)
+    fail("log2_min_luma_transform_block_size_minus2", "min TB size must be smaller than min CB size");
   s.log2_max_tb = s.log2_min_tb + br.ue_max(3, "log2_diff_max_min_luma_transform_block_size");
-  if (s.log2_max_tb > 5 || s.log2_max_tb > s.log2_ctb) fail("log2_diff_max_min_luma_transform_block_size", "max TB size must be <= min(32, CTB size)");
+  if (s.log2_max_tb > 5 || s.log2_max_tb > s.log2_ctb)
+    fail("log2_diff_max_min_luma_transform_block_size", "max TB size must be <= min(32, CTB size)");
   s.max_transform_hierarchy_depth_inter = br.ue_max(s.log2_ctb - s.log2_min_tb, "max_transform_hierarchy_depth_inter");
   s.max_transform_hierarchy_depth_intra = br.ue_max(s.log2_ctb - s.log2_min_tb, "max_transform_hierarchy_depth_intra");
   s.scaling_list_enabled_flag = br.flag("scaling_list_enabled_flag");
@@ -354,8 +357,11 @@ std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits) {
       s.cabac_bypass_alignment_enabled_flag = br.flag("cabac_bypass_alignment_enabled_flag");
     }
     if (multilayer) br.flag("inter_view_mv_vert_constraint_flag");
-    if (ext3d) throw UnsupportedError("SPS uses the 3D-HEVC extension, which bitsr does not support", "sps_3d_extension_flag");
-    if (scc) throw UnsupportedError("SPS uses the screen content coding (SCC) extension, which bitsr does not support", "sps_scc_extension_flag");
+    if (ext3d)
+      throw UnsupportedError("SPS uses the 3D-HEVC extension, which bitsr does not support", "sps_3d_extension_flag");
+    if (scc)
+      throw UnsupportedError("SPS uses the screen content coding (SCC) extension, which bitsr does not support",
+                             "sps_scc_extension_flag");
   }
   // Derived variables (7.4.3.2).
   s.CtbSizeY = 1 << s.log2_ctb;
@@ -412,8 +418,10 @@ std::shared_ptr<Pps> parse_pps(BitReader& br) {
     s.num_tile_rows = br.ue_max(21, "num_tile_rows_minus1") + 1;
     s.uniform_spacing_flag = br.flag("uniform_spacing_flag");
     if (!s.uniform_spacing_flag) {
-      for (int i = 0; i < s.num_tile_columns - 1; ++i) s.column_width_minus1.push_back(br.ue_max(1 << 12, "column_width_minus1"));
-      for (int i = 0; i < s.num_tile_rows - 1; ++i) s.row_height_minus1.push_back(br.ue_max(1 << 12, "row_height_minus1"));
+      for (int i = 0; i < s.num_tile_columns - 1; ++i)
+        s.column_width_minus1.push_back(br.ue_max(1 << 12, "column_width_minus1"));
+      for (int i = 0; i < s.num_tile_rows - 1; ++i)
+        s.row_height_minus1.push_back(br.ue_max(1 << 12, "row_height_minus1"));
     }
     s.loop_filter_across_tiles_enabled_flag = br.flag("loop_filter_across_tiles_enabled_flag");
   }
@@ -429,7 +437,8 @@ std::shared_ptr<Pps> parse_pps(BitReader& br) {
   }
   if (br.flag("pps_scaling_list_data_present_flag")) parse_scaling_list_data(br);
   s.lists_modification_present_flag = br.flag("lists_modification_present_flag");
-  s.log2_parallel_merge_level = br.ue_max(4, "log2_parallel_merge_level_minus2") + 2;  // <= CtbLog2SizeY checked at activation
+  s.log2_parallel_merge_level =
+      br.ue_max(4, "log2_parallel_merge_level_minus2") + 2;  // <= CtbLog2SizeY checked at activation
   s.slice_segment_header_extension_present_flag = br.flag("slice_segment_header_extension_present_flag");
   if (br.flag("pps_extension_present_flag")) {
     bool range = br.flag("pps_range_extension_flag");
@@ -453,9 +462,14 @@ std::shared_ptr<Pps> parse_pps(BitReader& br) {
       s.log2_sao_offset_scale_luma = br.ue_max(6, "log2_sao_offset_scale_luma");
       s.log2_sao_offset_scale_chroma = br.ue_max(6, "log2_sao_offset_scale_chroma");
     }
-    if (multilayer) throw UnsupportedError("PPS uses the multi-layer extension, which bitsr does not support", "pps_multilayer_extension_flag");
-    if (ext3d) throw UnsupportedError("PPS uses the 3D-HEVC extension, which bitsr does not support", "pps_3d_extension_flag");
-    if (scc) throw UnsupportedError("PPS uses the screen content coding (SCC) extension, which bitsr does not support", "pps_scc_extension_flag");
+    if (multilayer)
+      throw UnsupportedError("PPS uses the multi-layer extension, which bitsr does not support",
+                             "pps_multilayer_extension_flag");
+    if (ext3d)
+      throw UnsupportedError("PPS uses the 3D-HEVC extension, which bitsr does not support", "pps_3d_extension_flag");
+    if (scc)
+      throw UnsupportedError("PPS uses the screen content coding (SCC) extension, which bitsr does not support",
+                             "pps_scc_extension_flag");
   }
   return p;
 }

@@ -67,7 +67,7 @@ struct Sps {
   int chroma_format_idc = 1;
   bool separate_colour_plane_flag = false;
   int ChromaArrayType = 1;
-  int width = 0, height = 0;  // pic_width/height_in_luma_samples
+  int width = 0, height = 0;       // pic_width/height_in_luma_samples
   int conf_win[4] = {0, 0, 0, 0};  // left, right, top, bottom in luma samples
   int bit_depth_luma = 8, bit_depth_chroma = 8;
   int log2_max_poc_lsb = 4;
@@ -150,12 +150,12 @@ struct Pps {
 
 // Tile and scan maps of 6.5.1/6.5.2, derived when a PPS is activated with its SPS.
 struct ScanMaps {
-  std::vector<int> col_bd, row_bd;          // tile boundaries in CTBs (size cols+1 / rows+1)
+  std::vector<int> col_bd, row_bd;                       // tile boundaries in CTBs (size cols+1 / rows+1)
   std::vector<int> ctb_rs_to_ts, ctb_ts_to_rs, tile_id;  // tile_id indexed by TS address
-  std::vector<int> tile_id_rs;                          // tile_id indexed by raster address
-  std::vector<int> ctb_col_to_tile_x;       // CTB column -> tile column index
+  std::vector<int> tile_id_rs;                           // tile_id indexed by raster address
+  std::vector<int> ctb_col_to_tile_x;                    // CTB column -> tile column index
   std::vector<int> ctb_row_to_tile_y;
-  std::vector<int> min_tb_addr_zs;          // [PicHeightInMinTbs][PicWidthInMinTbs]
+  std::vector<int> min_tb_addr_zs;  // [PicHeightInMinTbs][PicWidthInMinTbs]
   int min_tb_stride = 0;
 };
 

@@ -16,9 +16,9 @@ struct PictureStateImpl {
   CabacContexts wpp;  // storage after the second CTB of a CTB row (9.3.2.4)
   bool wpp_valid = false;
   int wpp_ctb_rs = -1;  // CTB after which `wpp` was stored
-  CabacContexts ds;   // storage at the end of a slice segment, for dependent slices
+  CabacContexts ds;     // storage at the end of a slice segment, for dependent slices
   bool ds_valid = false;
-  int last_qpy = 0;   // QpY of the last CU, carried into dependent slice segments
+  int last_qpy = 0;       // QpY of the last CU, carried into dependent slice segments
   int slice_addr_rs = 0;  // SliceAddrRs of the current slice
 };
 
@@ -66,7 +66,7 @@ class SliceDecoder {
     const int ctb = (yNb >> log2_ctb_) * pic_w_ctb_ + (xNb >> log2_ctb_);
     return ctb_slice_addr_[ctb] == slice_addr_rs_ && tile_id_rs_[ctb] == tile_id_rs_[ctb_addr_rs_];
   }
-  int pu_index_at(int x, int y) const;  // chroma PU of a 4:4:4 NxN CU, else 0
+  int pu_index_at(int x, int y) const;       // chroma PU of a 4:4:4 NxN CU, else 0
   int luma_pu_index_at(int x, int y) const;  // luma PU of an NxN intra CU, else 0
 
   // residual.cpp
@@ -138,7 +138,7 @@ class SliceDecoder {
   int intra_mode_c_[4] = {};            // IntraPredModeC per PU
   int intra_mode_y_[4] = {};
   int cu_x_ = 0, cu_y_ = 0, cu_log2_ = 3;
-  PuRec cu_rec_{};          // CU-level fields every record of the current CU starts from
+  PuRec cu_rec_{};            // CU-level fields every record of the current CU starts from
   uint32_t cu_recs_[4] = {};  // records of the current CU
   int cu_nrec_ = 0;
   uint16_t slice_idx_ = 0;

@@ -55,7 +55,8 @@ static void parse_pred_weight_table(BitReader& br, const Sps& sps, SliceHeader& 
 void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, const SliceHeader* prev,
                         const Limits& limits, SliceHeader& sh, ActiveParams& params) {
   sh.first_slice_segment_in_pic_flag = br.flag("first_slice_segment_in_pic_flag");
-  if (nal_type >= NAL_BLA_W_LP && nal_type <= 23) sh.no_output_of_prior_pics_flag = br.flag("no_output_of_prior_pics_flag");
+  if (nal_type >= NAL_BLA_W_LP && nal_type <= 23)
+    sh.no_output_of_prior_pics_flag = br.flag("no_output_of_prior_pics_flag");
   sh.pps_id = br.ue_max(63, "slice_pic_parameter_set_id");
   params = lookup.activate(sh.pps_id);
   const Sps& sps = *params.sps;
@@ -63,7 +64,8 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
   sh.dependent_slice_segment_flag = false;
   sh.slice_segment_address = 0;
   if (!sh.first_slice_segment_in_pic_flag) {
-    if (pps.dependent_slice_segments_enabled_flag) sh.dependent_slice_segment_flag = br.flag("dependent_slice_segment_flag");
+    if (pps.dependent_slice_segments_enabled_flag)
+      sh.dependent_slice_segment_flag = br.flag("dependent_slice_segment_flag");
     sh.slice_segment_address = br.u(ceil_log2(sps.PicSizeInCtbsY), "slice_segment_address");
     if (sh.slice_segment_address >= sps.PicSizeInCtbsY) fail("slice_segment_address");
   }
@@ -81,8 +83,7 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
   } else {
     for (int i = 0; i < pps.num_extra_slice_header_bits; ++i) br.skip(1, "slice_reserved_flag");
     sh.slice_type = br.ue_max(2, "slice_type");
-    if (is_irap(nal_type) && sh.slice_type != SLICE_I)
-      fail("slice_type", "IRAP picture with a P or B slice");
+    if (is_irap(nal_type) && sh.slice_type != SLICE_I) fail("slice_type", "IRAP picture with a P or B slice");
     sh.pic_output_flag = true;
     if (pps.output_flag_present_flag) sh.pic_output_flag = br.flag("pic_output_flag");
     if (sps.separate_colour_plane_flag) sh.colour_plane_id = br.u(2, "colour_plane_id");
@@ -96,7 +97,8 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       sh.short_term_ref_pic_set_sps_flag = br.flag("short_term_ref_pic_set_sps_flag");
       const int num_st = (int)sps.st_rps.size();
       if (!sh.short_term_ref_pic_set_sps_flag) {
-        parse_st_ref_pic_set(br, num_st, sps.st_rps, sps.max_dec_pic_buffering[sps.max_sub_layers - 1], sh.st_rps_slice);
+        parse_st_ref_pic_set(br, num_st, sps.st_rps, sps.max_dec_pic_buffering[sps.max_sub_layers - 1],
+                             sh.st_rps_slice);
       } else {
         if (num_st == 0) fail("short_term_ref_pic_set_sps_flag", "SPS has no short-term RPS to select");
         sh.short_term_ref_pic_set_idx = 0;
@@ -109,7 +111,8 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
           sh.num_long_term_sps = br.ue_max(sps.num_long_term_ref_pics_sps, "num_long_term_sps");
         sh.num_long_term_pics = br.ue_max(32 - sh.num_long_term_sps, "num_long_term_pics");
         const int n = sh.num_long_term_sps + sh.num_long_term_pics;
-        if (n + sh.st_rps_slice.num_delta_pocs() > kMaxRpsEntries) fail("num_long_term_pics", "too many reference pictures");
+        if (n + sh.st_rps_slice.num_delta_pocs() > kMaxRpsEntries)
+          fail("num_long_term_pics", "too many reference pictures");
         for (int i = 0; i < n; ++i) {
           if (i < sh.num_long_term_sps) {
             int idx = 0;
@@ -128,11 +131,13 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
           sh.delta_poc_msb_cycle_lt[i] = cycle;
         }
       }
-      if (sps.sps_temporal_mvp_enabled_flag) sh.slice_temporal_mvp_enabled_flag = br.flag("slice_temporal_mvp_enabled_flag");
+      if (sps.sps_temporal_mvp_enabled_flag)
+        sh.slice_temporal_mvp_enabled_flag = br.flag("slice_temporal_mvp_enabled_flag");
       const ShortTermRps& r = sh.st_rps_slice;
       for (int i = 0; i < r.num_negative; ++i) sh.NumPicTotalCurr += r.used_s0[i];
       for (int i = 0; i < r.num_positive; ++i) sh.NumPicTotalCurr += r.used_s1[i];
-      for (int i = 0; i < sh.num_long_term_sps + sh.num_long_term_pics; ++i) sh.NumPicTotalCurr += sh.used_by_curr_pic_lt[i];
+      for (int i = 0; i < sh.num_long_term_sps + sh.num_long_term_pics; ++i)
+        sh.NumPicTotalCurr += sh.used_by_curr_pic_lt[i];
     }
     sh.slice_sao_luma_flag = sh.slice_sao_chroma_flag = false;
     if (sps.sample_adaptive_offset_enabled_flag) {
@@ -170,9 +175,11 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       if (sh.slice_temporal_mvp_enabled_flag) {
         if (sh.slice_type == SLICE_B) sh.collocated_from_l0_flag = br.flag("collocated_from_l0_flag");
         int l = sh.collocated_from_l0_flag ? 0 : 1;
-        if (sh.num_ref_idx_active[l] > 1) sh.collocated_ref_idx = br.ue_max(sh.num_ref_idx_active[l] - 1, "collocated_ref_idx");
+        if (sh.num_ref_idx_active[l] > 1)
+          sh.collocated_ref_idx = br.ue_max(sh.num_ref_idx_active[l] - 1, "collocated_ref_idx");
       }
-      if ((pps.weighted_pred_flag && sh.slice_type == SLICE_P) || (pps.weighted_bipred_flag && sh.slice_type == SLICE_B))
+      if ((pps.weighted_pred_flag && sh.slice_type == SLICE_P) ||
+          (pps.weighted_bipred_flag && sh.slice_type == SLICE_B))
         parse_pred_weight_table(br, sps, sh);
       sh.max_num_merge_cand = 5 - br.ue_max(4, "five_minus_max_num_merge_cand");
     }
@@ -186,9 +193,11 @@ void parse_slice_header(BitReader& br, int nal_type, ParamSetLookup& lookup, con
       sh.slice_cr_qp_offset = br.se_range(-12, 12, "slice_cr_qp_offset");
     }
     sh.cu_chroma_qp_offset_enabled_flag = false;
-    if (pps.chroma_qp_offset_list_enabled_flag) sh.cu_chroma_qp_offset_enabled_flag = br.flag("cu_chroma_qp_offset_enabled_flag");
+    if (pps.chroma_qp_offset_list_enabled_flag)
+      sh.cu_chroma_qp_offset_enabled_flag = br.flag("cu_chroma_qp_offset_enabled_flag");
     sh.deblocking_filter_override_flag = false;
-    if (pps.deblocking_filter_override_enabled_flag) sh.deblocking_filter_override_flag = br.flag("deblocking_filter_override_flag");
+    if (pps.deblocking_filter_override_enabled_flag)
+      sh.deblocking_filter_override_flag = br.flag("deblocking_filter_override_flag");
     sh.slice_deblocking_filter_disabled_flag = pps.pps_deblocking_filter_disabled_flag;
     sh.beta_offset_div2 = pps.beta_offset_div2;
     sh.tc_offset_div2 = pps.tc_offset_div2;

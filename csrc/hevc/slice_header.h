@@ -11,6 +11,7 @@ namespace bitsr {
 
 enum SliceType { SLICE_B = 0, SLICE_P = 1, SLICE_I = 2 };
 
+// clang-format off: grouped by kind (VCL, IRAP VCL, non-VCL), as in Table 7-1
 enum NalType {
   NAL_TRAIL_N = 0, NAL_TRAIL_R = 1, NAL_TSA_N = 2, NAL_TSA_R = 3, NAL_STSA_N = 4, NAL_STSA_R = 5,
   NAL_RADL_N = 6, NAL_RADL_R = 7, NAL_RASL_N = 8, NAL_RASL_R = 9,
@@ -18,6 +19,7 @@ enum NalType {
   NAL_VPS = 32, NAL_SPS = 33, NAL_PPS = 34, NAL_AUD = 35, NAL_EOS = 36, NAL_EOB = 37, NAL_FD = 38,
   NAL_SEI_PREFIX = 39, NAL_SEI_SUFFIX = 40,
 };
+// clang-format on
 
 inline bool is_irap(int t) { return t >= 16 && t <= 23; }
 inline bool is_idr(int t) { return t == NAL_IDR_W_RADL || t == NAL_IDR_N_LP; }

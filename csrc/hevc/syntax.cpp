@@ -165,7 +165,8 @@ void SliceDecoder::run() {
     pic_.num_ctb_ok++;
     ++ctb_addr_ts_;
     if (end_of_slice_segment) {
-      if (!eng_.check_stop_pattern()) fail("end_of_slice_segment_flag", "slice data does not end at end_of_slice_segment_flag");
+      if (!eng_.check_stop_pattern())
+        fail("end_of_slice_segment_flag", "slice data does not end at end_of_slice_segment_flag");
       // only cabac_zero_words (0x0000) may follow rbsp_slice_segment_trailing_bits
       for (const uint8_t* q = eng_.position(); q < in_.data + in_.size; ++q)
         if (*q != 0) fail("end_of_slice_segment_flag", "data follows the end of the slice segment");
@@ -184,7 +185,8 @@ void SliceDecoder::run() {
                                (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_));
     if (new_substream) {
       if (!eng_.terminate()) fail("end_of_subset_one_bit", "end_of_subset_one_bit is not 1");
-      if (!eng_.check_stop_pattern()) fail("end_of_subset_one_bit", "substream does not end byte-aligned after end_of_subset_one_bit");
+      if (!eng_.check_stop_pattern())
+        fail("end_of_subset_one_bit", "substream does not end byte-aligned after end_of_subset_one_bit");
       const uint8_t* p = eng_.position();
       if (next_entry < in_.entry_points.size() && in_.data + in_.entry_points[next_entry++] != p)
         fail("entry_point_offset_minus1", "entry point does not match the end of the previous substream");
@@ -402,8 +404,8 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
       int rqt_root_cbf = 1;
       if (!intra && !(part_mode_ == PART_2Nx2N && merge_flag_2nx2n_)) rqt_root_cbf = dec(ctx::RQT_ROOT_CBF);
       if (rqt_root_cbf) {
-        max_trafo_depth_ = intra ? sps_.max_transform_hierarchy_depth_intra + intra_split_
-                                 : sps_.max_transform_hierarchy_depth_inter;
+        max_trafo_depth_ =
+            intra ? sps_.max_transform_hierarchy_depth_intra + intra_split_ : sps_.max_transform_hierarchy_depth_inter;
         transform_tree(x0, y0, x0, y0, log2_cb, 0, 0, 0, 0);
         has_tt = true;
       }
@@ -649,7 +651,8 @@ void SliceDecoder::transform_tree(int x0, int y0, int xBase, int yBase, int log2
     transform_tree(x0 + h, y0 + h, x0, y0, log2_size - 1, depth + 1, 3, cbf_cb, cbf_cr);
   } else {
     int cbf_luma = 1;
-    if (cu_pred_mode_ == PM_INTRA || depth != 0 || cbf_cb || cbf_cr) cbf_luma = dec(ctx::CBF_LUMA + (depth == 0 ? 1 : 0));
+    if (cu_pred_mode_ == PM_INTRA || depth != 0 || cbf_cb || cbf_cr)
+      cbf_luma = dec(ctx::CBF_LUMA + (depth == 0 ? 1 : 0));
     cu_residual_ |= cbf_luma;
     transform_unit(x0, y0, xBase, yBase, log2_size, depth, blk_idx, cbf_luma, cbf_cb, cbf_cr);
   }

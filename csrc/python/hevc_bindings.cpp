@@ -150,7 +150,8 @@ void bind_hevc(py::module_& m) {
       if (p) std::rethrow_exception(p);
     } catch (const StreamError& e) {
       std::string msg = e.what();
-      if (e.nal_index >= 0) msg += " (NAL " + std::to_string(e.nal_index) + ", byte " + std::to_string(e.byte_offset) + ")";
+      if (e.nal_index >= 0)
+        msg += " (NAL " + std::to_string(e.nal_index) + ", byte " + std::to_string(e.byte_offset) + ")";
       py::object cls = g_bitstream_error;
       if (dynamic_cast<const UnsupportedError*>(&e))
         cls = g_unsupported_error;
@@ -204,9 +205,8 @@ void bind_hevc(py::module_& m) {
       });
 
   py::class_<Decoder>(m, "Decoder", "Parse-only HEVC decoder fed with NAL units in decoding order.")
-      .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension,
-                       int max_slice_segments, int max_dpb_pictures, int64_t max_nal_size, int max_entry_points,
-                       int64_t max_queued_bytes) {
+      .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension, int max_slice_segments,
+                       int max_dpb_pictures, int64_t max_nal_size, int max_entry_points, int64_t max_queued_bytes) {
              // Ceilings keep every derived size inside the parser's integer types (16-bit
              // block coordinates of PU records, int CTB counts).
              if (max_dimension > 65535 || max_luma_samples > (int64_t(1) << 32))
@@ -283,25 +283,28 @@ void bind_hevc(py::module_& m) {
           },
           "Feed an hvcC record (MP4/MKV extradata); returns the NAL length size.")
       .def("end_access_unit", &Decoder::end_access_unit)
-      .def("flush", [](Decoder& d) {
-        py::gil_scoped_release nogil;
-        d.flush();
-      })
+      .def("flush",
+           [](Decoder& d) {
+             py::gil_scoped_release nogil;
+             d.flush();
+           })
       .def("bump_one", &Decoder::bump_one, "Move the next picture in output order to the output queue now.")
-      .def("pop_decoded",
-           [](Decoder& d) {
-             std::vector<std::shared_ptr<Picture>> v(d.decoded.begin(), d.decoded.end());
-             d.decoded.clear();
-             return v;
-           },
-           "Finished pictures in decoding order since the last call.")
-      .def("pop_output",
-           [](Decoder& d) {
-             std::vector<std::shared_ptr<Picture>> v(d.output.begin(), d.output.end());
-             d.output.clear();
-             return v;
-           },
-           "Pictures in output order since the last call.")
+      .def(
+          "pop_decoded",
+          [](Decoder& d) {
+            std::vector<std::shared_ptr<Picture>> v(d.decoded.begin(), d.decoded.end());
+            d.decoded.clear();
+            return v;
+          },
+          "Finished pictures in decoding order since the last call.")
+      .def(
+          "pop_output",
+          [](Decoder& d) {
+            std::vector<std::shared_ptr<Picture>> v(d.output.begin(), d.output.end());
+            d.output.clear();
+            return v;
+          },
+          "Pictures in output order since the last call.")
       .def_property_readonly("num_pending_output", [](const Decoder& d) { return d.output.size(); })
       .def_property_readonly("num_nals", &Decoder::num_nals)
       .def_property_readonly("num_skipped_pictures", &Decoder::num_skipped_pictures)

@@ -99,8 +99,8 @@ struct Borrowed {
     if (!py::isinstance<py::array>(o)) throw py::type_error(std::string("'") + name + "' is not a NumPy array");
     py::array a = py::reinterpret_borrow<py::array>(o);
     if (!a.dtype().is(py::dtype::of<T>()))
-      throw py::type_error(std::string("'") + name + "' has dtype " + std::string(py::str(a.dtype())) +
-                           ", expected " + std::string(py::str(py::dtype::of<T>())));
+      throw py::type_error(std::string("'") + name + "' has dtype " + std::string(py::str(a.dtype())) + ", expected " +
+                           std::string(py::str(py::dtype::of<T>())));
     bool ok = a.ndim() == (py::ssize_t)(2 + tail.size()) && a.shape(0) == gh && a.shape(1) == gw;
     for (size_t i = 0; ok && i < tail.size(); ++i) ok = a.shape(2 + i) == tail.begin()[i];
     if (!ok) throw py::value_error(std::string("'") + name + "' does not match the 4x4 grid of pred_mode");
@@ -190,7 +190,9 @@ py::array_t<float> output(const py::object& given, std::vector<py::ssize_t> shap
   bool ok = a.dtype().is(py::dtype::of<float>()) && a.ndim() == (py::ssize_t)shape.size() &&
             (a.flags() & py::array::c_style) && a.writeable();
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
-  if (!ok) throw py::value_error(std::string("out ") + what + " must be a writeable C-contiguous float32 array of the output shape");
+  if (!ok)
+    throw py::value_error(std::string("out ") + what +
+                          " must be a writeable C-contiguous float32 array of the output shape");
   return given.cast<py::array_t<float>>();
 }
 
@@ -277,7 +279,8 @@ void bind_raster(py::module_& m) {
         std::vector<uint8_t*> ptrs;
         for (MapKind k : kinds) {
           const std::vector<py::ssize_t> shape{g.out_h(), g.out_w()};
-          py::array a = map_is_signed(k) ? py::array(pooled_array<int8_t>(shape)) : py::array(pooled_array<uint8_t>(shape));
+          py::array a =
+              map_is_signed(k) ? py::array(pooled_array<int8_t>(shape)) : py::array(pooled_array<uint8_t>(shape));
           ptrs.push_back(static_cast<uint8_t*>(a.mutable_data()));
           outs.push_back(a);
         }

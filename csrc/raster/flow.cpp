@@ -95,7 +95,8 @@ void exact_row_masks(const PriorsView& m, size_t row, int gw, int32_t P, std::ve
   for (; bx + 16 <= gw; bx += 16) {
     const size_t c = row + bx;
     const __m128i pm = ld(m.pred_mode + c);
-    __m128i a8 = _mm_andnot_si128(_mm_cmpeq_epi8(pm, one), _mm_cmpeq_epi8(_mm_and_si128(ld(m.inter_dir + c), lbit), lbit));
+    __m128i a8 =
+        _mm_andnot_si128(_mm_cmpeq_epi8(pm, one), _mm_cmpeq_epi8(_mm_and_si128(ld(m.inter_dir + c), lbit), lbit));
     const __m128i s8 = _mm_and_si128(_mm_cmpeq_epi8(pm, ld(m.pred_mode + c - 1)),
                                      _mm_cmpeq_epi8(ld(m.residual + c), ld(m.residual + c - 1)));
     uint32_t a = (uint32_t)_mm_movemask_epi8(a8), sm = (uint32_t)_mm_movemask_epi8(s8);
@@ -497,9 +498,9 @@ constexpr Cand kNoCand{0.f, 0.f, -1.f};  // q < 0: no candidate
 struct Run {
   Cand c[2];
   int nc;
-  float best;         // the best quality among c
-  uint32_t b0, len;   // its blocks: b0 .. b0 + len - 1, in one row
-  uint8_t need;       // it has no vector pointing at T: the later passes look at it
+  float best;        // the best quality among c
+  uint32_t b0, len;  // its blocks: b0 .. b0 + len - 1, in one row
+  uint8_t need;      // it has no vector pointing at T: the later passes look at it
 };
 
 // Working memory of estimate_block_flow, shared by its passes and passed to each of them.

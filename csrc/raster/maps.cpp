@@ -7,22 +7,22 @@
 namespace bitsr::raster {
 namespace {
 
-const char* const kNames[] = {"cu_log2", "cu_depth", "tu_log2", "tu_depth", "pred_mode", "skip",     "intra",
-                              "inter",   "merge",    "residual", "bi",      "qp",        "cu_edges", "pu_edges",
-                              "tu_edges", nullptr};
+const char* const kNames[] = {"cu_log2",  "cu_depth", "tu_log2",  "tu_depth", "pred_mode", "skip",
+                              "intra",    "inter",    "merge",    "residual", "bi",        "qp",
+                              "cu_edges", "pu_edges", "tu_edges", nullptr};
 
 // Offsets of the PU splits inside a CU of size s, per part_mode: vertical (x) and
 // horizontal (y); 0 means none.
 void pu_splits(int part_mode, int s, int& sx, int& sy) {
   sx = sy = 0;
   switch (part_mode) {
-    case 1: sy = s / 2; break;           // 2NxN
-    case 2: sx = s / 2; break;           // Nx2N
-    case 3: sx = sy = s / 2; break;      // NxN
-    case 4: sy = s / 4; break;           // 2NxnU
-    case 5: sy = 3 * s / 4; break;       // 2NxnD
-    case 6: sx = s / 4; break;           // nLx2N
-    case 7: sx = 3 * s / 4; break;       // nRx2N
+    case 1: sy = s / 2; break;       // 2NxN
+    case 2: sx = s / 2; break;       // Nx2N
+    case 3: sx = sy = s / 2; break;  // NxN
+    case 4: sy = s / 4; break;       // 2NxnU
+    case 5: sy = 3 * s / 4; break;   // 2NxnD
+    case 6: sx = s / 4; break;       // nLx2N
+    case 7: sx = 3 * s / 4; break;   // nRx2N
     default: break;
   }
 }
