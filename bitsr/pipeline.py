@@ -25,9 +25,15 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from . import _core
+from .io.paths import check_output
 from .io.reader import open as bitsr_open
 from .io.writer import ENCODERS, StreamNote, VideoWriter, output_format
 from .upscaler import Upscaler
+
+
+class IncompleteInput(UserWarning):
+    """The input ended early or had damage concealed: the output holds what could be read."""
 
 
 def _heap_trimmer() -> Callable[[], None]:
@@ -115,7 +121,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             model: str = "default", device: str = "auto", *, encoder: str = "libx265",
             crf: Optional[int] = None, preset: Optional[str] = None, threads: int = 0, tile: int = 0,
             quiet: bool = False, max_frames: Optional[int] = None,
-            on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> Path:
+            on_frame: Optional[Callable[[int, np.ndarray], None]] = None, overwrite: bool = True,
+            strict: bool = False) -> Path:
     """Upscales a compressed video file and writes the result; returns the output path.
 
     ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
@@ -129,6 +136,12 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     ``tile``: LR tile size for tiled inference of large frames (0: whole frames).
     ``quiet``: no progress bar. ``max_frames``: stop after that many frames.
     ``on_frame(i, hr)``: called after HR frame ``i`` is written.
+    ``overwrite=False``: FileExistsError if ``dst`` exists. The output path is checked before
+    any work (:func:`bitsr.io.paths.check_output`).
+    An input that ends early (a truncated file) or had damage concealed is upscaled as far as
+    it goes and reported as an :class:`IncompleteInput` warning; ``strict=True`` raises
+    :class:`bitsr.BitstreamError` instead (at the first damage, or after the last frame for
+    a short file; the output then holds the frames done).
 
     Frame rate and timestamps come from the source (variable frame rate survives); audio and
     subtitle streams are copied, or converted where the output container cannot hold them
@@ -143,14 +156,13 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
         raise IsADirectoryError(21, "is a directory", str(src))
     dst = Path(dst) if dst is not None else default_output(src, scale)
     output_format(dst)
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise ValueError(f"{dst}: output would overwrite the input")
+    check_output(dst, inputs=[src], overwrite=overwrite)
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
     if tile < 0 or threads < 0:
         raise ValueError("tile and threads must be >= 0")
     device = resolve_device(device)
-    reader = bitsr_open(src, threads=threads)  # bad input fails here, before the model loads
+    reader = bitsr_open(src, threads=threads, strict=strict)  # bad input fails here, before the model loads
     try:
         upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile)
     except BaseException:
@@ -212,6 +224,12 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
         torch.set_num_threads(old_threads)
     gen.close()
     writer.close(complete=not stopped_early)
+    short = None if stopped_early else reader.shortfall()
+    if short:
+        msg = f"{src}: {n} frame(s) written to {dst}, but {short}"
+        if strict:
+            raise _core.BitstreamError(msg)
+        warnings.warn(msg, IncompleteInput, stacklevel=2)
     return dst
 
 

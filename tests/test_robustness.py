@@ -206,9 +206,10 @@ def test_damaged_slice_cli(sliced, tmp_path):
     cmd = [sys.executable, "-m", "bitsr.cli.extract", "-q", str(path), "-o", str(tmp_path / "p.npz")]
     env, cwd = child_env()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
-    assert r.returncode == 0 and r.stderr == ""
+    assert r.returncode == 0 and len(r.stderr.splitlines()) == 1  # the damage is said, the rest written
+    assert r.stderr.startswith("bitsr-extract: warning:") and "1 with damaged slice data concealed" in r.stderr
     assert len(np.load(tmp_path / "p.npz")["poc"]) == len(full)
-    r = subprocess.run(cmd + ["--strict"], capture_output=True, text=True, cwd=cwd, env=env)
+    r = subprocess.run(cmd + ["--strict", "-y"], capture_output=True, text=True, cwd=cwd, env=env)
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
     assert r.stderr.startswith("bitsr-extract: error: BitstreamError:") and f"(NAL {nal}, byte {start})" in r.stderr
 

@@ -286,11 +286,13 @@ def _bad_inputs(tmp_path):
         "mpeg4": ([str(h264)], "HEVC"),
         "bad_ext": ([str(good), "-o", str(tmp_path / "x.avi")], "container"),
         "same_file": ([str(good), "-o", str(good)], "overwrite"),
-        "directory": ([str(tmp_path)], ""),
+        "no_folder": ([str(good), "-o", str(tmp_path / "nodir" / "x.mp4")], "output folder does not exist: "
+                      + str(tmp_path / "nodir")),
+        "empty_folder": ([str(tmp_path / "nodir")], "no video files in folder"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "garbage", "empty", "mpeg4", "bad_ext", "same_file", "directory"])
+@pytest.mark.parametrize("case", ["missing", "garbage", "empty", "mpeg4", "bad_ext", "same_file", "no_folder"])
 def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, case):
     from bitsr.cli.main import main
 

@@ -9,8 +9,9 @@ import sys
 COMMANDS = {
     "extract": ("extract", "dump the bitstream priors of an HEVC file."),
     "upscale": ("upscale", "compressed video in, upscaled video out."),
-    "prepare": ("prepare", "make HR/LR training pairs (MATLAB-bicubic LR encoded with libx265)."),
+    "prepare": ("prepare", "make HR/LR training pairs (MATLAB-bicubic LR encoded with x265 or x264)."),
     "train": ("train", "train a video SR model from a YAML config."),
+    "models": ("models", "list the shipped weights."),
 }
 
 
@@ -29,6 +30,11 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from .. import __version__
+
+        print(f"bitsr {__version__}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"bitsr: error: unknown command {cmd!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)

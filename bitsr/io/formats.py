@@ -19,6 +19,10 @@ RAW_FORMATS = {
     ".h264": "h264", ".264": "h264", ".avc": "h264", ".26l": "h264", ".jsv": "h264",
 }
 
+# Container extensions taken for video when a folder is given as input.
+CONTAINER_EXTENSIONS = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".ts", ".m2ts", ".mts", ".avi", ".mpg", ".y4m"}
+VIDEO_EXTENSIONS = frozenset(RAW_FORMATS) | CONTAINER_EXTENSIONS
+
 
 def is_raw(path: str | os.PathLike, codec: str) -> bool:
     """True when ``path`` is a raw elementary stream of ``codec``: by extension, or for HEVC by

@@ -135,6 +135,8 @@ class Reader:
         self.warnings: list[str] = []
         self.num_warnings = 0
         self.num_frames = 0
+        self.num_concealed = 0  # frames whose priors were partly concealed (damaged slice data)
+        self.last_time: Optional[float] = None  # time of the last frame yielded, seconds
         self._iter: Optional[Iterator[Frame]] = None
         self._source = None
         self.codec = detect_codec(self.path)
@@ -144,6 +146,11 @@ class Reader:
         self.stream = self._source.stream
         self.is_raw = self._source.is_raw
         self._fps = self.fps
+        s, c = self.stream, self._container
+        if s.duration is not None and s.time_base is not None:
+            self._duration: Optional[float] = float(s.duration * s.time_base)
+        else:
+            self._duration = c.duration / 1e6 if c.duration and c.duration > 0 and not self.is_raw else None
 
     # metadata
     @property
@@ -158,6 +165,28 @@ class Reader:
         if self.is_raw:
             return s.codec_context.framerate or s.guessed_rate or s.average_rate
         return s.average_rate or s.guessed_rate
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds the container declares (None when it does not say, e.g. raw streams)."""
+        return self._duration
+
+    def shortfall(self) -> Optional[str]:
+        """After the last frame: why the video is incomplete, in words (the input ended well
+        before the duration its container declares; frames with concealed damage; FFmpeg or
+        parser problems), or None when nothing is known to be missing."""
+        out = []
+        d, fps = self.duration, self._fps
+        if d and self.last_time is not None:
+            step = float(1 / fps) if fps else 0.04
+            if self.last_time + 2 * step < 0.98 * d:
+                out.append(f"the input ended at {self.last_time:.2f} s of the {d:.2f} s its container declares "
+                           "(truncated file?)")
+        if self.num_concealed:
+            out.append(f"{self.num_concealed} frame(s) had damaged data, concealed")
+        if self.num_warnings:
+            out.append(f"{self.num_warnings} decoding problem(s), the first: {self.warnings[0]}")
+        return "; ".join(out) or None
 
     @property
     def num_skipped_pictures(self) -> int:
@@ -211,6 +240,9 @@ class Reader:
                 else:
                     time = float(i / self._fps) if self._fps else None
                 self.num_frames += 1
+                self.last_time = time
+                if not priors.complete:
+                    self.num_concealed += 1
                 yield Frame(i, priors, f, pts, self.time_base, time)
             if self.num_frames == 0:
                 raise _core.BitstreamError(self._source.empty_message())
