@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: all build test test-all test-sanitized fuzz demo bench clean
+.PHONY: all build lint test test-all test-sanitized fuzz demo bench clean
 
 all: build
 
@@ -18,7 +18,11 @@ $(VENV)/.deps: requirements-dev.txt pyproject.toml
 build: $(VENV)/.deps
 	$(PY) tools/build_inplace.py
 
-test: build
+# ruff (pyproject.toml) and clang-format (.clang-format): seconds, so before the tests
+lint: $(VENV)/.deps
+	bash tools/lint.sh
+
+test: build lint
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
 test-all: build

@@ -23,6 +23,16 @@ echo "clang-format ($("$CLANG_FORMAT" --version | sed 's/.*version //')): ${#cpp
 "$CLANG_FORMAT" --dry-run --Werror "${cpp_files[@]}"
 # --- end clang-format ------------------------------------------------------------------
 
-# --- ruff: Python sources (to be added) ------------------------------------------------
+# --- ruff: Python sources against pyproject.toml [tool.ruff] ---------------------------
+RUFF=${RUFF:-}
+if [[ -z "$RUFF" ]]; then
+  if [[ -x .venv/bin/ruff ]]; then RUFF=.venv/bin/ruff
+  elif command -v ruff >/dev/null; then RUFF=ruff
+  else echo "lint: ruff not found (pip install -r requirements-dev.txt)" >&2; exit 1
+  fi
+fi
+echo "$("$RUFF" --version)"
+"$RUFF" check .
+# --- end ruff ---------------------------------------------------------------------------
 
 echo "lint: clean"
