@@ -122,7 +122,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             crf: Optional[int] = None, preset: Optional[str] = None, threads: int = 0, tile: int = 0,
             quiet: bool = False, max_frames: Optional[int] = None,
             on_frame: Optional[Callable[[int, np.ndarray], None]] = None, overwrite: bool = True,
-            strict: bool = False) -> Path:
+            strict: bool = False, compute: str = "auto") -> Path:
     """Upscales a compressed video file and writes the result; returns the output path.
 
     ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
@@ -136,6 +136,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     ``tile``: LR tile size for tiled inference of large frames (0: whole frames).
     ``quiet``: no progress bar. ``max_frames``: stop after that many frames.
     ``on_frame(i, hr)``: called after HR frame ``i`` is written.
+    ``compute``: ``"auto"``, ``"saving"`` or ``"uniform"`` (see :class:`bitsr.Upscaler`).
     ``overwrite=False``: FileExistsError if ``dst`` exists. The output path is checked before
     any work (:func:`bitsr.io.paths.check_output`).
     An input that ends early (a truncated file) or had damage concealed is upscaled as far as
@@ -164,7 +165,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     device = resolve_device(device)
     reader = bitsr_open(src, threads=threads, strict=strict)  # bad input fails here, before the model loads
     try:
-        upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile)
+        upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile, compute=compute)
     except BaseException:
         reader.close()
         raise

@@ -72,14 +72,29 @@ class Upscaler:
     cross-faded with its neighbours over the middle half of the overlap (:mod:`bitsr.tiling`),
     each tile its own recurrent stream, to bound memory on large frames; 0 processes whole
     frames. ``chunk``: window length of bidirectional models.
+
+    ``compute``: ``"saving"`` runs the network as trained to save compute (CU-size routing of
+    tiles to lighter branches, reuse of tiles the codec copied from the previous frame);
+    ``"uniform"`` runs the same weights with the full network on every pixel; ``"auto"``
+    (default) saves on the CPU, where it pays, and is uniform on CUDA, where gathering tiles
+    costs more than the convolutions it saves (``compute_mode`` says which was chosen).
     """
 
+    COMPUTE = ("auto", "saving", "uniform")
+
     def __init__(self, scale: int = 4, device: str = "cpu", model: str | os.PathLike = "default", *,
-                 tile: int = 0, chunk: int = 8):
+                 tile: int = 0, chunk: int = 8, compute: str = "auto"):
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        if compute not in self.COMPUTE:
+            raise ValueError(f"compute must be one of {', '.join(self.COMPUTE)}, got {compute!r}")
         self.scale, self.device = scale, torch.device(device)
         self.net, self.config = load_model(model, scale, self.device)
+        if compute == "auto":
+            compute = "uniform" if self.device.type == "cuda" else "saving"
+        self.compute_mode = compute
+        if compute == "uniform":
+            self.net.routing = self.net.reuse = False
         self.align = self.config["data"]["align"]
         self.bidirectional = bool(getattr(self.net, "bidirectional", False))
         self.grid = grid = int(getattr(self.net, "tile", 16))

@@ -88,3 +88,17 @@ def test_scale_mismatch(tmp_path):
         Upscaler(scale=4, model=path)
     with pytest.raises(ValueError):
         Upscaler(scale=5, model=path)
+
+
+def test_compute_modes(tmp_path):
+    """uniform: the same weights without routing or reuse; auto: saving on the CPU."""
+    stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
+    path, net = _weights(tmp_path)
+    assert Upscaler(scale=2, model=path).compute_mode == "saving"
+    up = Upscaler(scale=2, model=path, compute="uniform")
+    assert up.compute_mode == "uniform" and not up.net.routing and not up.net.reuse
+    net.routing = net.reuse = False
+    ref = _reference(net, stream)
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(up.frames(stream), ref))
+    with pytest.raises(ValueError, match="compute"):
+        Upscaler(scale=2, model=path, compute="fast")
