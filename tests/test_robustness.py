@@ -181,11 +181,21 @@ def test_damaged_slice_is_concealed_and_later_pictures_go_on(sliced):
     c = damaged.ctb_size // 4
     assert (damaged.valid == np.kron(damaged.ctb_decoded, np.ones((c, c), np.uint8))[
         :damaged.valid.shape[0], :damaged.valid.shape[1]].astype(bool)).all()
-    # concealed blocks: intra, no motion; decoded blocks: as in the clean run
+    # concealed blocks: intra, no motion; decoded blocks of the other slice segments: as in the
+    # clean run. (CABAC has no checksum: garbage can parse as plausible syntax for a while before
+    # an error shows, and the CTBs the damaged segment decoded before it stay valid by design,
+    # so only the other segments are guaranteed; which holds depends on the content.)
     inv = ~damaged.valid
     assert (damaged.pred_mode[inv] == 1).all() and (damaged.mv[inv] == 0).all()
+    addrs = [s["slice_segment_address"] for s in full[3].slices] + [damaged.ctb_decoded.size]
+    seg = np.zeros(damaged.ctb_decoded.size, bool)
+    seg[addrs[1]:addrs[2]] = True  # the damaged segment's CTBs (raster order: no tiles here)
+    c = damaged.ctb_size // 4
+    other = ~np.kron(seg.reshape(damaged.ctb_decoded.shape), np.ones((c, c), bool))[
+        :damaged.valid.shape[0], :damaged.valid.shape[1]] & damaged.valid
+    assert other.any()
     for k in BLOCK_ARRAYS:
-        np.testing.assert_array_equal(damaged.arrays[k][damaged.valid], full[3].arrays[k][damaged.valid], err_msg=k)
+        np.testing.assert_array_equal(damaged.arrays[k][other], full[3].arrays[k][other], err_msg=k)
     for a, b in zip(pics[:3], full[:3]):
         assert a.complete and (a.mv == b.mv).all()
     assert all(p.complete for p in pics[4:])  # decoded (TMVP may differ near the damage)
