@@ -298,18 +298,19 @@ def format_tables(res: dict, args) -> str:
     """Tables of one scale: Y-PSNR, SSIM (bicubic absolute, rows as gains), savings."""
     cells = list(res["cells"])
     encs = list(dict.fromkeys(c.split("/")[0] for c in cells))
-    w, lw = 8, 24
+    lw = 24
+    groups = [(e, len([c for c in cells if c.startswith(e + "/")])) for e in encs]
+    w = max([8] + [-(-(len(e) + 2) // k) for e, k in groups])  # columns wide enough for the group names
     clips = ", ".join(args.clips)
 
     def header(extra: str = "", first: str = "method") -> list[str]:
-        groups = [(e, len([c for c in cells if c.startswith(e + "/")])) for e in encs]
         h1 = " " * lw + "".join(f"{e:^{w * k - 1}.{w * k - 1}s}|" for e, k in groups)
         h2 = f"{first:{lw}s}" + "".join(f"{'CRF' + c.split('/crf')[1]:>{w}s}" for c in cells)
         return [h1, h2 + extra]
 
     out = []
-    for metric, unit, fmt, gfmt in (("psnr", "Y-PSNR (dB)", "{:8.2f}", "{:+8.2f}"),
-                                    ("ssim", "SSIM", "{:8.4f}", "{:+8.4f}")):
+    for metric, unit, fmt, gfmt in (("psnr", "Y-PSNR (dB)", "{:{w}.2f}", "{:+{w}.2f}"),
+                                    ("ssim", "SSIM", "{:{w}.4f}", "{:+{w}.4f}")):
         extra = f"{'mean':>9s}" + (f"{'GFLOP/fr':>10s}{'ms/fr':>8s}{'params':>9s}" if metric == "psnr" else "")
         out.append(f"x{res['scale']}: {unit} of bicubic and gain over it of every other row; mean over {clips}; "
                    f"border {res['scale']}; ms/fr = CPU ms per frame, {args.threads} thread(s)")
@@ -318,9 +319,9 @@ def format_tables(res: dict, args) -> str:
         for label in res["rows"]:
             key = metric if label == "bicubic" else f"gain_{metric}"
             f = fmt if label == "bicubic" else gfmt
-            line = f"{label:{lw}s}" + "".join(f.format(res["cells"][c][label][key]) for c in cells)
+            line = f"{label:{lw}s}" + "".join(f.format(res["cells"][c][label][key], w=w) for c in cells)
             s = res["summary"][label]
-            line += f" {f.format(s['mean_' + key])}"
+            line += f" {f.format(s['mean_' + key], w=8)}"
             if metric == "psnr":
                 gf = s.get("mean_gflops_per_frame")
                 line += f"{'-' if gf is None else format(gf, '.2f'):>10s}{s['mean_ms_per_frame']:8.1f}{s['params']:9d}"
@@ -331,15 +332,15 @@ def format_tables(res: dict, args) -> str:
                    f"'{UNIFORM.strip()}'), per cell")
         out += header(first="routing + reuse")
         out.append("-" * len(out[-1]))
-        rows = (("FLOPs saved %", "flops_saved", 100, "{:8.1f}"), ("CPU time saved %", "cpu_saved", 100, "{:8.1f}"),
-                ("Y-PSNR change dB", "psnr_change", 1, "{:+8.3f}"))
+        rows = (("FLOPs saved %", "flops_saved", 100, "{:{w}.1f}"), ("CPU time saved %", "cpu_saved", 100, "{:{w}.1f}"),
+                ("Y-PSNR change dB", "psnr_change", 1, "{:+{w}.3f}"))
         for name, k, mul, f in rows:
             vals = [res["cells"][c][MODEL]["vs_uniform"][k] for c in cells]
-            out.append(f"{name:{lw}s}" + "".join(f"{'-':>8s}" if v is None else f.format(mul * v) for v in vals))
+            out.append(f"{name:{lw}s}" + "".join(f"{'-':>{w}s}" if v is None else f.format(mul * v, w=w) for v in vals))
         shares = [res["cells"][c][MODEL].get("tile_share") for c in cells]
         if all(shares):
-            out.append(f"{'tiles reused %':{lw}s}" + "".join(f"{100 * t['reused']:8.1f}" for t in shares))
-            out.append(f"{'tiles cheapest branch %':{lw}s}" + "".join(f"{100 * t['branch'][0]:8.1f}" for t in shares))
+            out.append(f"{'tiles reused %':{lw}s}" + "".join(f"{100 * t['reused']:{w}.1f}" for t in shares))
+            out.append(f"{'tiles cheapest branch %':{lw}s}" + "".join(f"{100 * t['branch'][0]:{w}.1f}" for t in shares))
         out.append("")
     ft = res["flow_ms_per_frame"]
     if ft:
