@@ -22,13 +22,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
 
+import av
 import numpy as np
 import torch
 
 from . import _core
-from .io.paths import check_output
+from .io.paths import check_output, is_image_sequence
 from .io.reader import open as bitsr_open
-from .io.writer import ENCODERS, StreamNote, VideoWriter, output_format
+from .io.writer import ENCODERS, ImageSequenceWriter, StreamNote, VideoWriter, output_format
 from .upscaler import Upscaler
 
 
@@ -126,7 +127,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     """Upscales a compressed video file and writes the result; returns the output path.
 
     ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
-    ``dst``: .mp4/.mov/.mkv (default ``<stem>_x<scale>.mp4`` beside the input).
+    ``dst``: .mp4/.mov/.mkv (default ``<stem>_x<scale>.mp4`` beside the input), or a frame pattern
+    such as ``frames/%06d.png``: one lossless PNG per frame, numbered from 1.
     ``encoder``: ``"libx265"`` or ``"libx264"``; ``crf``/``preset``: its quality and speed
     (defaults: CRF 22 for x265, 18 for x264, the encoder's default preset).
     ``model``: weights name or checkpoint path (see :class:`bitsr.Upscaler`); ``device``:
@@ -235,6 +237,10 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
 
 
 def _open_writer(dst, hr, first_pts, first, reader, src, encoder, crf, preset, threads) -> VideoWriter:
+    if is_image_sequence(dst):
+        with av.open(os.fspath(src)) as c:
+            others = sum(1 for s in c.streams if s.type in ("audio", "subtitle"))
+        return ImageSequenceWriter(dst, hr.shape[1], hr.shape[0], source_streams=others)
     # 4:2:0 needs even sizes (odd only happens with scale 3): the last row/column goes.
     h, w = hr.shape[0] & ~1, hr.shape[1] & ~1
     fps = reader.fps or Fraction(25)

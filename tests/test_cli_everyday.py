@@ -111,3 +111,25 @@ def test_extract_batch(tmp_path, jobs):
     assert [len(np.load(out / f"s{i}.priors.npz")["poc"]) for i in range(3)] == [4, 5, 6]
     r = bitsr_cli("extract", folder, "-o", out, "-q", "-n", "--jobs", jobs)
     assert r.stderr.strip().splitlines()[-1] == "bitsr extract: 0 done, 3 skipped, 1 failed"
+
+
+def test_image_sequence_output(tmp_path):
+    import av
+    import numpy as np
+
+    src = make_av_clip("up_mp4", frames=6, container="mp4", audio="aac")
+    out = tmp_path / "frames"
+    out.mkdir()
+    r = up(src, "-o", out / "%04d.png")
+    assert r.returncode == 0, r.stderr
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == [f"{i:04d}.png" for i in range(1, 7)]
+    assert "not written: an image sequence holds frames only" in r.stderr
+    video = up(src, "-o", tmp_path / "v.mkv", "--encoder", "libx264", "--crf", "0")
+    assert video.returncode == 0
+    with av.open(str(files[2])) as c:
+        png = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert png.shape == (stream_summary(tmp_path / "v.mkv")["frames"]["sizes"].pop()[::-1] + (3,))
+    assert png.std() > 0 and np.isfinite(png).all()
+    r = up(src, "-o", out / "%04d.png")  # the first frame exists: refused without -y
+    assert r.returncode == 2 and "output exists" in r.stderr

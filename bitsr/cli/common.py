@@ -94,7 +94,9 @@ def expand_inputs(items) -> list[Path]:
 def may_write(dst: Path, overwrite: Optional[bool], prog: str) -> bool:
     """Whether to write ``dst``: yes when it does not exist or with -y; no with -n; otherwise
     ask on a terminal (ffmpeg's question) and refuse (FileExistsError) when nobody can answer."""
-    if not dst.exists() or overwrite:
+    from ..io.paths import first_file
+
+    if not first_file(dst).exists() or overwrite:
         return True
     if overwrite is False:
         return False

@@ -39,8 +39,9 @@ def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
                     help="HEVC or H.264 video (raw Annex B .hevc/.265/.h264, MP4/MOV/MKV), a folder of them "
                          "or a quoted glob; several make a batch")
     ap.add_argument("-o", "--output",
-                    help="output .mp4/.mov/.mkv (default: <input stem>_x<scale>.mp4 beside the input); "
-                         "for a batch (or an existing folder) the folder to write into")
+                    help="output .mp4/.mov/.mkv (default: <input stem>_x<scale>.mp4 beside the input), or a frame "
+                         "pattern such as frames/%%06d.png (one PNG per frame); for a batch (or an existing "
+                         "folder) the folder to write into")
     scales = shipped_scales()
     ap.add_argument("--scale", type=int, default=4 if 4 in scales else scales[-1],
                     help=f"upscaling factor: {', '.join(map(str, scales))} have shipped weights; another needs "

@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable
+
+
+def is_image_sequence(path: str | os.PathLike) -> bool:
+    """A frame pattern such as ``frames/%06d.png`` (one PNG per frame, numbered from 1)."""
+    p = Path(path)
+    return p.suffix.lower() == ".png" and re.search(r"%0?\d*d", p.name) is not None
+
+
+def first_file(path: str | os.PathLike) -> Path:
+    """The file an output starts with: itself, or a frame pattern's first frame."""
+    p = Path(path)
+    return p.with_name(p.name % 1) if is_image_sequence(p) else p
 
 
 def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
@@ -18,7 +31,7 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
     Raises FileNotFoundError / NotADirectoryError / PermissionError for the folder,
     IsADirectoryError, ValueError (output is an input), FileExistsError; ``filename`` names the
     path in question."""
-    p = Path(path)
+    p = first_file(path)
     folder = p.parent
     if not folder.exists():
         raise FileNotFoundError(errno.ENOENT, "output folder does not exist", str(folder))

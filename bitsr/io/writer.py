@@ -25,6 +25,8 @@ from typing import Optional
 import av
 import numpy as np
 
+from .paths import is_image_sequence
+
 ENCODERS = ("libx265", "libx264")
 DEFAULT_CRF = {"libx265": 22, "libx264": 18}
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -41,12 +43,43 @@ class StreamNote(UserWarning):
 
 
 def output_format(path: str | os.PathLike) -> str:
-    """FFmpeg muxer name for an output path (by suffix)."""
+    """FFmpeg muxer name for an output path (by suffix; ``image2`` for a frame pattern)."""
+    if is_image_sequence(path):
+        return "image2"
     ext = Path(path).suffix.lower()
     if ext not in _FORMATS:
-        raise ValueError(f"{os.fspath(path)}: unsupported output container {ext or '(none)'!r} "
-                         f"(use {', '.join(sorted(_FORMATS))})")
+        raise ValueError(f"{os.fspath(path)}: unsupported output {ext or '(none)'!r} "
+                         f"(use {', '.join(sorted(_FORMATS))}, or a frame pattern such as frames/%06d.png)")
     return _FORMATS[ext]
+
+
+class ImageSequenceWriter:
+    """One lossless RGB PNG per frame, named by a printf pattern (``frames/%06d.png``: 000001.png,
+    000002.png, ... numbered from 1 as ffmpeg does). Same interface as :class:`VideoWriter`;
+    audio and subtitles have nowhere to go and are reported in ``notes``."""
+
+    def __init__(self, pattern: str | os.PathLike, width: int, height: int, *, source_streams: int = 0):
+        self.path = Path(pattern)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self.notes = ([f"{source_streams} audio/subtitle stream(s) not written: an image sequence holds frames only"]
+                      if source_streams else [])
+
+    def write(self, rgb: np.ndarray, pts: Optional[int] = None) -> None:
+        name = self.path.name % (self.frames_written + 1)
+        tmp = self.path.with_name(name + ".part")
+        with av.open(os.fspath(tmp), "w", format="image2") as c:
+            s = c.add_stream("png")
+            s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                c.mux(p)
+            for p in s.encode(None):
+                c.mux(p)
+        os.replace(tmp, self.path.with_name(name))  # a reader never sees half a file
+        self.frames_written += 1
+
+    def close(self, complete: bool = True) -> None:
+        pass
 
 
 def _packet_time(p: "av.Packet") -> Optional[float]:
