@@ -165,7 +165,11 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     if tile < 0 or threads < 0:
         raise ValueError("tile and threads must be >= 0")
     device = resolve_device(device)
-    reader = bitsr_open(src, threads=threads, strict=strict)  # bad input fails here, before the model loads
+    reader = bitsr_open(src, threads=threads, strict=strict, any_codec=True)  # bad input fails here, before the model
+    if not reader.has_priors:
+        warnings.warn(f"{src}: {reader.codec} has no bitstream priors; upscaled with "
+                      f"{'OpenCV DIS optical flow' if Upscaler.fallback_align() == 'dis' else 'no'} alignment "
+                      "and uniform compute", StreamNote, stacklevel=2)
     try:
         upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile, compute=compute)
     except BaseException:

@@ -109,26 +109,46 @@ class Upscaler:
         context manager)."""
         from .io.reader import open as bitsr_open
 
-        reader = bitsr_open(source) if isinstance(source, (str, os.PathLike)) else source
+        reader = bitsr_open(source, any_codec=True) if isinstance(source, (str, os.PathLike)) else source
+        align, saving = self.align, (self.net.routing, self.net.reuse)
+        if not getattr(reader, "has_priors", True):  # another codec: optical flow, the full network
+            align = self.fallback_align()
+            self.net.routing = self.net.reuse = False
+        try:
+            yield from self._frames(reader, align)
+        finally:
+            self.net.routing, self.net.reuse = saving
+
+    @staticmethod
+    def fallback_align() -> str:
+        """Alignment for video without bitstream priors: OpenCV DIS flow when OpenCV is installed
+        (``bitsr[flow]``), else none."""
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            return "none"
+        return "dis"
+
+    def _frames(self, reader, align: str) -> Iterator[np.ndarray]:
         with reader:
             window, prev_lr, states = [], None, {}
             for f in reader:
-                fi = frame_inputs(f, prev_lr, self.align, with_next=self.bidirectional)
+                fi = frame_inputs(f, prev_lr, align, with_next=self.bidirectional)
                 if prev_lr is not None and prev_lr.shape != fi.lr.shape:  # new size: start afresh
                     yield from self._run(window, states)
                     window, states = [], {}
-                    fi = frame_inputs(f, None, self.align, with_next=self.bidirectional)
+                    fi = frame_inputs(f, None, align, with_next=self.bidirectional)
                 prev_lr = fi.lr
                 window.append(fi)
                 if len(window) >= self.chunk:
-                    yield from self._run(window, states)
+                    yield from self._run(window, states, align)
                     window = []
-            yield from self._run(window, states)
+            yield from self._run(window, states, align)
 
-    def _run(self, window, states: dict) -> Iterator[np.ndarray]:
+    def _run(self, window, states: dict, align: str) -> Iterator[np.ndarray]:
         if not window:
             return
-        arrays = window_arrays(window, self.align, self.bidirectional)
+        arrays = window_arrays(window, align, self.bidirectional)
         t = to_tensors(arrays, self.device)
         h, w = arrays["lr"].shape[1:3]
         s = self.scale

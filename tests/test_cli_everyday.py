@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,30 @@ def test_image_sequence_output(tmp_path):
     assert png.std() > 0 and np.isfinite(png).all()
     r = up(src, "-o", out / "%04d.png")  # the first frame exists: refused without -y
     assert r.returncode == 2 and "output exists" in r.stderr
+
+
+@pytest.mark.parametrize("codec", ["mpeg4", "libvpx-vp9"])
+def test_other_codecs_are_upscaled_without_priors(tmp_path, codec):
+    import av
+
+    import bitsr
+
+    src = tmp_path / f"{codec}.mkv"
+    frames = make_av_clip("up_mkv", frames=6, container="mkv", audio="aac")
+    with av.open(str(frames)) as c, av.open(str(src), "w") as out:
+        s = out.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i, f in enumerate(c.decode(video=0)):
+            f = f.reformat(width=64, height=48, format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in s.encode(f):
+                out.mux(p)
+        for p in s.encode(None):
+            out.mux(p)
+    with pytest.raises(bitsr.UnsupportedStreamError):  # no priors to give
+        bitsr.open(src)
+    r = up(src, "-o", tmp_path / "o.mp4")
+    assert r.returncode == 0, r.stderr
+    assert "has no bitstream priors; upscaled with OpenCV DIS optical flow alignment and uniform compute" in r.stderr
+    so = stream_summary(tmp_path / "o.mp4")
+    assert len(so["frames"]["times"]) == 6 and so["frames"]["sizes"] == {(128, 96)}

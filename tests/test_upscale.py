@@ -292,7 +292,7 @@ def _bad_inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "garbage", "empty", "mpeg4", "bad_ext", "same_file", "no_folder"])
+@pytest.mark.parametrize("case", ["missing", "garbage", "empty", "bad_ext", "same_file", "no_folder"])
 def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, case):
     from bitsr.cli.main import main
 

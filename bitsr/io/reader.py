@@ -27,6 +27,73 @@ from .hevc import HevcSource, extract_hevc
 SOURCES = {"hevc": (HevcSource, extract_hevc), "h264": (H264Source, extract_h264)}
 
 
+class _BlankPicture:
+    """Duck-types the parser's picture for video without priors: every block "unknown" (intra,
+    no motion, no valid CTB), so flow from it is zero with no confidence."""
+
+    def __init__(self, index: int, width: int, height: int):
+        cw, ch = -(-width // 16) * 16, -(-height // 16) * 16
+        gh, gw = ch // 4, cw // 4
+        z = lambda dt: np.zeros((gh, gw), dt)  # noqa: E731
+        self._arrays = {
+            "pred_mode": np.ones((gh, gw), np.int8), "cu_log2": np.full((gh, gw), 4, np.uint8),
+            "part_mode": z(np.uint8), "merge_flag": z(np.uint8), "inter_dir": z(np.uint8),
+            "mv": np.zeros((gh, gw, 2, 2), np.int16),
+            "ref_idx": np.full((gh, gw, 2), -1, np.int8),
+            "ref_poc": np.full((gh, gw, 2), np.iinfo(np.int32).min, np.int32), "qp_y": z(np.int8),
+            "tu_log2": np.full((gh, gw), 4, np.uint8), "residual": np.ones((gh, gw), np.uint8),
+            "intra_mode": np.ones((gh, gw), np.uint8), "pcm_flag": z(np.uint8), "transquant_bypass": z(np.uint8)}
+        for a in self._arrays.values():
+            a.flags.writeable = False
+        self.__dict__.update(
+            poc=index, nal_type=0, slice_type=2, temporal_id=0, decode_index=index, cvs_index=index,
+            pic_output_flag=True, num_slice_segments=0, errors=["no bitstream priors for this codec"],
+            width=cw, height=ch, conf_win=(0, cw - width, 0, ch - height), bit_depth=8, bit_depth_chroma=8,
+            chroma_format=1, ctb_size=16, slices=[], num_ctb_decoded=0,
+            ctb_decoded=np.zeros((gh // 4, gw // 4), np.uint8))
+
+    def arrays(self) -> dict:
+        return self._arrays
+
+
+class PixelSource:
+    """Frames of any video FFmpeg decodes, without bitstream priors (``has_priors`` False): each
+    frame carries blank priors (:class:`_BlankPicture`). For upscaling VP9, AV1, MPEG-4 ..."""
+
+    has_priors = False
+    num_skipped_pictures = 0
+
+    def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn):
+        from .demux import codec_name, open_container
+
+        self.path, self.strict, self._warn = path, strict, warn
+        self.container = open_container(path)
+        videos = [s for s in self.container.streams.video if codec_name(s) is not None]
+        if not videos:
+            self.container.close()
+            raise _core.UnsupportedStreamError(f"{path}: no video stream FFmpeg can decode")
+        self.stream = videos[0]
+        self.codec = codec_name(self.stream)
+        cc = self.stream.codec_context
+        cc.thread_type = "AUTO"
+        cc.thread_count = int(threads)
+        self.is_raw = False
+
+    def empty_message(self) -> str:
+        return f"{self.path}: no decodable frame found"
+
+    def frames(self):
+        from .demux import decode, iter_packets
+
+        cc, n = self.stream.codec_context, 0
+        for packet in [*iter_packets(self.container, self.stream, self.path), None]:
+            if packet is not None:
+                packet.opaque = (n,)
+            for f in decode(cc, packet, self.path, self.strict, self._warn):
+                yield PicturePriors(_BlankPicture(n, f.width, f.height)), f, f.pts
+                n += 1
+
+
 class PriorsFrame:
     """A picture in display order: its priors and the :class:`~bitsr.priors.Window` of its
     neighbours' priors (``window``, set by the reader), without pixels (see :func:`iter_frames`)."""
@@ -118,7 +185,9 @@ class Reader:
     """Iterates the frames of a video with priors (HEVC or H.264) in display order. Use as a
     context manager; see :func:`open`.
 
-    ``codec`` is 'hevc' or 'h264'. ``warnings`` lists the first disagreements between FFmpeg
+    ``codec`` is 'hevc' or 'h264' (with ``any_codec=True``, a video of another codec is read
+    too, its frames carrying blank priors: ``has_priors`` False, ``codec`` FFmpeg's name).
+    ``warnings`` lists the first disagreements between FFmpeg
     and the parser (and FFmpeg decoding errors), ``num_warnings`` counts them all;
     ``num_frames`` counts the frames yielded.
     """
@@ -126,7 +195,7 @@ class Reader:
     MAX_WARNINGS = 100  # a long damaged stream must not grow memory
 
     def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
-                 **limits):
+                 any_codec: bool = False, **limits):
         if not 0 <= int(lookahead) <= 16:
             raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
         self.lookahead = int(lookahead)
@@ -140,8 +209,15 @@ class Reader:
         self._iter: Optional[Iterator[Frame]] = None
         self._source = None
         self.codec = detect_codec(self.path)
-        self._source = SOURCES[self.codec][0](self.path, strict=strict, threads=threads, limits=limits,
-                                              warn=self._warn)
+        try:
+            self._source = SOURCES[self.codec][0](self.path, strict=strict, threads=threads, limits=limits,
+                                                  warn=self._warn)
+        except _core.UnsupportedStreamError:
+            if not any_codec:
+                raise
+            self._source = PixelSource(self.path, strict=strict, threads=threads, limits=limits, warn=self._warn)
+            self.codec = self._source.codec
+        self.has_priors = getattr(self._source, "has_priors", True)
         self._container = self._source.container
         self.stream = self._source.stream
         self.is_raw = self._source.is_raw
@@ -241,7 +317,7 @@ class Reader:
                     time = float(i / self._fps) if self._fps else None
                 self.num_frames += 1
                 self.last_time = time
-                if not priors.complete:
+                if self.has_priors and not priors.complete:
                     self.num_concealed += 1
                 yield Frame(i, priors, f, pts, self.time_base, time)
             if self.num_frames == 0:
@@ -256,7 +332,7 @@ class Reader:
 
 
 def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,  # noqa: A001
-         **limits) -> Reader:
+         any_codec: bool = False, **limits) -> Reader:
     """Opens an HEVC or H.264 file (raw Annex B .hevc/.265/.h265/.h264/.264, MP4, MOV, MKV) for
     reading frames with priors.
 
@@ -273,13 +349,14 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, loo
     disagreement between FFmpeg and the parser, instead of concealing or skipping.
     ``limits`` (``max_luma_samples``, ``max_dimension``, ...) go to the parser, which sees
     every packet before FFmpeg does. Raw streams carry no timestamps: their frames get
-    ``pts = None`` and ``time = display_index / fps``.
+    ``pts = None`` and ``time = display_index / fps``. ``any_codec=True`` also opens video of
+    other codecs (VP9, AV1, MPEG-4, ...), whose frames carry blank priors (``has_priors`` False).
 
     Raises FileNotFoundError for a missing path, :class:`bitsr.UnsupportedStreamError` for
     a file without HEVC or H.264 video, and :class:`bitsr.BitstreamError` for anything else
     that is not a readable stream (directory, empty or damaged file, no decodable picture).
     """
-    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, **limits)
+    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, any_codec=any_codec, **limits)
 
 
 def extract(path: str | os.PathLike, *, strict: bool = False, **limits) -> Iterator[PicturePriors]:

@@ -48,7 +48,7 @@ def output_format(path: str | os.PathLike) -> str:
         return "image2"
     ext = Path(path).suffix.lower()
     if ext not in _FORMATS:
-        raise ValueError(f"{os.fspath(path)}: unsupported output {ext or '(none)'!r} "
+        raise ValueError(f"{os.fspath(path)}: unsupported output container {ext or '(none)'!r} "
                          f"(use {', '.join(sorted(_FORMATS))}, or a frame pattern such as frames/%06d.png)")
     return _FORMATS[ext]
 
