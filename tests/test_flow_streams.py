@@ -136,3 +136,19 @@ def test_h264_priors_give_flow_too():
         flow, conf = cur.flow(-1)
         gains.append(psnr(warp(y_prev, flow), y) - psnr(y_prev, y))
     assert np.mean(gains) > 4.0, gains
+
+
+def test_unpickled_priors_are_accepted():
+    """Arrays that went through pickle (worker processes) carry an equal, not the same, dtype
+    object; the rasterizer takes them and gives the same flow."""
+    import pickle
+
+    from bitsr import _core
+    from bitsr.flow import crop_rect
+
+    pics = list(bitsr.extract(make_hevc("pick", frames=4, source="bikes")))
+    a = {k: pickle.loads(pickle.dumps(np.array(v))) for k, v in pics[1].arrays.items()}
+    nb = [(pics[0].arrays, pics[0].poc, None)]
+    got = _core.raster_flow(a, pics[1].poc, pics[0].poc, nb, crop_rect(pics[1]), 1, "nearest")
+    ref = _core.raster_flow(pics[1].arrays, pics[1].poc, pics[0].poc, nb, crop_rect(pics[1]), 1, "nearest")
+    assert all(np.array_equal(x, y) for x, y in zip(got, ref))
