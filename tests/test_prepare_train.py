@@ -45,6 +45,9 @@ def test_training_sources_exclude_vid4_and_holdout():
     assert not train & hold and not train & {"calendar", "city", "foliage", "walk"}
     assert len(train) == len(pt.all_sources(sh)) - 2
     assert {p.stem for p in pt.val_sources(sh)} == {"calendar", "city"} | hold
+    keep, small = pt.large_enough(pt.train_sources(sh), 4)
+    assert [p.stem for p in small] == ["carphone_pristine"] and len(keep) == len(train) - 1
+    assert pt.large_enough(pt.train_sources(sh), 2)[1] == []
     mixes = [training_mix(n) for n in sorted(train)]
     assert all(len(m) == 7 for m in mixes)
     crfs = sorted({s.crf for m in mixes for s in m})

