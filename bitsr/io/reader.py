@@ -221,8 +221,12 @@ class Reader:
         self._container = self._source.container
         self.stream = self._source.stream
         self.is_raw = self._source.is_raw
-        self._fps = self.fps
         s, c = self.stream, self._container
+        self._time_base: Optional[Fraction] = s.time_base
+        if self.is_raw:
+            self._fps: Optional[Fraction] = s.codec_context.framerate or s.guessed_rate or s.average_rate
+        else:
+            self._fps = s.average_rate or s.guessed_rate
         if s.duration is not None and s.time_base is not None:
             self._duration: Optional[float] = float(s.duration * s.time_base)
         else:
@@ -231,16 +235,14 @@ class Reader:
     # metadata
     @property
     def time_base(self) -> Optional[Fraction]:
-        return self.stream.time_base
+        return self._time_base
 
     @property
     def fps(self) -> Optional[Fraction]:
         """Frame rate: the container's average rate; for raw streams the rate the SPS VUI
-        signals (FFmpeg's raw demuxer assumes 25 when there is none)."""
-        s = self.stream
-        if self.is_raw:
-            return s.codec_context.framerate or s.guessed_rate or s.average_rate
-        return s.average_rate or s.guessed_rate
+        signals (FFmpeg's raw demuxer assumes 25 when there is none). Read at opening, so it
+        stays valid after the file is closed."""
+        return self._fps
 
     @property
     def duration(self) -> Optional[float]:
