@@ -161,3 +161,26 @@ def test_other_codecs_are_upscaled_without_priors(tmp_path, codec):
     assert "has no bitstream priors; upscaled with OpenCV DIS optical flow alignment and uniform compute" in r.stderr
     so = stream_summary(tmp_path / "o.mp4")
     assert len(so["frames"]["times"]) == 6 and so["frames"]["sizes"] == {(128, 96)}
+
+
+def test_models_and_scales():
+    r = bitsr_cli("models")
+    assert r.returncode == 0, r.stderr
+    head, row = r.stdout.splitlines()[:2]
+    assert head.split()[:3] == ["name", "scale", "mode"] and row.split()[:3] == ["default", "x4", "streaming"]
+    r = bitsr_cli("models", "--json")
+    import json
+
+    (m,) = json.loads(r.stdout)
+    assert m["params"] > 100_000 and m["gflop_per_lr_pixel"] > 0 and m["gain_db_crf25"] > 0
+    src = make_av_clip("up_mp4", frames=6, container="mp4", audio="aac")
+    r = bitsr_cli("upscale", src, "--scale", "3", "-q")  # no shipped x3 weights: said before any work
+    assert r.returncode == 2 and "no shipped weights for x3 (shipped: 4)" in r.stderr
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    src = make_av_clip("up_mp4", frames=6, container="mp4", audio="aac")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = up(src, "-o", blocker / "x.mp4")
+    assert r.returncode == 2 and r.stderr.strip() == f"bitsr upscale: error: output folder is not a folder: {blocker}"

@@ -71,9 +71,6 @@ def _one(args, src: Path, dst: Path) -> str | None:
     from ..io.writer import StreamNote
     from ..pipeline import IncompleteInput, upscale
 
-    if args.model == "default" and args.scale not in shipped_scales():
-        raise ValueError(f"no shipped weights for x{args.scale} (shipped: "
-                         f"{', '.join(map(str, shipped_scales()))}); give --model PATH trained for x{args.scale}")
     if not src.exists():
         raise FileNotFoundError(2, "no such file", str(src))
     check_output(dst, inputs=[src])  # folder, permissions, input == output: before asking anything
@@ -109,6 +106,9 @@ def _one(args, src: Path, dst: Path) -> str | None:
 def run(args) -> int:
     from ..pipeline import default_output
 
+    if args.model == "default" and args.scale not in shipped_scales():
+        raise ValueError(f"no shipped weights for x{args.scale} (shipped: "
+                         f"{', '.join(map(str, shipped_scales()))}); give --model PATH trained for x{args.scale}")
     inputs = expand_inputs(args.input)
     out = Path(args.output) if args.output else None
     batch = len(inputs) > 1 or len(args.input) > 1 or any(Path(i).is_dir() for i in args.input)
