@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import av
 import numpy as np
-from streams import _CACHE, source_frames
+from streams import _CACHE, content_origin, source_frames
 
 SUBTITLE_TEXT = "bitsr subtitle"
 SUBTITLE_MS = (200, 700)  # start, end
@@ -25,7 +25,7 @@ def make_av_clip(name: str, frames: int = 20, width: int = 96, height: int = 64,
     MP4/MOV, SubRip in MKV). ``pts``/``time_base``: frame timestamps (default i / fps).
     ``codec='libx264'`` makes H.264 video instead (B-frames on)."""
     key = hashlib.sha1(repr((frames, width, height, container, audio, subtitles, fps, pts and tuple(pts),
-                             time_base, x265_params, source, codec)).encode()).hexdigest()[:12]
+                             time_base, x265_params, source, codec, content_origin(source))).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"{name}-{key}.{container}"
     if path.exists():
@@ -118,12 +118,14 @@ def tiny_checkpoint(scale: int = 2, align: str = "mv", **model) -> Path:
     from bitsr.models.checkpoint import CKPT_FORMAT, save_checkpoint
 
     cfg_model = {"type": "BitVSR", "scale": scale, "channels": 8, "branch_blocks": [1, 1, 2], **model}
-    key = hashlib.sha1(repr((cfg_model, align)).encode()).hexdigest()[:12]
+    torch.manual_seed(0)
+    net = build_model(cfg_model)
+    # keyed by the parameters' names and shapes too: a changed arch never loads stale weights
+    shapes = sorted((k, tuple(v.shape)) for k, v in net.state_dict().items())
+    key = hashlib.sha1(repr((cfg_model, align, shapes)).encode()).hexdigest()[:12]
     _CACHE.mkdir(parents=True, exist_ok=True)
     path = _CACHE / f"tiny-bitvsr-{key}.pt"
     if not path.exists():
-        torch.manual_seed(0)
-        net = build_model(cfg_model)
         save_checkpoint(path.with_name(f"{path.stem}.{os.getpid()}.pt"),
                         {"format": CKPT_FORMAT, "config": {"model": cfg_model, "data": {"align": align}},
                          "model": net.state_dict()})

