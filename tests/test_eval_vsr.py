@@ -2,22 +2,16 @@
 quick real subset with the shipped weights."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool
 
 from bitsr._paths import shared_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("eval_vsr", ROOT / "tools" / "eval_vsr.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("eval_vsr")
 
 
 def _fake(ev, scale=4):

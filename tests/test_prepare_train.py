@@ -1,22 +1,15 @@
 """tools/prepare_train.py: which shared clips are trained on, and the encodings it asks for."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from tool_scripts import load_tool
 
 from bitsr._paths import shared_dir
 from bitsr.data.encode import EncodeSpec, training_mix
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("prepare_train", ROOT / "tools" / "prepare_train.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("prepare_train")
 
 
 def _args(argv):
