@@ -9,6 +9,7 @@ rest: :class:`~bitsr.io.hevc.HevcSource` (bitsr's parser + FFmpeg), or
 """
 from __future__ import annotations
 
+import itertools
 import os
 from fractions import Fraction
 from typing import Iterator, Optional
@@ -18,7 +19,7 @@ import numpy as np
 
 from .. import _core
 from ..priors import PicturePriors, Window, display_order, windowed
-from .demux import check_path
+from .demux import check_path, codec_name, decode, iter_packets, open_container
 from .formats import detect_codec
 from .h264 import H264Source, extract_h264
 from .hevc import HevcSource, extract_hevc
@@ -64,8 +65,6 @@ class PixelSource:
     num_skipped_pictures = 0
 
     def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn):
-        from .demux import codec_name, open_container
-
         self.path, self.strict, self._warn = path, strict, warn
         self.container = open_container(path)
         videos = [s for s in self.container.streams.video if codec_name(s) is not None]
@@ -83,10 +82,9 @@ class PixelSource:
         return f"{self.path}: no decodable frame found"
 
     def frames(self):
-        from .demux import decode, iter_packets
-
         cc, n = self.stream.codec_context, 0
-        for packet in [*iter_packets(self.container, self.stream, self.path), None]:
+        # streamed, then None to drain the decoder (a list would read the whole file first)
+        for packet in itertools.chain(iter_packets(self.container, self.stream, self.path), [None]):
             if packet is not None:
                 packet.opaque = (n,)
             for f in decode(cc, packet, self.path, self.strict, self._warn):
