@@ -293,3 +293,20 @@ def test_grown_bidirectional_model_starts_as_the_unidirectional_one():
         assert torch.equal(bi(**x)[0], a)
     with pytest.raises(ValueError, match="cannot grow"):
         load_grown(uni, uni.state_dict() | {"fuse.weight": torch.zeros(8, 40, 1, 1)})
+
+
+def test_x4_weights_start_an_x2_model_at_the_box_downscaled_x4_output():
+    from bitsr.models.checkpoint import load_grown
+
+    torch.manual_seed(3)
+    x4 = BitVSR(scale=4, channels=8, branch_blocks=(1, 1, 1)).eval()
+    torch.nn.init.normal_(x4.upsample.conv.weight, std=0.1)
+    torch.nn.init.normal_(x4.upsample.conv.bias, std=0.1)
+    x2 = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 1)).eval()
+    g = load_grown(x2, x4.state_dict())
+    assert g["rescaled"] == ["upsample.conv.weight", "upsample.conv.bias"] and not g["grown"]
+    with torch.no_grad():
+        feat = torch.randn(1, 8, 6, 6)
+        want = torch.nn.functional.avg_pool2d(x4.upsample(feat), 2)
+        assert torch.allclose(x2.upsample(feat), want, atol=1e-5)
+        assert torch.equal(x2.conv_first.weight, x4.conv_first.weight)

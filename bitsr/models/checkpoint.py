@@ -37,6 +37,8 @@ def load_grown(model: torch.nn.Module, state: dict) -> dict:
     zero, the grown network computes what the old one did. Returns {"grown": [...],
     "missing": [...]}; unexpected keys or shrunk parameters raise ValueError."""
     own = model.state_dict()
+    state = dict(state)
+    rescaled = _rescale_upsampler(own, state)
     extra = sorted(set(state) - set(own))
     if extra:
         raise ValueError(f"weights hold parameters the model does not have: {', '.join(extra[:5])}")
@@ -52,4 +54,29 @@ def load_grown(model: torch.nn.Module, state: dict) -> dict:
             t.zero_()
             t[tuple(slice(0, n) for n in v.shape)] = v
             grown.append(k)
-    return {"grown": grown, "missing": missing}
+    return {"grown": grown, "missing": missing, "rescaled": rescaled}
+
+
+def _rescale_upsampler(own: dict, state: dict) -> list:
+    """Turns the sub-pixel head of weights trained for scale s (``*upsample.conv``: 3*s^2
+    output channels before a pixel shuffle) into one for a scale t dividing s, in place: each
+    output pixel of the t-head is the mean of the (s/t)^2 s-head pixels it covers, so an x2
+    model starts from the x4 model's output box-downscaled. Returns the keys changed."""
+    done = []
+    for k in [k for k in state if k.endswith("upsample.conv.weight")]:
+        b = k[: -len("weight")] + "bias"
+        v, t = state[k], own.get(k)
+        if t is None or t.shape == v.shape or t.shape[1:] != v.shape[1:] or b not in state:
+            continue
+        s, r = round((v.shape[0] / 3) ** 0.5), round((t.shape[0] / 3) ** 0.5)
+        if 3 * s * s != v.shape[0] or 3 * r * r != t.shape[0] or s % r:
+            continue
+        f = s // r
+
+        def shrink(x, f=f, s=s, r=r):  # [3*s*s, ...] -> [3*r*r, ...]: mean over f x f sub-pixels
+            x = x.reshape(3, r, f, r, f, *x.shape[1:])
+            return x.mean(dim=(2, 4)).reshape(3 * r * r, *x.shape[5:])
+
+        state[k], state[b] = shrink(v), shrink(state[b])
+        done += [k, b]
+    return done
