@@ -5,12 +5,20 @@
 
 #include "bitstream/nal.h"
 #include "common/error.h"
+#include "hevc/frame_threads.h"
 #include "hevc/slice_data.h"
 
 namespace bitsr {
 
-Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {}
+Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {
+  if (opts_.threads < 0 || opts_.threads > 256) throw std::invalid_argument("threads must be in [0, 256]");
+  if (opts_.max_in_flight < 0) throw std::invalid_argument("max_in_flight must be >= 0");
+  max_in_flight_ = opts_.max_in_flight ? opts_.max_in_flight : 3 * opts_.threads + 4;
+  if (opts_.threads > 0) pool_ = std::make_unique<FrameThreads>(opts_.threads);
+}
 Decoder::~Decoder() = default;
+
+int Decoder::num_threads() const { return pool_ ? pool_->size() : 0; }
 
 namespace {
 
@@ -31,9 +39,99 @@ size_t find_start_code(const uint8_t* d, size_t from, size_t end) {
 
 }  // namespace
 
-void Decoder::warn(std::string msg) {
+void Decoder::append_warning(std::string msg) {
   if (warnings_.size() >= kMaxWarnings) warnings_.erase(warnings_.begin());
   warnings_.push_back(std::move(msg));
+}
+
+// Warnings wait in line behind slice data still being parsed, so they come out in the
+// order one thread would give them.
+void Decoder::warn(std::string msg) {
+  if (items_.empty())
+    append_warning(std::move(msg));
+  else
+    items_.push_back(Item{Item::kWarning, std::move(msg), nullptr, nullptr});
+}
+
+bool Decoder::ready(const Item& it) const {
+  if (it.kind == Item::kSlice) return it.slice->parsed || (it.job->submitted && pool_->is_done(*it.job));
+  if (it.kind == Item::kDecoded) return !it.job || !pool_ || pool_->is_done(*it.job);
+  return true;
+}
+
+void Decoder::retire(bool wait_all) {
+  while (!items_.empty()) {
+    if (!ready(items_.front())) {
+      // Slices of the picture still being read wait for it to be handed to the workers.
+      if (!items_.front().job->submitted) return;
+      if (!wait_all && in_flight_ < max_in_flight_) return;
+      pool_->wait(*items_.front().job);
+    }
+    Item it = std::move(items_.front());
+    items_.pop_front();
+    switch (it.kind) {
+      case Item::kWarning: append_warning(std::move(it.text)); break;
+      case Item::kPicError:
+        if (it.pic->errors.size() < kMaxErrorsPerPicture) it.pic->errors.push_back(std::move(it.text));
+        break;
+      case Item::kSlice: {
+        SliceOutcome& o = it.slice->outcome;
+        if (o.fatal) {
+          std::exception_ptr e = o.fatal;
+          o.fatal = nullptr;
+          std::rethrow_exception(e);
+        }
+        if (!o.warning.empty()) {
+          append_warning(std::move(o.warning));
+          if (it.job->pic->errors.size() < kMaxErrorsPerPicture) it.job->pic->errors.push_back(std::move(o.error));
+        }
+        break;
+      }
+      case Item::kDecoded:
+        if (pool_) {
+          --in_flight_;
+          rec_hint_ = it.pic->pr.nrec;
+        }
+        if (it.job) recycle(*it.job);
+        if (it.job)  // errors of the motion derivation, which ran at the end of the picture
+          for (SliceOutcome& o : it.job->late) {
+            if (o.fatal) std::rethrow_exception(o.fatal);
+            append_warning(std::move(o.warning));
+            if (it.pic->errors.size() < kMaxErrorsPerPicture) it.pic->errors.push_back(std::move(o.error));
+          }
+        decoded.push_back(std::move(it.pic));
+        break;
+      case Item::kOutput: output.push_back(std::move(it.pic)); break;
+    }
+  }
+}
+
+void Decoder::recycle(PictureJob& job) {
+  if (job.spare.capacity() && spare_pending_.size() < (size_t)max_in_flight_ + 1)
+    spare_pending_.push_back(std::move(job.spare));
+  job.spare = std::vector<PendingPu>();
+}
+
+void Decoder::settle_current() {
+  if (!pool_ || !job_) return;
+  for (auto& s : job_->slices) {
+    if (!s->parsed) {
+      parse_slice(*job_->state, *s, opts_.strict);
+      s->data = std::vector<uint8_t>();
+      s->parsed = true;
+    }
+    if (s->outcome.fatal) break;
+  }
+}
+
+void Decoder::queue_output(std::deque<PicturePtr>& pics) {
+  for (auto& p : pics) {
+    if (items_.empty())
+      output.push_back(std::move(p));
+    else
+      items_.push_back(Item{Item::kOutput, {}, std::move(p), nullptr});
+  }
+  pics.clear();
 }
 
 void Decoder::report(const std::exception& e, const char* what) { warn(std::string(what) + ": " + e.what()); }
@@ -233,14 +331,27 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
   } catch (BitstreamError& e) {
     e.nal_index = nal_index_;
     e.byte_offset = offset;
-    if (opts_.strict) throw;
+    if (opts_.strict) {
+      settle_current();  // an error in earlier slice data comes first, as with one thread
+      retire(true);
+      throw;
+    }
     report(e, ("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset)).c_str());
-    if (cur_ && cur_->errors.size() < kMaxErrorsPerPicture) cur_->errors.push_back(e.what());
+    if (cur_) {
+      if (items_.empty()) {
+        if (cur_->errors.size() < kMaxErrorsPerPicture) cur_->errors.push_back(e.what());
+      } else {
+        items_.push_back(Item{Item::kPicError, e.what(), cur_, nullptr});
+      }
+    }
   } catch (StreamError& e) {  // LimitError, UnsupportedError: never concealed
     e.nal_index = nal_index_;
     e.byte_offset = offset;
+    settle_current();
+    retire(true);
     throw;
   }
+  retire(false);
 }
 
 static bool first_slice_flag(const uint8_t* data, size_t size) { return size > 2 && (data[2] & 0x80); }
@@ -293,6 +404,7 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
         // Missing reference that the RPS step did not generate (should not happen).
         fail("RefPicList", "reference picture with POC " + std::to_string(lists[l].poc[i]) + " is missing");
       }
+  const int slice_idx = (int)cur_->slices.size();
   SliceInfo info;
   info.slice_segment_address = sh.slice_segment_address;
   info.dependent = sh.dependent_slice_segment_flag;
@@ -331,12 +443,11 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     else if (col->pr.gw != cur_->pr.gw || col->pr.gh != cur_->pr.gh)
       fail("collocated_ref_idx", "collocated picture has a different size");
   }
-  SliceDataInput in;
-  in.sh = &sh;
-  in.lists = lists;
+  auto job = std::make_unique<SliceJob>();
+  SliceDataInput& in = job->in;
   in.col_pic = col;
+  in.slice_idx = slice_idx;
   const size_t hdr = 2 + sh.header_bits / 8;  // slice data start in the unescaped NAL
-  in.data = rbsp_.data() + hdr;
   in.size = rbsp_.size() - hdr;
   // Entry points count escaped bytes from the first byte of the slice data (7.4.7.1).
   if (sh.num_entry_point_offsets > 0) {
@@ -364,12 +475,33 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
       in.entry_points.push_back((size_t)(unesc - hdr));
     }
   }
-  try {
-    decode_slice_data(*state_, in);
-  } catch (const BitstreamError&) {
-    abandon_slice_data(*state_);
-    throw;
+  job->nal_index = nal_index_;
+  job->offset = nal_offset_;
+  SliceJob* sj = job.get();
+  job_->slices.push_back(std::move(job));
+  // The motion is derived at the end of the picture, and a worker may parse it later:
+  // what they read is kept.
+  sj->sh = std::move(sh);
+  sj->lists[0] = lists[0];
+  sj->lists[1] = lists[1];
+  if (col)
+    for (auto* v : {&cur_rps_.st_curr_before, &cur_rps_.st_curr_after, &cur_rps_.lt_curr})
+      for (auto& p : *v)
+        if (p.get() == col) sj->col = p;
+  in.sh = &sj->sh;
+  in.lists = sj->lists;
+  if (pool_) {
+    sj->data.assign(rbsp_.begin() + (ptrdiff_t)hdr, rbsp_.end());
+    in.data = sj->data.data();
+    items_.push_back(Item{Item::kSlice, {}, nullptr, job_, sj});
+    return;
   }
+  in.data = rbsp_.data() + hdr;
+  parse_slice(*job_->state, *sj, opts_.strict);
+  in.data = nullptr;  // rbsp_ is reused
+  sj->parsed = true;
+  if (sj->outcome.fatal || !sj->outcome.warning.empty() || !items_.empty())
+    items_.push_back(Item{Item::kSlice, {}, nullptr, job_, sj});
 }
 
 bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, int nal_type, int temporal_id) {
@@ -448,7 +580,9 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   // C.5.2.2: a CRA that starts a new sequence (after EOS) discards the pictures still
   // waiting for output, whatever no_output_of_prior_pics_flag says; FFmpeg does the same.
   const bool no_output_prior = nal_type == NAL_CRA ? true : sh.no_output_of_prior_pics_flag;
-  dpb_.output_before_decode(sps, irap && no_rasl, first_picture_, no_output_prior, output);
+  std::deque<PicturePtr> out;
+  dpb_.output_before_decode(sps, irap && no_rasl, first_picture_, no_output_prior, out);
+  queue_output(out);
   // Generated pictures must stay referable for this picture even if the DPB was emptied.
   for (auto* v : {&cur_rps_.st_curr_before, &cur_rps_.st_curr_after, &cur_rps_.lt_curr})
     for (auto& p : *v)
@@ -461,11 +595,18 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
   }
 
   check_queue_limit(sps);
-  auto state =
+  auto job = std::make_shared<PictureJob>();
+  job->state =
       std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
+  job->pic = pic;
+  job->strict = opts_.strict;
+  if (!spare_pending_.empty()) {
+    job->state->pending = std::move(spare_pending_.back());
+    spare_pending_.pop_back();
+  }
   pic->decode_index = decode_count_++;
   cur_ = pic;
-  state_ = std::move(state);
+  job_ = std::move(job);
   have_cur_sh_ = false;
   first_picture_ = false;
   after_eos_ = false;
@@ -494,9 +635,16 @@ void Decoder::finish_picture() {
     return;
   }
   PicturePtr pic = cur_;
-  conceal_missing_ctbs(*state_);
-  rec_hint_ = pic->pr.nrec;
-  state_.reset();
+  std::shared_ptr<PictureJob> job = std::move(job_);
+  if (pool_) {
+    job->submitted = true;
+    pool_->submit(job);
+    ++in_flight_;
+  } else {
+    derive_picture(*job);
+    recycle(*job);
+    rec_hint_ = pic->pr.nrec;
+  }
   cur_.reset();
   have_cur_sh_ = false;
   // C.5.2.3: store, mark as short-term reference, additional bumping.
@@ -507,17 +655,34 @@ void Decoder::finish_picture() {
     if (p->needed_for_output) p->latency_count++;
   pic->latency_count = 0;
   dpb_.pics.push_back(pic);
-  decoded.push_back(pic);
-  dpb_.output_after_store(*pic->sps, output);
+  if (items_.empty() && !pool_ && job->late.empty())
+    decoded.push_back(pic);
+  else
+    items_.push_back(Item{Item::kDecoded, {}, pic, std::move(job)});
+  std::deque<PicturePtr> out;
+  dpb_.output_after_store(*pic->sps, out);
+  queue_output(out);
 }
 
-void Decoder::end_access_unit() { finish_picture(); }
+void Decoder::end_access_unit() {
+  finish_picture();
+  retire(false);
+}
 
 void Decoder::flush() {
   finish_picture();
-  dpb_.flush(output);
+  std::deque<PicturePtr> out;
+  dpb_.flush(out);
+  queue_output(out);
+  retire(true);
 }
 
-bool Decoder::bump_one() { return dpb_.bump(output); }
+bool Decoder::bump_one() {
+  std::deque<PicturePtr> out;
+  const bool bumped = dpb_.bump(out);
+  queue_output(out);
+  retire(true);
+  return bumped;
+}
 
 }  // namespace bitsr

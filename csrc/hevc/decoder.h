@@ -12,6 +12,7 @@
 #include "hevc/limits.h"
 #include "hevc/picture.h"
 #include "hevc/ps.h"
+#include "hevc/slice_data.h"
 #include "hevc/slice_header.h"
 
 namespace bitsr {
@@ -19,10 +20,19 @@ namespace bitsr {
 struct DecoderOptions {
   bool strict = false;    // raise on the first error instead of concealing
   bool parse_ctu = true;  // parse slice data (false: picture-level information only)
+  // Worker threads that parse slice data (frame_threads.h); 0: in the calling thread.
+  // Results, warnings and errors are the same whatever the number.
+  int threads = 0;
+  // Pictures handed to the workers and not yet out in `decoded` (memory: their slice data
+  // and priors); the calling thread waits when this many are in flight. 0: 3 * threads + 4
+  // (a window over a GOP: pictures differ in cost, and workers should not wait on one).
+  int max_in_flight = 0;
   Limits limits;
 };
 
-struct PictureState;  // slice-data decoding state of the picture in progress (slice_data.h)
+struct PictureJob;  // a picture's slice data and parsing state (frame_threads.h)
+struct SliceJob;
+class FrameThreads;
 
 class Decoder : private ParamSetLookup {
  public:
@@ -50,11 +60,20 @@ class Decoder : private ParamSetLookup {
   // Outputs the next picture in output order even if the DPB would still hold it
   // (used to follow a decoder that outputs earlier than the bumping process requires).
   bool bump_one();
+  // Waits for the workers: every finished picture is in `decoded` (and `output`) after it.
+  void sync() { retire(true); }
 
+  // With worker threads, pictures (and warnings) come out here once parsed, in the order
+  // one thread would give them; flush() and bump_one() wait for the workers.
   std::deque<PicturePtr> decoded;  // finished pictures, decoding order
   std::deque<PicturePtr> output;   // pictures in output order (PicOutputFlag = 1)
 
   int64_t num_nals() const { return nal_index_ + 1; }  // NAL units seen so far
+  // Pictures begun so far (the next picture's decode_index): those begun while a packet was
+  // pushed are that packet's, even when they come out of `decoded` later.
+  int64_t num_pictures_started() const { return decode_count_; }
+  int num_threads() const;
+  int max_in_flight() const { return max_in_flight_; }
   int64_t num_skipped_pictures() const { return skipped_pictures_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::shared_ptr<const Sps> active_sps() const { return active_sps_; }
@@ -69,6 +88,32 @@ class Decoder : private ParamSetLookup {
   void warn(std::string msg);
   void slice_data_failed();
   void check_queue_limit(const Sps& sps) const;
+  // Hands out, in order, what is ready (warnings, errors, pictures): all of it with
+  // `wait_all`, else as much as is done, waiting only while `max_in_flight_` pictures are in
+  // flight. Rethrows an error a worker kept for the caller.
+  void retire(bool wait_all);
+  void queue_output(std::deque<PicturePtr>& pics);
+  // Before an error is thrown with workers: parses the current picture's slices here, so an
+  // error in them comes first, as it would with one thread.
+  void settle_current();
+  void append_warning(std::string msg);
+
+  // Something to hand out in order: a warning, an error of a picture, the outcome of a
+  // slice segment's data, a finished picture, a picture in output order.
+  struct Item {
+    enum Kind : uint8_t { kWarning, kPicError, kSlice, kDecoded, kOutput } kind;
+    std::string text;
+    PicturePtr pic;
+    std::shared_ptr<PictureJob> job;
+    SliceJob* slice = nullptr;
+  };
+  bool ready(const Item& it) const;
+  std::deque<Item> items_;
+  std::shared_ptr<PictureJob> job_;                    // the picture in progress
+  std::vector<std::vector<PendingPu>> spare_pending_;  // buffers of finished pictures, reused
+  void recycle(PictureJob& job);
+  int in_flight_ = 0;
+  int max_in_flight_ = 0;
 
   DecoderOptions opts_;
   std::array<std::shared_ptr<const Vps>, 16> vps_{};
@@ -84,7 +129,6 @@ class Decoder : private ParamSetLookup {
 
   Dpb dpb_;
   PicturePtr cur_;
-  std::unique_ptr<PictureState> state_;
   RefPicSet cur_rps_;
   SliceHeader cur_sh_;  // last independent slice segment header of the picture
   bool have_cur_sh_ = false;
@@ -108,6 +152,7 @@ class Decoder : private ParamSetLookup {
   size_t pending_cut_ = 0;        // last start code found in pending_ (0: none)
   size_t pending_begin_ = 0;      // unprocessed data starts here (after an early stop)
   std::vector<uint32_t> epb_;
+  std::unique_ptr<FrameThreads> pool_;  // last: destroyed (joined) first
 };
 
 }  // namespace bitsr

@@ -59,10 +59,8 @@ bool SliceDecoder::available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, in
   return avail;
 }
 
-void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge) {
+void SliceDecoder::store_motion(PuRec& r, const PuMotion& m) {
   const RefList* L = in_.lists;
-  PuRec r = cu_rec_;
-  r.merge_flag = (uint8_t)merge;
   r.inter_dir = (uint8_t)(m.pred_flag[0] | (m.pred_flag[1] << 1));
   for (int l = 0; l < 2; ++l) {
     if (m.pred_flag[l]) {
@@ -76,7 +74,42 @@ void SliceDecoder::store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, b
       r.ref_idx[l] = -1;
     }
   }
-  add_rec(xPb, yPb, w, h, r);
+}
+
+void SliceDecoder::derive_pending(const PendingRange& range, int& failed_ctb) {
+  const int W = sps_.PicWidthInCtbsY;
+  slice_addr_rs_ = range.slice_addr_rs;
+  ctb_addr_rs_ = -1;
+  for (size_t i = range.begin; i < range.end; ++i) {
+    const PendingPu& p = st_.pending[i];
+    if (p.ctb_rs != ctb_addr_rs_) {
+      ctb_addr_rs_ = p.ctb_rs;
+      x_ctb_ = (p.ctb_rs % W) << log2_ctb_;
+      y_ctb_ = (p.ctb_rs / W) << log2_ctb_;
+    }
+    if (!pic_.ctb_ok[p.ctb_rs]) continue;  // concealed: its records are replaced
+    failed_ctb = p.ctb_rs;
+    part_mode_ = p.part_mode;
+    PuMotion m;
+    if (p.merge) {
+      derive_merge(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, p.merge_idx, m);
+    } else {
+      for (int X = 0; X < 2; ++X) {
+        m.pred_flag[X] = p.ref_idx[X] >= 0;
+        m.ref_idx[X] = p.ref_idx[X];
+        m.mv[X] = {0, 0};
+        if (!m.pred_flag[X]) continue;
+        Mv q = derive_amvp(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, X, p.ref_idx[X], p.mvp[X]);
+        // 8-272..8-275: the sum wraps to 16 bits
+        uint32_t ux = (uint32_t)(q.x + p.mvd[X * 2] + 65536) & 0xffff;
+        uint32_t uy = (uint32_t)(q.y + p.mvd[X * 2 + 1] + 65536) & 0xffff;
+        m.mv[X].x = ux >= 32768 ? (int32_t)ux - 65536 : (int32_t)ux;
+        m.mv[X].y = uy >= 32768 ? (int32_t)uy - 65536 : (int32_t)uy;
+      }
+    }
+    store_motion(pr_.recs[p.rec], m);
+  }
+  failed_ctb = -1;
 }
 
 bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {

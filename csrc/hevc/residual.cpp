@@ -10,6 +10,17 @@
 namespace bitsr {
 
 namespace {
+// Set bits of a 16-bit mask, inline: without -mpopcnt (the baseline x86-64 build),
+// __builtin_popcount is a call into libgcc.
+inline int popcount16(uint32_t v) {
+  v = v - ((v >> 1) & 0x5555u);
+  v = (v & 0x3333u) + ((v >> 2) & 0x3333u);
+  v = (v + (v >> 4)) & 0x0F0Fu;
+  return (int)((v + (v >> 8)) & 0x1Fu);
+}
+}  // namespace
+
+namespace {
 
 struct ScanTables {
   // [log2 block size 0..3][scanIdx][pos] -> x | (y << 4)
@@ -260,7 +271,7 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     bool escape = false;
     // Only the first 8 significant coefficients (in reverse scan) carry a greater1 flag; loops
     // visit set bits of `sig` only.
-    const int nsig = __builtin_popcount(sig);
+    const int nsig = popcount16(sig);
     const int last_sig = 31 - __builtin_clz(sig), first_sig = __builtin_ctz(sig);
     if (nsig > 8) escape = true;
     for (uint32_t rest = sig; rest && num_g1 < 8;) {

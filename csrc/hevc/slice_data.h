@@ -19,9 +19,31 @@ struct SliceDataInput {
   const uint8_t* data = nullptr;  // RBSP bytes of the slice data
   size_t size = 0;
   std::vector<size_t> entry_points;  // start of substreams 1.. in `data`
+  int slice_idx = 0;                 // of this segment in Picture::slices
 };
 
 struct PictureStateImpl;
+
+// Motion syntax of one prediction unit as parsed. Parsing needs nothing from other pictures;
+// the motion vectors are derived afterwards, in decoding order (derive_slice_motion), because
+// merge, AMVP and TMVP read the motion of earlier PUs and of the collocated picture. Workers
+// can so parse several pictures at once and only the derivation runs one picture at a time.
+struct PendingPu {
+  uint32_t rec;    // record written when parsed, motion fields still empty
+  int32_t ctb_rs;  // CTB containing it
+  uint16_t x_cb, y_cb, x_pb, y_pb;
+  uint8_t n_cb, w, h, part_idx;
+  uint8_t part_mode, merge, merge_idx, pad_;
+  int8_t ref_idx[2];  // AMVP: -1 where the list is unused
+  uint8_t mvp[2];
+  int32_t mvd[4];  // [list][x, y]
+};
+
+// The PUs one slice segment's data added to PictureState::pending.
+struct PendingRange {
+  size_t begin = 0, end = 0;
+  int slice_addr_rs = 0;  // SliceAddrRs of its slice
+};
 
 struct PictureState {
   // rec_hint: expected number of PU records (the previous picture's count)
@@ -30,12 +52,19 @@ struct PictureState {
   Picture& pic;
   ActiveParams params;
   std::vector<int32_t> ctb_slice_addr;  // SliceAddrRs of each CTB (raster), -1 until decoded
+  std::vector<PendingPu> pending;       // inter PUs parsed, motion not derived yet
   std::unique_ptr<PictureStateImpl> impl;
 };
 
 // Parses one slice segment's data. Throws BitstreamError on malformed data; CTBs decoded
-// before the error stay valid and are recorded in pic.ctb_ok.
-void decode_slice_data(PictureState& st, const SliceDataInput& in);
+// before the error stay valid and are recorded in pic.ctb_ok. `range` receives the inter PUs
+// whose motion derive_slice_motion must derive, also when it throws.
+void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange& range);
+
+// Derives the motion of the PUs of `range` in CTBs that were parsed whole (pic.ctb_ok), in
+// decoding order; the collocated picture's motion must be final. On an error, `failed_ctb`
+// is the CTB (raster address) of the PU it stopped at.
+void derive_slice_motion(PictureState& st, const SliceDataInput& in, const PendingRange& range, int& failed_ctb);
 
 // After decode_slice_data threw: CTBs the failed segment started but did not finish hold
 // partial priors, so they become unavailable to later segments of the picture (they are
@@ -43,9 +72,10 @@ void decode_slice_data(PictureState& st, const SliceDataInput& in);
 // contexts would come from the broken one, is refused (conceal.cpp).
 void abandon_slice_data(PictureState& st);
 
-// Fills the CTBs that no slice decoded with "unknown" priors (intra, no motion, qp of
-// the picture) so the arrays are fully defined.
-void conceal_missing_ctbs(PictureState& st);
+// Ends a picture's slice data: fills the CTBs that no slice decoded with "unknown" priors
+// (intra, no motion, qp of the picture) so the arrays are fully defined, completes the
+// collocated motion field and marks the whole picture as done for pictures waiting on it.
+void finish_slice_data(PictureState& st);
 
 // Writes "intra, no motion" everywhere (pictures generated for missing references, or
 // when CTU parsing is switched off).

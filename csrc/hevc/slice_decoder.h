@@ -36,6 +36,8 @@ class SliceDecoder {
  public:
   SliceDecoder(PictureState& st, const SliceDataInput& in);
   void run();
+  // Motion of the pending PUs [begin, end) of this slice segment (slice_data.h).
+  void derive_pending(const PendingRange& range, int& failed_ctb);
 
  private:
   // syntax.cpp
@@ -81,7 +83,7 @@ class SliceDecoder {
   bool temporal_mv(int xPb, int yPb, int w, int h, int X, int ref_idx, Mv& out);
   bool col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out);
   bool available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int xNb, int yNb) const;
-  void store_pu(int xPb, int yPb, int w, int h, const PuMotion& m, bool merge);
+  void store_motion(PuRec& r, const PuMotion& m);
 
   // helpers
   size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }

@@ -19,9 +19,26 @@ PictureState::PictureState(Picture& p, const ActiveParams& params, size_t rec_hi
 }
 PictureState::~PictureState() = default;
 
-void decode_slice_data(PictureState& st, const SliceDataInput& in) {
+void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange& range) {
+  range.begin = range.end = st.pending.size();
+  range.slice_addr_rs = st.impl->slice_addr_rs;
+  struct Close {  // the range also when parsing throws
+    PictureState& st;
+    PendingRange& r;
+    ~Close() {
+      r.end = st.pending.size();
+      r.slice_addr_rs = st.impl->slice_addr_rs;
+    }
+  } close{st, range};
   SliceDecoder d(st, in);
   d.run();
+}
+
+void derive_slice_motion(PictureState& st, const SliceDataInput& in, const PendingRange& range, int& failed_ctb) {
+  failed_ctb = -1;
+  if (range.begin == range.end) return;
+  SliceDecoder d(st, in);
+  d.derive_pending(range, failed_ctb);
 }
 
 namespace {
@@ -54,15 +71,16 @@ void fill_intra(Picture& pic, int qp) {
   for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs) add_intra_ctb(pic.pr, sps, rs, qp);
 }
 
-void conceal_missing_ctbs(PictureState& st) {
+void finish_slice_data(PictureState& st) {
   Picture& pic = st.pic;
   const Sps& sps = *st.params.sps;
-  if (pic.num_ctb_ok == sps.PicSizeInCtbsY) return;
-  const int qp = pic.slices.empty() ? 26 + st.params.pps->init_qp_minus26 : pic.slices.front().slice_qp;
-  // A CTB whose slice data broke off may be half written: it gets a fresh record, and the
-  // records of its decoded part are simply no longer referenced by the grid.
-  for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs)
-    if (!pic.ctb_ok[rs]) add_intra_ctb(pic.pr, sps, rs, qp);
+  if (pic.num_ctb_ok != sps.PicSizeInCtbsY) {
+    const int qp = pic.slices.empty() ? 26 + st.params.pps->init_qp_minus26 : pic.slices.front().slice_qp;
+    // A CTB whose slice data broke off may be half written: it gets a fresh record, and the
+    // records of its decoded part are simply no longer referenced by the grid.
+    for (int rs = 0; rs < sps.PicSizeInCtbsY; ++rs)
+      if (!pic.ctb_ok[rs]) add_intra_ctb(pic.pr, sps, rs, qp);
+  }
 }
 
 SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
@@ -81,8 +99,9 @@ SliceDecoder::SliceDecoder(PictureState& st, const SliceDataInput& in)
       ctb_slice_addr_(st.ctb_slice_addr.data()),
       tile_id_rs_(st.params.maps->tile_id_rs.data()),
       pic_w_ctb_(st.params.sps->PicWidthInCtbsY) {
-  if (pic_.slices.empty() || pic_.slices.size() > 65535) fail("slice_segment_address", "too many slices");
-  slice_idx_ = (uint16_t)(pic_.slices.size() - 1);
+  if (in.slice_idx < 0 || (size_t)in.slice_idx >= pic_.slices.size() || in.slice_idx > 65535)
+    fail("slice_segment_address", "too many slices");
+  slice_idx_ = (uint16_t)in.slice_idx;
   log2_ctb_ = sps_.log2_ctb;
   min_qg_log2_ = sps_.log2_ctb - pps_.diff_cu_qp_delta_depth;
   min_cqo_log2_ = sps_.log2_ctb - pps_.diff_cu_chroma_qp_offset_depth;
@@ -560,7 +579,19 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
   int merge = skip;
   if (!skip) merge = dec(ctx::MERGE_FLAG);
   if (part_idx == 0) merge_flag_2nx2n_ = merge;
-  PuMotion m;
+  PendingPu p;  // fields a merge PU does not use stay unset
+  p.ctb_rs = ctb_addr_rs_;
+  p.x_cb = (uint16_t)xCb;
+  p.y_cb = (uint16_t)yCb;
+  p.x_pb = (uint16_t)xPb;
+  p.y_pb = (uint16_t)yPb;
+  p.n_cb = (uint8_t)nCbS;
+  p.w = (uint8_t)w;
+  p.h = (uint8_t)h;
+  p.part_idx = (uint8_t)part_idx;
+  p.part_mode = (uint8_t)part_mode_;
+  p.merge = (uint8_t)merge;
+  p.merge_idx = 0;
   if (merge) {
     int merge_idx = 0;
     if (sh_.max_num_merge_cand > 1) {
@@ -569,7 +600,7 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
         while (merge_idx < sh_.max_num_merge_cand - 1 && eng_.bypass()) ++merge_idx;
       }
     }
-    derive_merge(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, merge_idx, m);
+    p.merge_idx = (uint8_t)merge_idx;
   } else {
     int idc = 0;  // 0 PRED_L0, 1 PRED_L1, 2 PRED_BI
     if (sh_.slice_type == SLICE_B) {
@@ -599,19 +630,18 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
       mvp[X] = dec(ctx::MVP_FLAG);
     }
     for (int X = 0; X < 2; ++X) {
-      m.pred_flag[X] = ref_idx[X] >= 0;
-      m.ref_idx[X] = ref_idx[X];
-      m.mv[X] = {0, 0};
-      if (!m.pred_flag[X]) continue;
-      Mv p = derive_amvp(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, X, ref_idx[X], mvp[X]);
-      // 8-272..8-275: the sum wraps to 16 bits
-      uint32_t ux = (uint32_t)(p.x + mvd[X].x + 65536) & 0xffff;
-      uint32_t uy = (uint32_t)(p.y + mvd[X].y + 65536) & 0xffff;
-      m.mv[X].x = ux >= 32768 ? (int32_t)ux - 65536 : (int32_t)ux;
-      m.mv[X].y = uy >= 32768 ? (int32_t)uy - 65536 : (int32_t)uy;
+      p.ref_idx[X] = (int8_t)ref_idx[X];
+      p.mvp[X] = (uint8_t)mvp[X];
+      p.mvd[X * 2] = mvd[X].x;
+      p.mvd[X * 2 + 1] = mvd[X].y;
     }
   }
-  store_pu(xPb, yPb, w, h, m, merge);
+  // The record goes into the grid now (parsing reads its mode and size); the motion comes
+  // with derive_pending.
+  PuRec r = cu_rec_;
+  r.merge_flag = (uint8_t)merge;
+  p.rec = add_rec(xPb, yPb, w, h, r);
+  st_.pending.push_back(p);
 }
 
 void SliceDecoder::transform_tree(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx,

@@ -206,13 +206,18 @@ void bind_hevc(py::module_& m) {
 
   py::class_<Decoder>(m, "Decoder", "Parse-only HEVC decoder fed with NAL units in decoding order.")
       .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension, int max_slice_segments,
-                       int max_dpb_pictures, int64_t max_nal_size, int max_entry_points, int64_t max_queued_bytes) {
+                       int max_dpb_pictures, int64_t max_nal_size, int max_entry_points, int64_t max_queued_bytes,
+                       int threads, int max_in_flight) {
              // Ceilings keep every derived size inside the parser's integer types (16-bit
              // block coordinates of PU records, int CTB counts).
              if (max_dimension > 65535 || max_luma_samples > (int64_t(1) << 32))
                throw py::value_error("max_dimension must be <= 65535 and max_luma_samples <= 2**32");
+             if (threads < 0 || threads > 256) throw py::value_error("threads must be in [0, 256]");
+             if (max_in_flight < 0) throw py::value_error("max_in_flight must be >= 0");
              DecoderOptions o;
              o.strict = strict;
+             o.threads = threads;
+             o.max_in_flight = max_in_flight;
              o.parse_ctu = parse_ctu;
              if (max_luma_samples > 0) o.limits.max_luma_samples = max_luma_samples;
              if (max_dimension > 0) o.limits.max_dimension = max_dimension;
@@ -226,7 +231,11 @@ void bind_hevc(py::module_& m) {
            py::arg("strict") = false, py::arg("parse_ctu") = true, py::arg("max_luma_samples") = 0,
            py::arg("max_dimension") = 0, py::arg("max_slice_segments") = 0, py::arg("max_dpb_pictures") = 0,
            py::arg("max_nal_size") = 0, py::arg("max_entry_points") = 0, py::arg("max_queued_bytes") = 0,
-           "Limits (0 = default, see csrc/hevc/limits.h and README 'Hostile input') raise LimitError when exceeded.")
+           py::arg("threads") = 0, py::arg("max_in_flight") = 0,
+           "Limits (0 = default, see csrc/hevc/limits.h and README 'Hostile input') raise LimitError when exceeded. "
+           "threads: worker threads parsing slice data in the background (0: in the calling thread); "
+           "max_in_flight: pictures handed to them and not yet popped from the decoding-order queue "
+           "(0: 3 * threads + 4). Pictures, arrays and warnings are the same whatever the threads.")
       .def_property_readonly_static("default_limits",
                                     [](py::object) {
                                       const Limits l;
@@ -282,13 +291,30 @@ void bind_hevc(py::module_& m) {
             return d.push_hvcc(static_cast<const uint8_t*>(i.ptr), (size_t)i.size * i.itemsize);
           },
           "Feed an hvcC record (MP4/MKV extradata); returns the NAL length size.")
-      .def("end_access_unit", &Decoder::end_access_unit)
+      .def("end_access_unit",
+           [](Decoder& d) {
+             py::gil_scoped_release nogil;
+             d.end_access_unit();
+           })
       .def("flush",
            [](Decoder& d) {
              py::gil_scoped_release nogil;
              d.flush();
            })
-      .def("bump_one", &Decoder::bump_one, "Move the next picture in output order to the output queue now.")
+      .def(
+          "bump_one",
+          [](Decoder& d) {
+            py::gil_scoped_release nogil;
+            return d.bump_one();
+          },
+          "Move the next picture in output order to the output queue now.")
+      .def(
+          "sync",
+          [](Decoder& d) {
+            py::gil_scoped_release nogil;
+            d.sync();
+          },
+          "Wait for the worker threads: every finished picture is then in the decoding-order queue.")
       .def(
           "pop_decoded",
           [](Decoder& d) {
@@ -307,6 +333,9 @@ void bind_hevc(py::module_& m) {
           "Pictures in output order since the last call.")
       .def_property_readonly("num_pending_output", [](const Decoder& d) { return d.output.size(); })
       .def_property_readonly("num_nals", &Decoder::num_nals)
+      .def_property_readonly("num_pictures_started", &Decoder::num_pictures_started)
+      .def_property_readonly("threads", &Decoder::num_threads)
+      .def_property_readonly("max_in_flight", &Decoder::max_in_flight)
       .def_property_readonly("num_skipped_pictures", &Decoder::num_skipped_pictures)
       .def_property_readonly("warnings", &Decoder::warnings);
 }

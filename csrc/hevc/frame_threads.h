@@ -1,0 +1,86 @@
+// Frame-level parallel parsing. The decoder's own thread reads NAL units, parameter sets,
+// slice headers, the DPB and output order, in order, and hands each finished picture's slice
+// data to a pool of workers. A picture's CTU syntax depends on nothing outside the picture,
+// so workers parse several pictures at once; the motion vectors (merge, AMVP, TMVP), which
+// read the collocated picture's motion, are then derived one picture at a time in decoding
+// order (slice_data.h, PendingPu). That step is a small part of the work, and it never waits
+// on a picture still being parsed.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hevc/dpb.h"
+#include "hevc/slice_data.h"
+
+namespace bitsr {
+
+// What became of one slice segment's data: a concealed error (`warning` for the decoder's
+// list, `error` for Picture::errors) or an error the caller must see (`fatal`).
+struct SliceOutcome {
+  std::string warning, error;
+  std::exception_ptr fatal;
+};
+
+// One slice segment, with what it needs kept (copied when parsed on a worker).
+struct SliceJob {
+  SliceHeader sh;
+  RefList lists[2];
+  PicturePtr col;             // keeps the collocated picture alive
+  std::vector<uint8_t> data;  // a worker's copy of the slice data
+  SliceDataInput in;          // points into the fields above
+  PendingRange range;         // its PUs waiting for motion derivation
+  int64_t nal_index = -1, offset = -1;
+  bool parsed = false;  // parsed in the decoder's thread (no workers, or before an error)
+  SliceOutcome outcome;
+};
+
+struct PictureJob {
+  PicturePtr pic;
+  std::unique_ptr<PictureState> state;
+  std::vector<std::unique_ptr<SliceJob>> slices;
+  std::vector<SliceOutcome> late;  // errors of the motion derivation, in slice order
+  std::vector<PendingPu> spare;    // PictureState::pending once done, for the next picture
+  bool strict = false;
+  bool submitted = false;  // handed to the pool (set by the decoder's thread)
+  // scheduling, guarded by the pool's mutex
+  bool parsed = false, deriving = false, done = false;
+};
+
+// Parses one slice segment's data into the picture, turning errors into its outcome.
+void parse_slice(PictureState& st, SliceJob& s, bool strict);
+// Every slice segment of a picture, on a worker.
+void parse_picture(PictureJob& job);
+// Motion derivation of every slice segment, then finish_slice_data; frees the parsing state.
+void derive_picture(PictureJob& job);
+
+class FrameThreads {
+ public:
+  explicit FrameThreads(int threads);
+  ~FrameThreads();  // waits for the tasks running; drops the others
+  FrameThreads(const FrameThreads&) = delete;
+  FrameThreads& operator=(const FrameThreads&) = delete;
+
+  void submit(std::shared_ptr<PictureJob> job);
+  bool is_done(const PictureJob& job);
+  void wait(const PictureJob& job);
+  int size() const { return (int)workers_.size(); }
+
+ private:
+  void worker();
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  std::deque<std::shared_ptr<PictureJob>> jobs_;  // submitted and not done, in decoding order
+  size_t next_parse_ = 0;                         // jobs_[next_parse_] is the next to parse
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+};
+
+}  // namespace bitsr
