@@ -13,10 +13,11 @@ PICTURE_LEVEL = ("poc", "nal_type", "slice_type", "temporal_id", "num_slice_segm
 
 
 @requires_shared
+@pytest.mark.parametrize("threads", [1, 2, 4])
 @pytest.mark.parametrize("stream", STREAMS, ids=[s.name for s in STREAMS])
-def test_matches_oracle(stream):
+def test_matches_oracle(stream, threads):
     oracle = np.load(oracle_path(stream))
-    pics = list(bitsr.extract(stream, strict=True))
+    pics = list(bitsr.extract(stream, strict=True, threads=threads))
     assert len(pics) == len(oracle["poc"]), "number of decoded pictures"
     first = pics[0]
     assert first.width == oracle["width"] and first.height == oracle["height"]

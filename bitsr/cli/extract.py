@@ -35,6 +35,8 @@ def build_parser(prog: str = "bitsr-extract") -> argparse.ArgumentParser:
                                            "batch (or an existing folder) the folder to write into")
     ap.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                     help="files extracted in parallel in a batch (0: one per CPU core; default 1)")
+    ap.add_argument("-t", "--threads", type=int, default=1, metavar="N",
+                    help="threads parsing one HEVC file (0: one per CPU core; default 1); the output is the same")
     ap.add_argument("--picture-level", action="store_true",
                     help="write only the picture-level arrays (skips the per-4x4 arrays, much smaller)")
     ap.add_argument("--no-compress", action="store_true", help="store arrays uncompressed (faster, larger)")
@@ -92,6 +94,8 @@ def run(args) -> int:
         raise ValueError("--viz-scale must be in 0..16")
     if args.jobs < 0:
         raise ValueError("--jobs must be >= 0")
+    if args.threads < 0:
+        raise ValueError("--threads must be >= 0")
     if (args.flow and (args.flo_dir or "").lower() != "none") or args.viz:
         try:  # said now, not after a whole first pass
             import mmcv  # noqa: F401
@@ -155,8 +159,7 @@ def _one(args, src, out: str):
 
 def _extract(args, out: str):
     from .. import extract
-    from ..io.npz import NpzStreamWriter
-    from ..priors import BLOCK_ARRAYS
+    from ..io.npz import NpzStreamWriter, write_priors
 
     display_pass = args.flow or args.json is not None or args.viz
     offsets = _offsets(args.flow_offsets) if args.flow else []
@@ -169,33 +172,10 @@ def _extract(args, out: str):
         from tqdm import tqdm
 
         bar = tqdm(unit="pic", desc=os.path.basename(args.input), file=sys.stderr, dynamic_ncols=True)
-    n = 0
     try:
-        concealed = 0
-        for p in extract(args.input, strict=args.strict):
-            if n == 0:
-                writer.set("width", p.width)
-                writer.set("height", p.height)
-                writer.set("conf_win", list(p.conf_win))
-                writer.set("bit_depth", p.bit_depth)
-                writer.set("bit_depth_chroma", p.bit_depth_chroma)
-                writer.set("chroma_format", p.chroma_format)
-                writer.set("ctb_size", p.ctb_size)
-            writer.append_value("poc", p.poc, "int32")
-            writer.append_value("nal_type", p.nal_type, "uint8")
-            writer.append_value("slice_type", p.slice_type, "uint8")
-            writer.append_value("temporal_id", p.temporal_id, "uint8")
-            writer.append_value("num_slice_segments", p.num_slice_segments, "int32")
-            if not args.picture_level:
-                arrays = p.arrays
-                for k in BLOCK_ARRAYS:
-                    writer.append_array(k, arrays[k])
-            n += 1
-            concealed += not p.complete
-            if bar is not None:
-                bar.update(1)
-            if args.max_frames and n >= args.max_frames:
-                break
+        n, concealed = write_priors(writer, extract(args.input, strict=args.strict, threads=args.threads),
+                                    picture_level=args.picture_level, max_frames=args.max_frames,
+                                    on_picture=None if bar is None else lambda _: bar.update(1))
     except BaseException:
         writer.abort()
         raise

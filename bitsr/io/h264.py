@@ -389,7 +389,8 @@ def _frames(container, stream, length_size: int, strict: bool, keep_frames: bool
     yield from release(final=True)
 
 
-def extract_h264(path: str, *, strict: bool = False, threads: int = 0, **limits) -> Iterator[PicturePriors]:
+def extract_h264(path: str, *, strict: bool = False, threads: int = 0, max_in_flight: int = 0,
+                 **limits) -> Iterator[PicturePriors]:
     """Priors of every frame of an H.264 file (checked path) in decode order. FFmpeg decodes
     the pixels to export them (with the loop filter skipped: no exported syntax depends on
     it). Opening errors are raised here, at call time, like the HEVC path's."""

@@ -20,6 +20,7 @@ picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requi
 from __future__ import annotations
 
 import collections
+import os
 from typing import Callable, Iterator, Optional
 
 import av
@@ -43,10 +44,24 @@ def check_limits(limits: dict) -> None:
         raise TypeError(f"unknown limit(s) {', '.join(unknown)}; known: {', '.join(LIMITS)}")
 
 
-def make_decoder(strict: bool = False, **limits) -> "_core.Decoder":
-    """The parser with resource limits (see LIMITS; 0 or None keeps the default)."""
+def parse_workers(threads: int) -> int:
+    """Worker threads of the parser for a user's ``threads``: 1 parses in the calling thread
+    (no worker), 0 means one per core."""
+    threads = int(threads)
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if threads <= 1 else min(threads, 256)
+
+
+def make_decoder(strict: bool = False, *, workers: int = 0, max_in_flight: int = 0, **limits) -> "_core.Decoder":
+    """The parser with resource limits (see LIMITS; 0 or None keeps the default). ``workers``
+    threads parse slice data in the background (0: in the calling thread); ``max_in_flight``
+    bounds the pictures they hold (0: the default, 3 * workers + 4)."""
     check_limits(limits)
-    return _core.Decoder(strict=strict, **{k: v for k, v in limits.items() if v})
+    return _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight,
+                         **{k: v for k, v in limits.items() if v})
 
 
 def warning_summary(dec: "_core.Decoder", n: int = 3) -> str:
@@ -114,10 +129,11 @@ def _container_pictures(path: str, decoder: "_core.Decoder") -> Iterator["_core.
     yield from _finished(decoder)
 
 
-def extract_hevc(path: str, *, strict: bool = False, threads: int = 0, **limits) -> Iterator[PicturePriors]:
+def extract_hevc(path: str, *, strict: bool = False, threads: int = 1, max_in_flight: int = 0,
+                 **limits) -> Iterator[PicturePriors]:
     """Priors of every decoded picture of an HEVC file (checked path), decoding order. The
     parser is made (and its limits checked) now; parsing starts at the first next()."""
-    dec = make_decoder(strict, **limits)
+    dec = make_decoder(strict, workers=parse_workers(threads), max_in_flight=max_in_flight, **limits)
     return _extract(path, dec)
 
 
@@ -140,7 +156,8 @@ class HevcSource:
 
     def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None]):
         self.path, self.strict, self._warn = path, strict, warn
-        self._decoder = make_decoder(strict, **limits)
+        # The parser works in the background (at least one worker) while FFmpeg decodes.
+        self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), **limits)
         self.is_raw = is_raw(path, "hevc")
         self.container = open_container(path, "hevc" if self.is_raw else None)
         try:
@@ -160,6 +177,7 @@ class HevcSource:
         self._order: collections.deque = collections.deque()  # parser output order
         self._in_order: set[int] = set()
         self._cvs_starts: collections.deque = collections.deque(maxlen=8)  # (cvs_index, nal_type)
+        self._packet_of: dict[int, tuple] = {}  # decode_index -> (packet number, pts), until parsed
 
     @property
     def num_skipped_pictures(self) -> int:
@@ -177,14 +195,18 @@ class HevcSource:
     def _pass(self):
         dec, cc = self._decoder, self.stream.codec_context
         for n, packet in enumerate(iter_packets(self.container, self.stream, self.path)):
+            first = dec.num_pictures_started
             dec.push_packet(packet, length_size=self._length_size, offset=packet_offset(packet))
-            self._take_pictures(n, packet.pts)
+            # Pictures begun by this packet are its own, whenever the workers hand them out.
+            for d in range(first, dec.num_pictures_started):
+                self._packet_of[d] = (n, packet.pts)
+            self._take_pictures()
             # A fresh object per packet: PyAV keys opaque values by id(), so a shared small
             # int would be released by whichever frame holding it dies first.
             packet.opaque = (n,)
             yield from self._paired(decode(cc, packet, self.path, self.strict, self._warn))
         dec.flush()
-        self._take_pictures(None, None)
+        self._take_pictures()
         yield from self._paired(decode(cc, None, self.path, self.strict, self._warn))
         for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
             self._drop(d, "FFmpeg did not output it")
@@ -195,8 +217,9 @@ class HevcSource:
             if fr is not None:
                 yield fr
 
-    def _take_pictures(self, packet: Optional[int], pts: Optional[int]) -> None:
+    def _take_pictures(self) -> None:
         for pic in self._decoder.pop_decoded():
+            packet, pts = self._packet_of.pop(pic.decode_index, (None, None))
             # push_packet ends the access unit, so a picture comes out with its own packet;
             # pictures with pic_output_flag 0 are output by neither side.
             if not self._cvs_starts or self._cvs_starts[-1][0] != pic.cvs_index:
@@ -219,6 +242,10 @@ class HevcSource:
         tag = f.opaque
         packet = tag[0] if tag is not None else None
         ids = self._by_packet.get(packet)
+        if not ids and packet is not None and any(p == packet for p, _ in self._packet_of.values()):
+            self._decoder.sync()  # FFmpeg is ahead of the parser's workers: wait for them
+            self._take_pictures()
+            ids = self._by_packet.get(packet)
         if not ids:
             self._problem(f"FFmpeg output a frame (packet {packet}, pts {f.pts}) for which the parser has "
                           "no picture; frame skipped")
@@ -229,8 +256,11 @@ class HevcSource:
         ids.remove(d)
         if not ids:
             del self._by_packet[packet]
+        if d not in self._in_order:  # the workers may still hold the output order
+            self._decoder.sync()
+            self._take_pictures()
         while d not in self._in_order and self._decoder.bump_one():
-            self._take_pictures(None, None)
+            self._take_pictures()
         if d in self._in_order:
             while self._order[0] != d:
                 self._drop(self._order[0], "FFmpeg output a later picture first")

@@ -73,3 +73,55 @@ class NpzStreamWriter:
         for entry in self._files.values():
             entry[0].close()
         self._tmp.cleanup()
+
+
+def write_priors(writer: NpzStreamWriter, pictures, *, picture_level: bool = False, max_frames: int = 0,
+                 on_picture=None) -> tuple[int, int]:
+    """Appends pictures (PicturePriors, decoding order) to ``writer`` in the schema of
+    docs/schema.md; ``picture_level`` leaves out the per-4x4 arrays. Returns (pictures,
+    pictures with concealed damage)."""
+    from ..priors import BLOCK_ARRAYS
+
+    n = concealed = 0
+    for p in pictures:
+        if n == 0:
+            for k in ("width", "height", "bit_depth", "bit_depth_chroma", "chroma_format", "ctb_size"):
+                writer.set(k, getattr(p, k))
+            writer.set("conf_win", list(p.conf_win))
+        writer.append_value("poc", p.poc, "int32")
+        writer.append_value("nal_type", p.nal_type, "uint8")
+        writer.append_value("slice_type", p.slice_type, "uint8")
+        writer.append_value("temporal_id", p.temporal_id, "uint8")
+        writer.append_value("num_slice_segments", p.num_slice_segments, "int32")
+        if not picture_level:
+            arrays = p.arrays
+            for k in BLOCK_ARRAYS:
+                writer.append_array(k, arrays[k])
+        n += 1
+        concealed += not p.complete
+        if on_picture is not None:
+            on_picture(n)
+        if max_frames and n >= max_frames:
+            break
+    return n, concealed
+
+
+def save_priors(src: str | os.PathLike, dst: str | os.PathLike, *, threads: int = 1, strict: bool = False,
+                compress: bool = True, picture_level: bool = False, max_frames: int = 0, **limits) -> dict:
+    """The priors of one video file as one schema .npz (what ``bitsr extract`` writes), written
+    atomically: ``dst`` appears complete or not at all, so a batch that was stopped can be run
+    again and skip what exists. Returns {"pictures", "concealed"}; raises like
+    :func:`bitsr.extract` (and ValueError for a file without a decodable picture)."""
+    from .reader import extract
+
+    writer = NpzStreamWriter(dst, compress=compress)
+    try:
+        n, concealed = write_priors(writer, extract(src, strict=strict, threads=threads, **limits),
+                                    picture_level=picture_level, max_frames=max_frames)
+        if n == 0:
+            raise ValueError(f"{src}: no decodable picture found")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return {"pictures": n, "concealed": concealed}
