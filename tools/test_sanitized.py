@@ -58,13 +58,16 @@ def main() -> int:
     env["LD_PRELOAD"] = preload(ROOT / "build" / f"dev-{kind}", kind)
     if tsan:
         # exitcode: a report fails the run even where the race does not stop the process
-        env["TSAN_OPTIONS"] = "halt_on_error=1:exitcode=66:second_deadlock_stack=1"
+        # tools/tsan.supp: FFmpeg's own threads only (PyAV's libraries are not instrumented)
+        env["TSAN_OPTIONS"] = (f"halt_on_error=1:exitcode=66:second_deadlock_stack=1:"
+                               f"suppressions={ROOT / 'tools' / 'tsan.supp'}")
     else:
         env["ASAN_OPTIONS"] = "detect_leaks=0:allocator_may_return_null=1:abort_on_error=1:symbolize=1"
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     env["PYTHONPATH"] = os.pathsep.join([str(pkg_root), str(ROOT / "tests")])
     env["BITSR_SANITIZED"] = kind
-    args = argv or (["-q", "-m", "not slow", *TSAN_TESTS] if tsan else ["-q", "-m", "not slow", "tests"])
+    # -s with --tsan: a report goes to stderr as the process stops, which pytest's capture would swallow
+    args = argv or (["-q", "-s", "-m", "not slow", *TSAN_TESTS] if tsan else ["-q", "-m", "not slow", "tests"])
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", f"pythonpath={pkg_root} tests", *args]
     check = subprocess.run([sys.executable, "-c", "import bitsr, sys; print(bitsr._core.__file__)"], env=env,
                            capture_output=True, text=True, cwd=pkg_root)
