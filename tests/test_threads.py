@@ -118,3 +118,26 @@ def test_extract_and_open_with_threads_match_one_thread():
     assert len(frames[1]) == len(frames[2]) == len(one)
     for (pa, ma, ra), (pb, mb, rb) in zip(frames[1], frames[2]):
         assert pa == pb and np.array_equal(ma, mb) and np.array_equal(ra, rb)
+
+
+def test_a_forked_child_can_drop_a_threaded_decoder():
+    """DataLoader workers and multiprocessing fork: the child has the pool but not its threads,
+    and destroying the decoder there must not wait for them (it used to hang)."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+from bitsr import _core
+d = _core.Decoder(threads=2)
+pid = os.fork()
+if pid == 0:
+    del d
+    os._exit(7)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 7
+del d
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

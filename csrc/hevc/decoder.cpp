@@ -16,7 +16,11 @@ Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {
   max_in_flight_ = opts_.max_in_flight ? opts_.max_in_flight : 3 * opts_.threads + 4;
   if (opts_.threads > 0) pool_ = std::make_unique<FrameThreads>(opts_.threads);
 }
-Decoder::~Decoder() = default;
+Decoder::~Decoder() {
+  // In a forked child the workers do not exist: joining them, or destroying a condition
+  // variable they waited on in the parent, would hang. The pool is left as it is.
+  if (pool_ && pool_->forked()) (void)pool_.release();
+}
 
 int Decoder::num_threads() const { return pool_ ? pool_->size() : 0; }
 

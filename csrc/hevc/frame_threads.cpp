@@ -3,6 +3,8 @@
 #include "common/error.h"
 #include "hevc/ps.h"
 
+#include <unistd.h>
+
 namespace bitsr {
 
 namespace {
@@ -82,10 +84,12 @@ void derive_picture(PictureJob& job) {
   job.state.reset();
 }
 
-FrameThreads::FrameThreads(int threads) {
+FrameThreads::FrameThreads(int threads) : pid_(getpid()) {
   workers_.reserve((size_t)threads);
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
 }
+
+bool FrameThreads::forked() const { return getpid() != pid_; }
 
 FrameThreads::~FrameThreads() {
   {

@@ -71,6 +71,9 @@ class FrameThreads {
   bool is_done(const PictureJob& job);
   void wait(const PictureJob& job);
   int size() const { return (int)workers_.size(); }
+  // True in a child forked after the threads started (a DataLoader worker, multiprocessing):
+  // it has a copy of the pool but not its threads.
+  bool forked() const;
 
  private:
   void worker();
@@ -81,6 +84,7 @@ class FrameThreads {
   size_t next_parse_ = 0;                         // jobs_[next_parse_] is the next to parse
   std::vector<std::thread> workers_;
   bool stop_ = false;
+  int pid_;  // of the process that started the threads
 };
 
 }  // namespace bitsr
