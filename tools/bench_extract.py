@@ -1,11 +1,15 @@
-"""Benchmark: bitsr.extract (parse-only priors) vs FFmpeg's full decode of the same streams.
+"""Benchmark: bitsr.extract (parse-only priors) and bitsr.open (priors + pixels) vs FFmpeg's
+full decode of the same streams.
 
 For each stream: frames/s of
-  - bitsr.extract, one thread (the parser is single-threaded), priors consumed in C++ only
-  - bitsr.extract + NumPy views of every schema array touched (what a Python user sees)
-  - PyAV/FFmpeg decode, thread_count=1 and all threads (no pixel conversion)
+  - bitsr.extract with 1 and 2 threads (and all cores where there are more than 2), priors
+    consumed in C++ only; 1 thread + NumPy views of every schema array (what a Python user sees)
+  - PyAV/FFmpeg decode, 1 thread, 2 threads and all threads (no pixel conversion)
+  - bitsr.open with 1 and 2 threads: FFmpeg's decode at that thread count plus the priors,
+    parsed in the background, paired with each frame (no pixel conversion either)
 as the median of repeated runs, plus peak resident memory of each in a fresh process, on the
-corpus' 720p/1080p streams and a long 1080p stream made here with x265 defaults.
+corpus' 720p/1080p streams and long 1080p streams made here with x265 defaults (CRF 28, and
+7.5 Mbit/s: the high-bitrate case, where CABAC decoding of residuals dominates).
 
     python tools/bench_extract.py [--repeats 3] [--rounds 3] [--long-frames 300] [--out build/bench/bench_extract.json]
 """
@@ -43,12 +47,12 @@ def _status_mb(field: str) -> float:
 RSS_SAMPLES: list[float] = []
 
 
-def run_bitsr(path: str, touch: bool) -> int:
+def run_bitsr(path: str, touch: bool, threads: int = 1) -> int:
     import bitsr
 
     n = 0
     RSS_SAMPLES.clear()
-    for p in bitsr.extract(path):
+    for p in bitsr.extract(path, threads=threads):
         if touch:
             a = p.arrays
             a["mv"].sum(dtype="int64")  # forces reading the memory, not just the view
@@ -68,16 +72,34 @@ def run_ffmpeg(path: str, threads: int) -> int:
             s.codec_context.thread_count = 1
         else:
             s.thread_type = "AUTO"
-            s.codec_context.thread_count = 0
+            s.codec_context.thread_count = threads  # 0: all cores
         return sum(1 for _ in c.decode(s))
+
+
+def run_open(path: str, threads: int) -> int:
+    import bitsr
+
+    with bitsr.open(path, threads=threads) as video:
+        return sum(1 for _ in video)
 
 
 MODES = {
     "bitsr": lambda p: run_bitsr(p, False),
+    "bitsr-2t": lambda p: run_bitsr(p, False, 2),
+    "bitsr-all": lambda p: run_bitsr(p, False, 0),
     "bitsr+arrays": lambda p: run_bitsr(p, True),
     "ffmpeg-1t": lambda p: run_ffmpeg(p, 1),
+    "ffmpeg-2t": lambda p: run_ffmpeg(p, 2),
     "ffmpeg-mt": lambda p: run_ffmpeg(p, 0),
+    "open-1t": lambda p: run_open(p, 1),
+    "open-2t": lambda p: run_open(p, 2),
 }
+
+
+def modes() -> list[str]:
+    """All modes; the all-core ones only where that is more than 2 cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return [m for m in MODES if cores > 2 or m not in ("bitsr-all", "ffmpeg-mt")]
 
 
 def child(mode: str, path: str, repeats: int) -> None:
@@ -108,7 +130,7 @@ def measure_all(path: str, repeats: int, rounds: int) -> dict:
     slows all of them rather than one."""
     acc: dict = {}
     for _ in range(rounds):
-        for m in MODES:
+        for m in modes():
             r = measure(m, path, repeats)
             if m not in acc:
                 acc[m] = r
@@ -122,12 +144,13 @@ def measure_all(path: str, repeats: int, rounds: int) -> dict:
     return acc
 
 
-def make_long(frames: int) -> Path:
-    """A long 1080p stream with x265 default settings from real content (cached)."""
+def make_long(frames: int, bitrate: int = 0) -> Path:
+    """A long 1080p stream with x265 default settings (random access: B-pyramid, WPP) from real
+    content (cached); ``bitrate`` in kbit/s (0: x265's default CRF 28)."""
     import av
     import numpy as np
 
-    out = ROOT / "build" / "bench" / f"long1080_{frames}.hevc"
+    out = ROOT / "build" / "bench" / (f"long1080_{frames}" + (f"_{bitrate}k" if bitrate else "") + ".hevc")
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +164,7 @@ def make_long(frames: int) -> Path:
     with av.open(str(tmp), "w", format="hevc") as o:
         st = o.add_stream("libx265", rate=25)
         st.width, st.height, st.pix_fmt = 1920, 1080, "yuv420p"
-        st.options = {"x265-params": "log-level=error"}
+        st.options = {"x265-params": "log-level=error" + (f":bitrate={bitrate}" if bitrate else "")}
         for i in range(frames):
             if rgb:  # ping-pong through the clip, upscaled to 1080p
                 k = i % (2 * len(rgb) - 2)
@@ -177,35 +200,46 @@ def main() -> int:
         if sh:
             paths = [sh / "corpus" / "hevc" / s for s in CORPUS_STREAMS if (sh / "corpus" / "hevc" / s).exists()]
     if args.long_frames:
-        paths.append(make_long(args.long_frames))
+        paths += [make_long(args.long_frames), make_long(args.long_frames, 7500)]
+    ms = modes()
     results = []
-    hdr = (f"{'stream':32s} {'frames':>6s} {'bitsr':>9s} {'+arrays':>9s} {'ffmpeg-1t':>9s} {'ffmpeg-mt':>9s} "
-           f"{'x 1t':>6s} {'x mt':>6s} {'RSS bitsr':>10s} {'RSS ff-1t':>10s} {'growth':>7s}")
+    hdr = (f"{'stream':30s} {'frames':>6s} {'bitsr':>7s} {'2t':>7s} {'2t/1t':>6s} {'+arrays':>7s} "
+           f"{'ff-1t':>6s} {'ff-2t':>6s} {'x ff1':>6s} {'2t/ff2':>6s} {'open1':>6s} {'open2':>6s} "
+           f"{'o1/ff1':>6s} {'o2/ff2':>6s} {'RSS':>6s} {'growth':>6s}")
     print(hdr)
     print("-" * len(hdr))
     for p in paths:
         r = measure_all(str(p), args.repeats, args.rounds)
+        fps = {m: r[m]["fps"] for m in ms}
         row = {
             "stream": p.name,
             "frames": r["bitsr"]["frames"],
-            **{f"{m}_fps": round(r[m]["fps"], 1) for m in MODES},
-            **{f"{m}_peak_rss_mb": round(r[m]["peak_rss_mb"], 1) for m in MODES},
+            **{f"{m}_fps": round(fps[m], 1) for m in ms},
+            **{f"{m}_peak_rss_mb": round(r[m]["peak_rss_mb"], 1) for m in ms},
             "bitsr+arrays_rss_growth_mb": round(r["bitsr+arrays"]["rss_growth_mb"], 2),
-            "speedup_vs_ffmpeg_1t": round(r["bitsr"]["fps"] / r["ffmpeg-1t"]["fps"], 2),
-            "speedup_vs_ffmpeg_mt": round(r["bitsr"]["fps"] / r["ffmpeg-mt"]["fps"], 2),
+            "speedup_2t_vs_1t": round(fps["bitsr-2t"] / fps["bitsr"], 2),
+            "speedup_vs_ffmpeg_1t": round(fps["bitsr"] / fps["ffmpeg-1t"], 2),
+            "speedup_2t_vs_ffmpeg_2t": round(fps["bitsr-2t"] / fps["ffmpeg-2t"], 2),
+            "open_1t_vs_ffmpeg_1t": round(fps["open-1t"] / fps["ffmpeg-1t"], 2),
+            "open_2t_vs_ffmpeg_2t": round(fps["open-2t"] / fps["ffmpeg-2t"], 2),
         }
+        if "bitsr-all" in ms:
+            row["speedup_all_vs_ffmpeg_mt"] = round(fps["bitsr-all"] / fps["ffmpeg-mt"], 2)
         results.append(row)
-        print(f"{p.name[:32]:32s} {row['frames']:6d} {row['bitsr_fps']:9.1f} {row['bitsr+arrays_fps']:9.1f} "
-              f"{row['ffmpeg-1t_fps']:9.1f} {row['ffmpeg-mt_fps']:9.1f} {row['speedup_vs_ffmpeg_1t']:6.2f} "
-              f"{row['speedup_vs_ffmpeg_mt']:6.2f} {row['bitsr_peak_rss_mb']:9.1f}M "
-              f"{row['ffmpeg-1t_peak_rss_mb']:9.1f}M {row['bitsr+arrays_rss_growth_mb']:6.1f}M")
+        print(f"{p.name[:30]:30s} {row['frames']:6d} {fps['bitsr']:7.0f} {fps['bitsr-2t']:7.0f} "
+              f"{row['speedup_2t_vs_1t']:6.2f} {fps['bitsr+arrays']:7.0f} {fps['ffmpeg-1t']:6.0f} "
+              f"{fps['ffmpeg-2t']:6.0f} {row['speedup_vs_ffmpeg_1t']:6.2f} {row['speedup_2t_vs_ffmpeg_2t']:6.2f} "
+              f"{fps['open-1t']:6.0f} {fps['open-2t']:6.0f} {row['open_1t_vs_ffmpeg_1t']:6.2f} "
+              f"{row['open_2t_vs_ffmpeg_2t']:6.2f} {r['bitsr']['peak_rss_mb']:5.0f}M "
+              f"{row['bitsr+arrays_rss_growth_mb']:5.1f}M")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(), "results": results},
                   f, indent=1)
     print(f"\nfps = frames / median wall time of {args.rounds} x {args.repeats} runs (each process: one warm-up, then "
           f"{args.repeats} timed runs; modes alternate between processes); "
-          f"x = bitsr fps / FFmpeg fps; "
+          f"x ff1 = bitsr (1 thread) / FFmpeg 1 thread; 2t/ff2 = bitsr 2 threads / FFmpeg 2 threads; "
+          f"o1/ff1, o2/ff2 = bitsr.open / FFmpeg decode alone at 1 and 2 threads; "
           f"RSS = peak resident size of the process (Python, NumPy and PyAV included); growth = resident size "
           f"change over the second half of a bitsr+arrays run. JSON: {args.out}")
     return 0

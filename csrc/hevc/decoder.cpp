@@ -501,6 +501,7 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     return;
   }
   in.data = rbsp_.data() + hdr;
+  in.derive_now = true;  // no workers: each PU's motion is derived as it is parsed
   parse_slice(*job_->state, *sj, opts_.strict);
   in.data = nullptr;  // rbsp_ is reused
   sj->parsed = true;

@@ -91,25 +91,36 @@ void SliceDecoder::derive_pending(const PendingRange& range, int& failed_ctb) {
     failed_ctb = p.ctb_rs;
     part_mode_ = p.part_mode;
     PuMotion m;
-    if (p.merge) {
-      derive_merge(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, p.merge_idx, m);
-    } else {
-      for (int X = 0; X < 2; ++X) {
-        m.pred_flag[X] = p.ref_idx[X] >= 0;
-        m.ref_idx[X] = p.ref_idx[X];
-        m.mv[X] = {0, 0};
-        if (!m.pred_flag[X]) continue;
-        Mv q = derive_amvp(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, X, p.ref_idx[X], p.mvp[X]);
-        // 8-272..8-275: the sum wraps to 16 bits
-        uint32_t ux = (uint32_t)(q.x + p.mvd[X * 2] + 65536) & 0xffff;
-        uint32_t uy = (uint32_t)(q.y + p.mvd[X * 2 + 1] + 65536) & 0xffff;
-        m.mv[X].x = ux >= 32768 ? (int32_t)ux - 65536 : (int32_t)ux;
-        m.mv[X].y = uy >= 32768 ? (int32_t)uy - 65536 : (int32_t)uy;
-      }
-    }
+    derive_motion(p, m);
     store_motion(pr_.recs[p.rec], m);
   }
   failed_ctb = -1;
+}
+
+void SliceDecoder::derive_motion(const PendingPu& p, PuMotion& m) {
+  if (p.merge) {
+    derive_merge(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, p.merge_idx, m);
+    return;
+  }
+  const int ref_idx[2] = {p.ref_idx[0], p.ref_idx[1]}, mvp[2] = {p.mvp[0], p.mvp[1]};
+  const Mv mvd[2] = {{p.mvd[0], p.mvd[1]}, {p.mvd[2], p.mvd[3]}};
+  amvp_motion(p.x_cb, p.y_cb, p.n_cb, p.x_pb, p.y_pb, p.w, p.h, p.part_idx, ref_idx, mvp, mvd, m);
+}
+
+void SliceDecoder::amvp_motion(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx,
+                               const int ref_idx[2], const int mvp[2], const Mv mvd[2], PuMotion& m) {
+  for (int X = 0; X < 2; ++X) {
+    m.pred_flag[X] = ref_idx[X] >= 0;
+    m.ref_idx[X] = ref_idx[X];
+    m.mv[X] = {0, 0};
+    if (!m.pred_flag[X]) continue;
+    Mv q = derive_amvp(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, X, ref_idx[X], mvp[X]);
+    // 8-272..8-275: the sum wraps to 16 bits
+    uint32_t ux = (uint32_t)(q.x + mvd[X].x + 65536) & 0xffff;
+    uint32_t uy = (uint32_t)(q.y + mvd[X].y + 65536) & 0xffff;
+    m.mv[X].x = ux >= 32768 ? (int32_t)ux - 65536 : (int32_t)ux;
+    m.mv[X].y = uy >= 32768 ? (int32_t)uy - 65536 : (int32_t)uy;
+  }
 }
 
 bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {

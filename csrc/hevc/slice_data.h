@@ -20,6 +20,7 @@ struct SliceDataInput {
   size_t size = 0;
   std::vector<size_t> entry_points;  // start of substreams 1.. in `data`
   int slice_idx = 0;                 // of this segment in Picture::slices
+  bool derive_now = false;           // derive each PU's motion as it is parsed (PendingRange)
 };
 
 struct PictureStateImpl;
@@ -43,6 +44,10 @@ struct PendingPu {
 struct PendingRange {
   size_t begin = 0, end = 0;
   int slice_addr_rs = 0;  // SliceAddrRs of its slice
+  // Parsing in the decoder's thread (SliceDataInput::derive_now) derives each PU as it is
+  // parsed and leaves nothing pending, unless a derivation fails: from that PU on, the
+  // slice's PUs wait for the end of the picture like a worker's.
+  bool derive_failed = false;
 };
 
 struct PictureState {

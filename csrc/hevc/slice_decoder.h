@@ -38,6 +38,8 @@ class SliceDecoder {
   void run();
   // Motion of the pending PUs [begin, end) of this slice segment (slice_data.h).
   void derive_pending(const PendingRange& range, int& failed_ctb);
+  // run() then derives each PU's motion as it is parsed (see PendingRange).
+  void derive_as_parsed(PendingRange* range) { derive_now_ = range; }
 
  private:
   // syntax.cpp
@@ -84,6 +86,9 @@ class SliceDecoder {
   bool col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out);
   bool available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int xNb, int yNb) const;
   void store_motion(PuRec& r, const PuMotion& m);
+  void derive_motion(const PendingPu& p, PuMotion& m);
+  void amvp_motion(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, const int ref_idx[2],
+                   const int mvp[2], const Mv mvd[2], PuMotion& m);
 
   // helpers
   size_t g(int x, int y) const { return (size_t)(y >> 2) * gw_ + (x >> 2); }
@@ -102,6 +107,7 @@ class SliceDecoder {
   int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
 
   PictureState& st_;
+  PendingRange* derive_now_ = nullptr;
   PictureStateImpl& impl_;
   const SliceDataInput& in_;
   const SliceHeader& sh_;

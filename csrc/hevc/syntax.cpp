@@ -21,6 +21,7 @@ PictureState::~PictureState() = default;
 
 void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange& range) {
   range.begin = range.end = st.pending.size();
+  range.derive_failed = false;
   range.slice_addr_rs = st.impl->slice_addr_rs;
   struct Close {  // the range also when parsing throws
     PictureState& st;
@@ -31,6 +32,7 @@ void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange&
     }
   } close{st, range};
   SliceDecoder d(st, in);
+  if (in.derive_now) d.derive_as_parsed(&range);
   d.run();
 }
 
@@ -579,28 +581,16 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
   int merge = skip;
   if (!skip) merge = dec(ctx::MERGE_FLAG);
   if (part_idx == 0) merge_flag_2nx2n_ = merge;
-  PendingPu p;  // fields a merge PU does not use stay unset
-  p.ctb_rs = ctb_addr_rs_;
-  p.x_cb = (uint16_t)xCb;
-  p.y_cb = (uint16_t)yCb;
-  p.x_pb = (uint16_t)xPb;
-  p.y_pb = (uint16_t)yPb;
-  p.n_cb = (uint8_t)nCbS;
-  p.w = (uint8_t)w;
-  p.h = (uint8_t)h;
-  p.part_idx = (uint8_t)part_idx;
-  p.part_mode = (uint8_t)part_mode_;
-  p.merge = (uint8_t)merge;
-  p.merge_idx = 0;
+  int merge_idx = 0;
+  int ref_idx[2] = {-1, -1}, mvp[2] = {0, 0};
+  Mv mvd[2] = {{0, 0}, {0, 0}};
   if (merge) {
-    int merge_idx = 0;
     if (sh_.max_num_merge_cand > 1) {
       if (dec(ctx::MERGE_IDX)) {
         merge_idx = 1;
         while (merge_idx < sh_.max_num_merge_cand - 1 && eng_.bypass()) ++merge_idx;
       }
     }
-    p.merge_idx = (uint8_t)merge_idx;
   } else {
     int idc = 0;  // 0 PRED_L0, 1 PRED_L1, 2 PRED_BI
     if (sh_.slice_type == SLICE_B) {
@@ -609,8 +599,6 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
       else
         idc = dec(ctx::INTER_PRED_IDC + 4);
     }
-    int ref_idx[2] = {-1, -1}, mvp[2] = {0, 0};
-    Mv mvd[2] = {{0, 0}, {0, 0}};
     for (int X = 0; X < 2; ++X) {
       if ((X == 0 && idc == 1) || (X == 1 && idc == 0)) continue;
       int r = 0;
@@ -629,17 +617,51 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
         mvd_coding(mvd[X]);
       mvp[X] = dec(ctx::MVP_FLAG);
     }
-    for (int X = 0; X < 2; ++X) {
-      p.ref_idx[X] = (int8_t)ref_idx[X];
-      p.mvp[X] = (uint8_t)mvp[X];
-      p.mvd[X * 2] = mvd[X].x;
-      p.mvd[X * 2 + 1] = mvd[X].y;
+  }
+  PuRec r = cu_rec_;
+  r.merge_flag = (uint8_t)merge;
+  if (derive_now_ && !derive_now_->derive_failed) {
+    // Parsed in the decoder's thread: derived now, while everything is in cache (the same
+    // vectors as later: derivation reads only earlier PUs and the finished collocated picture).
+    try {
+      PuMotion m;
+      if (merge)
+        derive_merge(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, merge_idx, m);
+      else
+        amvp_motion(xCb, yCb, nCbS, xPb, yPb, w, h, part_idx, ref_idx, mvp, mvd, m);
+      store_motion(r, m);
+      add_rec(xPb, yPb, w, h, r);
+      return;
+    } catch (const BitstreamError&) {
+      // From here on this slice is derived at the end of the picture, which fails at this
+      // PU again and conceals as a worker's pass would.
+      derive_now_->derive_failed = true;
+      r = cu_rec_;
+      r.merge_flag = (uint8_t)merge;
     }
   }
   // The record goes into the grid now (parsing reads its mode and size); the motion comes
   // with derive_pending.
-  PuRec r = cu_rec_;
-  r.merge_flag = (uint8_t)merge;
+  PendingPu p;
+  p.ctb_rs = ctb_addr_rs_;
+  p.x_cb = (uint16_t)xCb;
+  p.y_cb = (uint16_t)yCb;
+  p.x_pb = (uint16_t)xPb;
+  p.y_pb = (uint16_t)yPb;
+  p.n_cb = (uint8_t)nCbS;
+  p.w = (uint8_t)w;
+  p.h = (uint8_t)h;
+  p.part_idx = (uint8_t)part_idx;
+  p.part_mode = (uint8_t)part_mode_;
+  p.merge = (uint8_t)merge;
+  p.merge_idx = (uint8_t)merge_idx;
+  p.pad_ = 0;
+  for (int X = 0; X < 2; ++X) {
+    p.ref_idx[X] = (int8_t)ref_idx[X];
+    p.mvp[X] = (uint8_t)mvp[X];
+    p.mvd[X * 2] = mvd[X].x;
+    p.mvd[X * 2 + 1] = mvd[X].y;
+  }
   p.rec = add_rec(xPb, yPb, w, h, r);
   st_.pending.push_back(p);
 }

@@ -1,7 +1,7 @@
 // libFuzzer target: a whole Annex B byte stream through bitsr::Decoder (parameter sets,
 // slice headers, CTU data, DPB), fed in chunks the way bitsr.extract feeds files. The last
 // byte picks strict or concealing mode, the chunk size, and whether the stream is also parsed
-// on worker threads: then every picture (records and block grid), warning and error must be
+// on worker threads: then every picture (all its schema arrays), warning and error must be
 // the same as with one thread.
 #include <algorithm>
 #include <cstddef>
@@ -29,10 +29,17 @@ struct Run {
   std::string error;
 };
 
-std::string describe(const bitsr::Picture& p) {
+// A picture as users see it: identification and every schema array (records no block
+// refers to, e.g. of a concealed CTB, may differ and do not matter).
+std::string describe(bitsr::Picture& p) {
   std::string s = std::to_string(p.poc) + "/" + std::to_string(p.decode_index) + "/" + std::to_string(p.num_ctb_ok);
-  s.append(reinterpret_cast<const char*>(p.pr.recs), p.pr.nrec * sizeof(bitsr::PuRec));
-  s.append(reinterpret_cast<const char*>(p.pr.pu.data()), p.pr.pu.size() * sizeof(uint32_t));
+  for (auto& e : p.errors) s += "/" + e;
+  p.pr.materialize(p.slices);
+  const bitsr::SchemaArrays& a = p.pr.schema;
+  auto add = [&](const auto& arr) { s.append(reinterpret_cast<const char*>(arr.data()), arr.size() * sizeof(arr[0])); };
+  add(a.pred_mode), add(a.cu_log2), add(a.part_mode), add(a.merge_flag), add(a.inter_dir), add(a.mv);
+  add(a.ref_idx), add(a.ref_poc), add(a.qp_y), add(a.tu_log2), add(a.residual), add(a.intra_mode);
+  add(a.pcm_flag), add(a.transquant_bypass);
   return s;
 }
 
