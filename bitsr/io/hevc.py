@@ -94,16 +94,18 @@ def _finished(decoder: "_core.Decoder") -> list:
 def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]:
     """Feeds Annex B chunks and yields finished pictures as they complete.
 
-    The parser stops after each finished picture (``yield_pictures=1``), so a chunk full of
-    tiny pictures never holds more than one in memory.
+    The parser stops once a finished picture waits (``yield_pictures``), so a chunk full of
+    tiny pictures never holds more than a few in memory: one, or with worker threads the
+    pictures they may hold anyway (``max_in_flight``), which spares a hand-off per picture.
     """
+    n = decoder.max_in_flight if decoder.threads else 1
     for chunk in chunks:
-        more = decoder.push_annexb(chunk, yield_pictures=1)
+        more = decoder.push_annexb(chunk, yield_pictures=n)
         yield from _finished(decoder)
         while more:
-            more = decoder.push_annexb(b"", yield_pictures=1)
+            more = decoder.push_annexb(b"", yield_pictures=n)
             yield from _finished(decoder)
-    while decoder.push_annexb(b"", final=True, yield_pictures=1):
+    while decoder.push_annexb(b"", final=True, yield_pictures=n):
         yield from _finished(decoder)
     decoder.flush()
     yield from _finished(decoder)
