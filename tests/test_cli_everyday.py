@@ -166,16 +166,19 @@ def test_other_codecs_are_upscaled_without_priors(tmp_path, codec):
 def test_models_and_scales():
     r = bitsr_cli("models")
     assert r.returncode == 0, r.stderr
-    head, row = r.stdout.splitlines()[:2]
-    assert head.split()[:3] == ["name", "scale", "mode"] and row.split()[:3] == ["default", "x4", "streaming"]
+    head, *rows = r.stdout.splitlines()[:3]
+    assert head.split()[:3] == ["name", "scale", "mode"]
+    assert [row.split()[:3] for row in rows] == [["default", "x2", "streaming"], ["default", "x4", "streaming"]]
     r = bitsr_cli("models", "--json")
     import json
 
-    (m,) = json.loads(r.stdout)
-    assert m["params"] > 100_000 and m["gflop_per_lr_pixel"] > 0 and m["gain_db_crf25"] > 0
+    models = json.loads(r.stdout)
+    assert len(models) == 2
+    for m in models:
+        assert m["params"] > 100_000 and m["gflop_per_lr_pixel"] > 0 and m["gain_db_crf25"] > 0
     src = make_av_clip("up_mp4", frames=6, container="mp4", audio="aac")
     r = bitsr_cli("upscale", src, "--scale", "3", "-q")  # no shipped x3 weights: said before any work
-    assert r.returncode == 2 and "no shipped weights for x3 (shipped: 4)" in r.stderr
+    assert r.returncode == 2 and "no shipped weights for x3 (shipped: 2, 4)" in r.stderr
 
 
 def test_output_under_a_file_is_refused(tmp_path):
