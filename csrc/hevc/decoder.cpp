@@ -75,39 +75,38 @@ void Decoder::retire(bool wait_all) {
     items_.pop_front();
     switch (it.kind) {
       case Item::kWarning: append_warning(std::move(it.text)); break;
-      case Item::kPicError:
-        if (it.pic->errors.size() < kMaxErrorsPerPicture) it.pic->errors.push_back(std::move(it.text));
-        break;
-      case Item::kSlice: {
-        SliceOutcome& o = it.slice->outcome;
-        if (o.fatal) {
-          std::exception_ptr e = o.fatal;
-          o.fatal = nullptr;
-          std::rethrow_exception(e);
-        }
-        if (!o.warning.empty()) {
-          append_warning(std::move(o.warning));
-          if (it.job->pic->errors.size() < kMaxErrorsPerPicture) it.job->pic->errors.push_back(std::move(o.error));
-        }
-        break;
-      }
+      case Item::kPicError: add_error(*it.pic, std::move(it.text)); break;
+      case Item::kSlice: emit(it.slice->outcome, *it.job->pic); break;
       case Item::kDecoded:
         if (pool_) {
           --in_flight_;
           rec_hint_ = it.pic->pr.nrec;
         }
-        if (it.job) recycle(*it.job);
-        if (it.job)  // errors of the motion derivation, which ran at the end of the picture
-          for (SliceOutcome& o : it.job->late) {
-            if (o.fatal) std::rethrow_exception(o.fatal);
-            append_warning(std::move(o.warning));
-            if (it.pic->errors.size() < kMaxErrorsPerPicture) it.pic->errors.push_back(std::move(o.error));
-          }
+        if (it.job) {
+          recycle(*it.job);
+          // errors of the motion derivation, which ran at the end of the picture
+          for (SliceOutcome& o : it.job->late) emit(o, *it.pic);
+        }
         decoded.push_back(std::move(it.pic));
         break;
       case Item::kOutput: output.push_back(std::move(it.pic)); break;
     }
   }
+}
+
+void Decoder::add_error(Picture& pic, std::string msg) {
+  if (pic.errors.size() < kMaxErrorsPerPicture) pic.errors.push_back(std::move(msg));
+}
+
+void Decoder::emit(SliceOutcome& o, Picture& pic) {
+  if (o.fatal) {
+    std::exception_ptr e = o.fatal;
+    o.fatal = nullptr;
+    std::rethrow_exception(e);
+  }
+  if (o.warning.empty()) return;
+  append_warning(std::move(o.warning));
+  add_error(pic, std::move(o.error));
 }
 
 void Decoder::recycle(PictureJob& job) {
@@ -117,15 +116,7 @@ void Decoder::recycle(PictureJob& job) {
 }
 
 void Decoder::settle_current() {
-  if (!pool_ || !job_) return;
-  for (auto& s : job_->slices) {
-    if (!s->parsed) {
-      parse_slice(*job_->state, *s, opts_.strict);
-      s->data = std::vector<uint8_t>();
-      s->parsed = true;
-    }
-    if (s->outcome.fatal) break;
-  }
+  if (pool_ && job_) parse_picture(*job_, true);
 }
 
 void Decoder::queue_output(std::deque<PicturePtr>& pics) {
@@ -341,12 +332,11 @@ void Decoder::push_nal(const uint8_t* data, size_t size, int64_t offset) {
       throw;
     }
     report(e, ("NAL " + std::to_string(nal_index_) + " at byte " + std::to_string(offset)).c_str());
-    if (cur_) {
-      if (items_.empty()) {
-        if (cur_->errors.size() < kMaxErrorsPerPicture) cur_->errors.push_back(e.what());
-      } else {
+    if (cur_) {  // in line behind slice data still being parsed, like warnings
+      if (items_.empty())
+        add_error(*cur_, e.what());
+      else
         items_.push_back(Item{Item::kPicError, e.what(), cur_, nullptr});
-      }
     }
   } catch (StreamError& e) {  // LimitError, UnsupportedError: never concealed
     e.nal_index = nal_index_;

@@ -32,6 +32,7 @@ struct DecoderOptions {
 
 struct PictureJob;  // a picture's slice data and parsing state (frame_threads.h)
 struct SliceJob;
+struct SliceOutcome;
 class FrameThreads;
 
 class Decoder : private ParamSetLookup {
@@ -97,6 +98,9 @@ class Decoder : private ParamSetLookup {
   // error in them comes first, as it would with one thread.
   void settle_current();
   void append_warning(std::string msg);
+  void add_error(Picture& pic, std::string msg);  // Picture::errors, capped
+  // A slice's outcome handed out: its warning and picture error, or its error rethrown.
+  void emit(SliceOutcome& o, Picture& pic);
 
   // Something to hand out in order: a warning, an error of a picture, the outcome of a
   // slice segment's data, a finished picture, a picture in output order.

@@ -43,11 +43,12 @@ void parse_slice(PictureState& st, SliceJob& s, bool strict) {
   }
 }
 
-void parse_picture(PictureJob& job) {
+void parse_picture(PictureJob& job, bool mark_parsed) {
   for (auto& s : job.slices) {
     if (!s->parsed) {  // (the decoder's thread may have parsed some before an error)
       parse_slice(*job.state, *s, job.strict);
-      s->data = std::vector<uint8_t>();  // the bytes are not needed any more
+      s->data = std::vector<uint8_t>();   // the bytes are not needed any more
+      if (mark_parsed) s->parsed = true;  // never written by a worker: the decoder reads it
     }
     if (s->outcome.fatal) break;  // the caller gets the error
   }

@@ -55,8 +55,10 @@ struct PictureJob {
 
 // Parses one slice segment's data into the picture, turning errors into its outcome.
 void parse_slice(PictureState& st, SliceJob& s, bool strict);
-// Every slice segment of a picture, on a worker.
-void parse_picture(PictureJob& job);
+// Every slice segment of a picture not parsed yet: on a worker, or in the decoder's thread
+// before the picture is handed over (`mark_parsed`: SliceJob::parsed is the decoder
+// thread's to write; workers report through PictureJob::done).
+void parse_picture(PictureJob& job, bool mark_parsed = false);
 // Motion derivation of every slice segment, then finish_slice_data; frees the parsing state.
 void derive_picture(PictureJob& job);
 
