@@ -18,9 +18,11 @@ STREAMS = corpus_streams()
 MALFORMED = sorted((CORPUS / "malformed").glob("*")) if CORPUS is not None and CORPUS.is_dir() else []
 
 
-def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int = 0, chunk: int = 1 << 14):
-    """Everything the decoder hands out, fed in chunks and popped as a streaming reader does."""
-    d = _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight)
+def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int = 0, chunk: int = 1 << 14,
+          wpp_min_bytes: int = 4096, rows: list | None = None):
+    """Everything the decoder hands out, fed in chunks and popped as a streaming reader does.
+    ``rows`` receives the number of slice segments parsed by rows."""
+    d = _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight, wpp_min_bytes=wpp_min_bytes)
     pics, order = [], []
 
     def pop():
@@ -42,6 +44,8 @@ def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int
     except (_core.BitstreamError, _core.LimitError, _core.UnsupportedStreamError) as e:
         error = (type(e).__name__, str(e))
         pop()  # what was finished before the error
+    if rows is not None:
+        rows.append(d.num_row_segments)
     return pics, order, list(d.warnings), error
 
 
@@ -80,6 +84,9 @@ def test_threads_give_what_one_thread_gives(stream):
     for workers in (1, 2, 4):
         assert_same(one, parse(data, workers))
     assert_same(one, parse(data, 2, max_in_flight=1))  # the smallest window: waits at every picture
+    # every WPP segment with entry points parsed by rows, however small
+    for workers in (2, 4):
+        assert_same(one, parse(data, workers, wpp_min_bytes=0))
 
 
 @requires_shared
@@ -91,6 +98,28 @@ def test_threads_conceal_damage_as_one_thread_does(stream, seed):
         one = parse(data, 0, strict=strict)
         assert_same(one, parse(data, 2, strict=strict))
         assert_same(one, parse(data, 3, strict=strict, max_in_flight=2))
+        assert_same(one, parse(data, 2, strict=strict, wpp_min_bytes=0))
+
+
+WPP_STREAMS = [s for s in STREAMS if s.name in ("bbb720_wpp_slices4.hevc", "bbb1080up_crf35.hevc",
+                                                "bbb1080_singleslice.265")]
+
+
+@requires_shared
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("stream", WPP_STREAMS, ids=[s.name for s in WPP_STREAMS])
+def test_wpp_rows_in_parallel_give_what_one_thread_gives(stream, seed):
+    """CTB rows of one slice segment parsed by several threads: damage anywhere in a row (an
+    error, a segment ending early, an entry point that does not match) must leave exactly the
+    priors, concealment, warnings and errors of one thread: the rows after it are discarded."""
+    data = stream.read_bytes() if seed == 0 else damaged(stream.read_bytes(), 100 + seed)
+    rows = []
+    for strict in (False, True):
+        one = parse(data, 0, strict=strict)
+        for workers in (2, 4):
+            assert_same(one, parse(data, workers, strict=strict, wpp_min_bytes=0, rows=rows))
+    if seed == 0:
+        assert min(rows) > 0  # the rows were parsed in parallel (damage may break the entry points)
 
 
 def test_parse_workers_and_bad_arguments():
@@ -102,7 +131,7 @@ def test_parse_workers_and_bad_arguments():
     with pytest.raises(ValueError, match="max_in_flight"):
         _core.Decoder(threads=2, max_in_flight=-1)
     d = _core.Decoder(threads=3)
-    assert d.threads == 3 and d.max_in_flight == 13
+    assert d.threads == 3 and d.max_in_flight == 13 and d.num_row_segments == 0
 
 
 @requires_shared

@@ -23,6 +23,7 @@ Decoder::~Decoder() {
 }
 
 int Decoder::num_threads() const { return pool_ ? pool_->size() : 0; }
+int64_t Decoder::num_row_segments() const { return pool_ ? pool_->row_segments() : 0; }
 
 namespace {
 
@@ -487,6 +488,8 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
   if (pool_) {
     sj->data.assign(rbsp_.begin() + (ptrdiff_t)hdr, rbsp_.end());
     in.data = sj->data.data();
+    in.helpers = pool_.get();
+    in.rows_min_bytes = opts_.wpp_min_bytes;
     items_.push_back(Item{Item::kSlice, {}, nullptr, job_, sj});
     return;
   }

@@ -27,6 +27,10 @@ struct DecoderOptions {
   // and priors); the calling thread waits when this many are in flight. 0: 3 * threads + 4
   // (a window over a GOP: pictures differ in cost, and workers should not wait on one).
   int max_in_flight = 0;
+  // With two or more workers, WPP slice segments of at least this many bytes have their CTB
+  // rows parsed by several workers (wpp_rows.h); smaller ones cost more to share than to parse.
+  // -1: never. (Tests set 0 so that every WPP segment goes through it.)
+  int64_t wpp_min_bytes = 4096;
   Limits limits;
 };
 
@@ -75,6 +79,7 @@ class Decoder : private ParamSetLookup {
   int64_t num_pictures_started() const { return decode_count_; }
   int num_threads() const;
   int max_in_flight() const { return max_in_flight_; }
+  int64_t num_row_segments() const;  // slice segments whose CTB rows were parsed in parallel
   int64_t num_skipped_pictures() const { return skipped_pictures_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
   std::shared_ptr<const Sps> active_sps() const { return active_sps_; }

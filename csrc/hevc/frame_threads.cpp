@@ -109,6 +109,19 @@ void FrameThreads::submit(std::shared_ptr<PictureJob> job) {
   work_cv_.notify_one();
 }
 
+void FrameThreads::offer(const std::shared_ptr<std::function<void()>>& task, int copies) {
+  row_segments_.fetch_add(1);
+  if (copies <= 0) return;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (int i = 0; i < copies; ++i) helps_.push_back(task);
+  }
+  if (copies == 1)
+    work_cv_.notify_one();
+  else
+    work_cv_.notify_all();
+}
+
 bool FrameThreads::is_done(const PictureJob& job) {
   std::lock_guard<std::mutex> g(mu_);
   return job.done;
@@ -136,6 +149,13 @@ void FrameThreads::worker() {
       --next_parse_;
       done_cv_.notify_all();
       work_cv_.notify_all();
+    } else if (!helps_.empty()) {
+      std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
+      helps_.pop_front();
+      l.unlock();
+      (*task)();
+      task.reset();
+      l.lock();
     } else if (next_parse_ < jobs_.size()) {
       std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
       l.unlock();

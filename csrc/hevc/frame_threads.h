@@ -6,6 +6,7 @@
 // order (slice_data.h, PendingPu). That step is a small part of the work, and it never waits
 // on a picture still being parsed.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -62,7 +63,10 @@ void parse_picture(PictureJob& job, bool mark_parsed = false);
 // Motion derivation of every slice segment, then finish_slice_data; frees the parsing state.
 void derive_picture(PictureJob& job);
 
-class FrameThreads {
+// Workers also take rows of a WPP slice segment that another thread is parsing
+// (RowHelpers, wpp_rows.h). Offered rows go before new pictures: the picture parsed by rows
+// is one that the derivation, and so the output, waits for.
+class FrameThreads : public RowHelpers {
  public:
   explicit FrameThreads(int threads);
   ~FrameThreads();  // waits for the tasks running; drops the others
@@ -73,6 +77,9 @@ class FrameThreads {
   bool is_done(const PictureJob& job);
   void wait(const PictureJob& job);
   int size() const { return (int)workers_.size(); }
+  int helpers() const override { return size(); }
+  int64_t row_segments() const { return row_segments_.load(); }
+  void offer(const std::shared_ptr<std::function<void()>>& task, int copies) override;
   // True in a child forked after the threads started (a DataLoader worker, multiprocessing):
   // it has a copy of the pool but not its threads.
   bool forked() const;
@@ -84,8 +91,10 @@ class FrameThreads {
   std::condition_variable work_cv_, done_cv_;
   std::deque<std::shared_ptr<PictureJob>> jobs_;  // submitted and not done, in decoding order
   size_t next_parse_ = 0;                         // jobs_[next_parse_] is the next to parse
+  std::deque<std::shared_ptr<std::function<void()>>> helps_;  // offered copies of row tasks
   std::vector<std::thread> workers_;
   bool stop_ = false;
+  std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
   int pid_;  // of the process that started the threads
 };
 

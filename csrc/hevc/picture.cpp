@@ -116,6 +116,27 @@ void Priors::grow() {
   cap = ncap;
 }
 
+void Priors::reserve(size_t n) {
+  if (n <= cap) return;
+  PriorStorage bigger;
+  PuRec* r = static_cast<PuRec*>(bigger.allocate(n * sizeof(PuRec)));
+  std::memcpy(r, recs, nrec * sizeof(PuRec));
+  std::swap(rec_storage, bigger);
+  recs = r;
+  cap = n;
+}
+
+void Priors::shrink() {
+  const size_t want = std::max<size_t>(nrec + nrec / 2, 256);
+  if (cap <= 2 * want) return;
+  PriorStorage smaller;
+  PuRec* r = static_cast<PuRec*>(smaller.allocate(want * sizeof(PuRec)));
+  std::memcpy(r, recs, nrec * sizeof(PuRec));
+  std::swap(rec_storage, smaller);
+  recs = r;
+  cap = want;
+}
+
 void Priors::unwritten_block() { throw BitstreamError("block_grid", "read of a block that no coding unit covered"); }
 
 void SchemaArrays::allocate(size_t n) {

@@ -119,6 +119,10 @@ struct Priors {
     if (i >= nrec) unwritten_block();
     return recs[i];
   }
+  // Room for n records (parsing by rows writes into ranges of it), and back to about what
+  // is used afterwards.
+  void reserve(size_t n);
+  void shrink();
   // Builds the schema arrays from the records (once).
   void materialize(const std::vector<SliceInfo>& slices);
 

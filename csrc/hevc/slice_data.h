@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,15 @@
 #include "hevc/picture.h"
 
 namespace bitsr {
+
+// Threads that can take a share of one slice segment's work: parse_rows() offers a task to
+// idle ones (frame_threads.h). A copy may run late, after the work is done, or never.
+class RowHelpers {
+ public:
+  virtual ~RowHelpers() = default;
+  virtual int helpers() const = 0;  // threads, the caller's included
+  virtual void offer(const std::shared_ptr<std::function<void()>>& task, int copies) = 0;
+};
 
 struct SliceDataInput {
   const SliceHeader* sh = nullptr;
@@ -21,6 +31,10 @@ struct SliceDataInput {
   std::vector<size_t> entry_points;  // start of substreams 1.. in `data`
   int slice_idx = 0;                 // of this segment in Picture::slices
   bool derive_now = false;           // derive each PU's motion as it is parsed (PendingRange)
+  // Parses the CTB rows of a WPP slice segment on several threads (wpp_rows.cpp); never
+  // together with derive_now.
+  RowHelpers* helpers = nullptr;
+  int64_t rows_min_bytes = -1;  // DecoderOptions::wpp_min_bytes
 };
 
 struct PictureStateImpl;

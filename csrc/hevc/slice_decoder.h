@@ -6,16 +6,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/error.h"
 #include "hevc/cabac.h"
 #include "hevc/fill.h"
 #include "hevc/slice_data.h"
+#include "hevc/wpp_rows.h"
 
 namespace bitsr {
 
 struct PictureStateImpl {
-  CabacContexts wpp;  // storage after the second CTB of a CTB row (9.3.2.4)
-  bool wpp_valid = false;
-  int wpp_ctb_rs = -1;  // CTB after which `wpp` was stored
+  WppSlot wpp;       // storage after the second CTB of a CTB row (9.3.2.4)
   CabacContexts ds;     // storage at the end of a slice segment, for dependent slices
   bool ds_valid = false;
   int last_qpy = 0;       // QpY of the last CU, carried into dependent slice segments
@@ -36,6 +36,9 @@ class SliceDecoder {
  public:
   SliceDecoder(PictureState& st, const SliceDataInput& in);
   void run();
+  // Row r of a segment parsed by rows (wpp_rows.h), and the rows after it should r be the
+  // last substream; sets the row's status.
+  void parse_row(RowJob& job, int r);
   // Motion of the pending PUs [begin, end) of this slice segment (slice_data.h).
   void derive_pending(const PendingRange& range, int& failed_ctb);
   // run() then derives each PU's motion as it is parsed (see PendingRange).
@@ -45,6 +48,15 @@ class SliceDecoder {
   // syntax.cpp
   void init_contexts();
   void start_substream(const uint8_t* p);
+  void begin_segment();
+  void sync_contexts(bool slice_start);
+  void ctb_loop(size_t next_entry);
+  bool is_tile_start(int ts) const { return ts == 0 || maps_.tile_id[ts] != maps_.tile_id[ts - 1]; }
+  bool is_row_start(int rs) const {
+    return rs % pic_w_ctb_ == 0 ||
+           maps_.tile_id[maps_.ctb_rs_to_ts[rs]] != maps_.tile_id[maps_.ctb_rs_to_ts[rs - 1]];
+  }
+  WppSlot* wpp_slot(int row);  // where the contexts after row `row`'s second CTB go
   void coding_tree_unit();
   void sao(int rx, int ry);
   void coding_quadtree(int x0, int y0, int log2_cb, int depth);
@@ -99,15 +111,26 @@ class SliceDecoder {
     r.y4 = (uint16_t)(y >> 2);
     r.w4 = (uint8_t)(w >> 2);
     r.h4 = (uint8_t)(h >> 2);
-    const uint32_t id = pr_.add(r);
+    const uint32_t id = sink_ ? row_add(r) : pr_.add(r);
     fill_rect<uint32_t>(pr_.pu.data(), g(x, y), gw_, w >> 2, h >> 2, id);
     if (cu_nrec_ < 4) cu_recs_[cu_nrec_++] = id;
     return id;
+  }
+  // A record in the row's own range (wpp_rows.h): a CTB row has at most one per 4x4 block.
+  uint32_t row_add(const PuRec& r) {
+    if (sink_->rec_next == sink_->rec_end) fail("coding_unit", "more prediction units than blocks in a CTB row");
+    pr_.recs[sink_->rec_next] = r;
+    return (uint32_t)sink_->rec_next++;
   }
   int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
 
   PictureState& st_;
   PendingRange* derive_now_ = nullptr;
+  // parsing by rows: the job, the claimed row's outputs, and the CTB row being parsed
+  // (counted from the job's first row; past the job's rows when its last one runs on)
+  RowJob* job_ = nullptr;
+  RowState* sink_ = nullptr;
+  int cur_row_ = 0;
   PictureStateImpl& impl_;
   const SliceDataInput& in_;
   const SliceHeader& sh_;

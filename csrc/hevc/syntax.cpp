@@ -31,6 +31,10 @@ void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange&
       r.slice_addr_rs = st.impl->slice_addr_rs;
     }
   } close{st, range};
+  if (can_parse_rows(st, in)) {
+    parse_rows(st, in);
+    return;
+  }
   SliceDecoder d(st, in);
   if (in.derive_now) d.derive_as_parsed(&range);
   d.run();
@@ -122,68 +126,116 @@ void SliceDecoder::init_contexts() {
 
 void SliceDecoder::start_substream(const uint8_t* p) { eng_.start(p, in_.data + in_.size); }
 
-void SliceDecoder::run() {
-  const int W = sps_.PicWidthInCtbsY;
-  if (!sh_.dependent_slice_segment_flag) impl_.slice_addr_rs = sh_.slice_segment_address;
+// Context initialisation / synchronisation at the start of a substream (9.3.1).
+void SliceDecoder::sync_contexts(bool slice_start) {
+  const int W = pic_w_ctb_;
+  if (is_tile_start(ctb_addr_ts_)) {
+    init_contexts();
+    qp_y_ = sh_.SliceQpY;
+  } else if (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_)) {
+    const int x0 = (ctb_addr_rs_ % W) << log2_ctb_, y0 = (ctb_addr_rs_ / W) << log2_ctb_;
+    const int tr = ctb_addr_rs_ - W + 1;
+    // by rows, the row above's slot (the job's rows start at a row, so row 0 reads impl_'s)
+    const WppSlot& s = job_ && cur_row_ > 0 ? job_->slots[(size_t)cur_row_ - 1] : impl_.wpp;
+    if (available_zs(x0, y0, x0 + sps_.CtbSizeY, y0 - sps_.CtbSizeY) && s.valid && s.ctb_rs == tr) {
+      std::memcpy(&cc_, &s.cc, sizeof(cc_));
+    } else {
+      init_contexts();
+    }
+    qp_y_ = sh_.SliceQpY;
+  } else if (slice_start && sh_.dependent_slice_segment_flag) {
+    if (!impl_.ds_valid) fail("dependent_slice_segment_flag", "no stored contexts for a dependent slice segment");
+    std::memcpy(&cc_, &impl_.ds, sizeof(cc_));
+    qp_y_ = impl_.last_qpy;
+  } else {
+    init_contexts();
+    qp_y_ = sh_.SliceQpY;
+  }
+}
+
+WppSlot* SliceDecoder::wpp_slot(int row) { return job_ ? &job_->slots[(size_t)row] : &impl_.wpp; }
+
+// The segment's first CTB: its address checks and marking. impl_.slice_addr_rs is set by the
+// caller (run, or parse_rows before the rows start).
+void SliceDecoder::begin_segment() {
   slice_addr_rs_ = impl_.slice_addr_rs;
   ctb_addr_rs_ = sh_.slice_segment_address;
   ctb_addr_ts_ = maps_.ctb_rs_to_ts[ctb_addr_rs_];
   if (sh_.dependent_slice_segment_flag && ctb_addr_ts_ > 0 &&
       st_.ctb_slice_addr[maps_.ctb_ts_to_rs[ctb_addr_ts_ - 1]] != slice_addr_rs_)
     fail("slice_segment_address", "dependent slice segment does not continue its slice");
-  start_substream(in_.data);
-  size_t next_entry = 0;
-
-  auto is_tile_start = [&](int ts) { return ts == 0 || maps_.tile_id[ts] != maps_.tile_id[ts - 1]; };
-  auto is_row_start = [&](int rs) {
-    return rs % W == 0 || maps_.tile_id[maps_.ctb_rs_to_ts[rs]] != maps_.tile_id[maps_.ctb_rs_to_ts[rs - 1]];
-  };
-  // Context initialisation / synchronisation at the start of a substream (9.3.1).
-  auto sync_contexts = [&](bool slice_start) {
-    if (is_tile_start(ctb_addr_ts_)) {
-      init_contexts();
-      qp_y_ = sh_.SliceQpY;
-    } else if (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_)) {
-      const int x0 = (ctb_addr_rs_ % W) << log2_ctb_, y0 = (ctb_addr_rs_ / W) << log2_ctb_;
-      const int tr = ctb_addr_rs_ - W + 1;
-      if (available_zs(x0, y0, x0 + sps_.CtbSizeY, y0 - sps_.CtbSizeY) && impl_.wpp_valid && impl_.wpp_ctb_rs == tr) {
-        std::memcpy(&cc_, &impl_.wpp, sizeof(cc_));
-      } else {
-        init_contexts();
-      }
-      qp_y_ = sh_.SliceQpY;
-    } else if (slice_start && sh_.dependent_slice_segment_flag) {
-      if (!impl_.ds_valid) fail("dependent_slice_segment_flag", "no stored contexts for a dependent slice segment");
-      std::memcpy(&cc_, &impl_.ds, sizeof(cc_));
-      qp_y_ = impl_.last_qpy;
-    } else {
-      init_contexts();
-      qp_y_ = sh_.SliceQpY;
-    }
-  };
   // ctb_slice_addr must be set before availability checks of the first CTB
   if (st_.ctb_slice_addr[ctb_addr_rs_] != -1) fail("slice_segment_address", "slice segment overlaps an earlier one");
   st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
-  sync_contexts(true);
+  if (sink_) sink_->marked_end = ctb_addr_rs_ + 1;
+}
 
+void SliceDecoder::run() {
+  if (!sh_.dependent_slice_segment_flag) impl_.slice_addr_rs = sh_.slice_segment_address;
+  begin_segment();
+  start_substream(in_.data);
+  sync_contexts(true);
+  ctb_loop(0);
+}
+
+void SliceDecoder::parse_row(RowJob& job, int r) {
+  job_ = &job;
+  sink_ = &job.rows[(size_t)r];
+  cur_row_ = r;
+  if (r == 0) {
+    begin_segment();
+    start_substream(in_.data);
+    sync_contexts(true);
+  } else {
+    // What one thread does at the end of the row above, but the checks of that row's end,
+    // which its own thread makes (it knows where the substream ended).
+    slice_addr_rs_ = impl_.slice_addr_rs;
+    ctb_addr_rs_ = ctb_addr_ts_ = (job.first_row + r) * pic_w_ctb_;  // no tiles: ts == rs
+    // An earlier segment's CTB: the row above fails there, and its data must stay as it is.
+    if (job.first_addr[(size_t)r] != -1) throw RowJob::Aborted();
+    st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+    sink_->marked_end = ctb_addr_rs_ + 1;
+    if (!job.wait_above(r, std::min(2, pic_w_ctb_))) throw RowJob::Aborted();
+    start_substream(in_.data + in_.entry_points[(size_t)r - 1]);
+    sync_contexts(false);
+  }
+  ctb_loop((size_t)r);
+}
+
+void SliceDecoder::ctb_loop(size_t next_entry) {
+  const int W = pic_w_ctb_;
   for (;;) {
-    x_ctb_ = (ctb_addr_rs_ % W) << log2_ctb_;
+    const int col = ctb_addr_rs_ % W;
+    x_ctb_ = col << log2_ctb_;
     y_ctb_ = (ctb_addr_rs_ / W) << log2_ctb_;
+    // By rows: the row above must be two CTBs ahead (its last CTB when it has fewer left),
+    // unless this thread parsed it itself (the last row running on).
+    if (job_ && cur_row_ > 0 && cur_row_ < job_->nrows && !job_->wait_above(cur_row_, std::min(col + 2, W)))
+      throw RowJob::Aborted();
     st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
     coding_tree_unit();
     if (eng_.overrun()) fail("slice_segment_data", "slice data ends inside a coding tree unit");
     // WPP storage after the second CTB of a row of a tile (9.3.2.2 end).
     if (pps_.entropy_coding_sync_enabled_flag) {
-      const int col_in_tile = (ctb_addr_rs_ % W) - maps_.col_bd[maps_.ctb_col_to_tile_x[ctb_addr_rs_ % W]];
+      const int col_in_tile = col - maps_.col_bd[maps_.ctb_col_to_tile_x[col]];
       if (col_in_tile == 1) {
-        std::memcpy(&impl_.wpp, &cc_, sizeof(cc_));
-        impl_.wpp_valid = true;
-        impl_.wpp_ctb_rs = ctb_addr_rs_;
+        WppSlot* s = wpp_slot(cur_row_);
+        std::memcpy(&s->cc, &cc_, sizeof(cc_));
+        s->valid = true;
+        s->ctb_rs = ctb_addr_rs_;
       }
     }
     const int end_of_slice_segment = eng_.terminate();
     pic_.ctb_ok[ctb_addr_rs_] = 1;
-    pic_.num_ctb_ok++;
+    if (sink_) {
+      sink_->ctb_ok++;
+      if (cur_row_ < job_->nrows) {
+        job_->rows[(size_t)cur_row_].progress.store(col + 1, std::memory_order_release);
+        job_->publish();
+      }
+    } else {
+      pic_.num_ctb_ok++;
+    }
     ++ctb_addr_ts_;
     if (end_of_slice_segment) {
       if (!eng_.check_stop_pattern())
@@ -191,17 +243,36 @@ void SliceDecoder::run() {
       // only cabac_zero_words (0x0000) may follow rbsp_slice_segment_trailing_bits
       for (const uint8_t* q = eng_.position(); q < in_.data + in_.size; ++q)
         if (*q != 0) fail("end_of_slice_segment_flag", "data follows the end of the slice segment");
-      if (pps_.dependent_slice_segments_enabled_flag) {
+      const bool ds = pps_.dependent_slice_segments_enabled_flag;
+      if (sink_) {  // the owner keeps them if no earlier row stopped
+        if (ds) std::memcpy(&sink_->ds, &cc_, sizeof(cc_));
+        sink_->ds_valid = ds;
+        sink_->last_qpy = qp_y_;
+        sink_->status.store(RowState::kEnded);
+        job_->stop_at((int)(sink_ - job_->rows.get()));
+        job_->publish();
+        return;
+      }
+      if (ds) {
         std::memcpy(&impl_.ds, &cc_, sizeof(cc_));
         impl_.ds_valid = true;
       }
       impl_.last_qpy = qp_y_;
-      break;
+      return;
     }
     if (ctb_addr_ts_ >= sps_.PicSizeInCtbsY) fail("end_of_slice_segment_flag", "slice data runs past the last CTB");
     ctb_addr_rs_ = maps_.ctb_ts_to_rs[ctb_addr_ts_];
-    if (st_.ctb_slice_addr[ctb_addr_rs_] != -1) fail("slice_segment_address", "slice segment overlaps an earlier one");
-    st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+    // By rows, the next row's first CTB is that row's thread's to mark; its address at the
+    // start stands for what one thread would find here.
+    const bool hand_over = job_ && is_row_start(ctb_addr_rs_) && cur_row_ + 1 < job_->nrows;
+    const int32_t addr = hand_over ? job_->first_addr[(size_t)cur_row_ + 1] : st_.ctb_slice_addr[ctb_addr_rs_];
+    if (addr != -1) fail("slice_segment_address", "slice segment overlaps an earlier one");
+    if (hand_over) {
+      sink_->next_marked = true;
+    } else {
+      st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+      if (sink_) sink_->marked_end = ctb_addr_rs_ + 1;
+    }
     const bool new_substream = (pps_.tiles_enabled_flag && is_tile_start(ctb_addr_ts_)) ||
                                (pps_.entropy_coding_sync_enabled_flag && is_row_start(ctb_addr_rs_));
     if (new_substream) {
@@ -211,7 +282,13 @@ void SliceDecoder::run() {
       const uint8_t* p = eng_.position();
       if (next_entry < in_.entry_points.size() && in_.data + in_.entry_points[next_entry++] != p)
         fail("entry_point_offset_minus1", "entry point does not match the end of the previous substream");
+      if (hand_over) {
+        sink_->status.store(RowState::kDone);
+        job_->publish();
+        return;
+      }
       start_substream(p);
+      if (job_) ++cur_row_;  // the last row runs on
       sync_contexts(false);
     }
   }
@@ -663,7 +740,7 @@ void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb,
     p.mvd[X * 2 + 1] = mvd[X].y;
   }
   p.rec = add_rec(xPb, yPb, w, h, r);
-  st_.pending.push_back(p);
+  (sink_ ? sink_->pending : st_.pending).push_back(p);
 }
 
 void SliceDecoder::transform_tree(int x0, int y0, int xBase, int yBase, int log2_size, int depth, int blk_idx,

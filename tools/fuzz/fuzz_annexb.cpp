@@ -1,8 +1,8 @@
 // libFuzzer target: a whole Annex B byte stream through bitsr::Decoder (parameter sets,
 // slice headers, CTU data, DPB), fed in chunks the way bitsr.extract feeds files. The last
 // byte picks strict or concealing mode, the chunk size, and whether the stream is also parsed
-// on worker threads: then every picture (all its schema arrays), warning and error must be
-// the same as with one thread.
+// on worker threads (pictures in parallel, and the CTB rows of WPP segments): then every
+// picture (all its schema arrays), warning and error must be the same as with one thread.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +47,7 @@ Run run(const uint8_t* data, size_t size, bool strict, size_t chunk, int threads
   bitsr::DecoderOptions o = bitsr_fuzz::fuzz_options(strict);
   o.threads = threads;
   o.max_in_flight = threads ? 1 + (int)(size % 5) : 0;
+  o.wpp_min_bytes = 0;  // every WPP segment with entry points has its rows parsed in parallel
   bitsr::Decoder dec(o);
   Run r;
   auto take = [&] {
