@@ -45,6 +45,7 @@ def _status_mb(field: str) -> float:
 
 
 RSS_SAMPLES: list[float] = []
+WARMUP_S = 0.5
 
 
 def run_bitsr(path: str, touch: bool, threads: int = 1) -> int:
@@ -107,7 +108,12 @@ def child(mode: str, path: str, repeats: int) -> None:
     process image's own peak; ru_maxrss would report the parent's, kept across exec) and RSS
     growth over the second half of the last run."""
     fn = MODES[mode]
-    fn(path)  # warm-up (file cache, lazy imports)
+    # Warm-up (file cache, lazy imports) for at least WARMUP_S: NumPy's OpenBLAS threads spin
+    # on a core for a while after import, which would be timed against a short stream.
+    t_end = time.perf_counter() + WARMUP_S
+    fn(path)
+    while time.perf_counter() < t_end:
+        fn(path)
     times, n = [], 0
     for _ in range(repeats):
         t = time.perf_counter()
@@ -236,7 +242,8 @@ def main() -> int:
     with open(args.out, "w") as f:
         json.dump({"repeats": args.repeats, "rounds": args.rounds, "cpu_count": os.cpu_count(), "results": results},
                   f, indent=1)
-    print(f"\nfps = frames / median wall time of {args.rounds} x {args.repeats} runs (each process: one warm-up, then "
+    print(f"\nfps = frames / median wall time of {args.rounds} x {args.repeats} runs (each process: warm-up runs "
+          f"for {WARMUP_S} s, then "
           f"{args.repeats} timed runs; modes alternate between processes); "
           f"x ff1 = bitsr (1 thread) / FFmpeg 1 thread; 2t/ff2 = bitsr 2 threads / FFmpeg 2 threads; "
           f"o1/ff1, o2/ff2 = bitsr.open / FFmpeg decode alone at 1 and 2 threads; "
