@@ -89,13 +89,13 @@ class FrameThreads : public RowHelpers {
 
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
-  std::deque<std::shared_ptr<PictureJob>> jobs_;  // submitted and not done, in decoding order
-  size_t next_parse_ = 0;                         // jobs_[next_parse_] is the next to parse
+  std::deque<std::shared_ptr<PictureJob>> jobs_;              // submitted and not done, in decoding order
+  size_t next_parse_ = 0;                                     // jobs_[next_parse_] is the next to parse
   std::deque<std::shared_ptr<std::function<void()>>> helps_;  // offered copies of row tasks
   std::vector<std::thread> workers_;
   bool stop_ = false;
   std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
-  int pid_;  // of the process that started the threads
+  int pid_;                               // of the process that started the threads
 };
 
 }  // namespace bitsr

@@ -16,7 +16,7 @@ namespace bitsr {
 
 struct PictureStateImpl {
   WppSlot wpp;       // storage after the second CTB of a CTB row (9.3.2.4)
-  CabacContexts ds;     // storage at the end of a slice segment, for dependent slices
+  CabacContexts ds;  // storage at the end of a slice segment, for dependent slices
   bool ds_valid = false;
   int last_qpy = 0;       // QpY of the last CU, carried into dependent slice segments
   int slice_addr_rs = 0;  // SliceAddrRs of the current slice
@@ -53,8 +53,7 @@ class SliceDecoder {
   void ctb_loop(size_t next_entry);
   bool is_tile_start(int ts) const { return ts == 0 || maps_.tile_id[ts] != maps_.tile_id[ts - 1]; }
   bool is_row_start(int rs) const {
-    return rs % pic_w_ctb_ == 0 ||
-           maps_.tile_id[maps_.ctb_rs_to_ts[rs]] != maps_.tile_id[maps_.ctb_rs_to_ts[rs - 1]];
+    return rs % pic_w_ctb_ == 0 || maps_.tile_id[maps_.ctb_rs_to_ts[rs]] != maps_.tile_id[maps_.ctb_rs_to_ts[rs - 1]];
   }
   WppSlot* wpp_slot(int row);  // where the contexts after row `row`'s second CTB go
   void coding_tree_unit();

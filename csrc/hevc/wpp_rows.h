@@ -64,9 +64,9 @@ struct RowJob {
   const int nrows;       // rows parsed concurrently: one per substream
   const int rows_total;  // rows from first_row to the bottom (the last row may run on)
   std::unique_ptr<RowState[]> rows;
-  std::vector<WppSlot> slots;           // per row from first_row
-  std::vector<int32_t> first_addr;      // ctb_slice_addr of each row's first CTB at the start
-  std::atomic<int> next{0};             // next row to claim
+  std::vector<WppSlot> slots;       // per row from first_row
+  std::vector<int32_t> first_addr;  // ctb_slice_addr of each row's first CTB at the start
+  std::atomic<int> next{0};         // next row to claim
   std::atomic<int> stop_after{INT_MAX};
   std::atomic<int> finished{0};
   std::atomic<int> waiters{0};
