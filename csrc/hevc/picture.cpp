@@ -106,35 +106,25 @@ void Priors::allocate(int w4, int h4, size_t rec_hint) {
   schema.ready = false;
 }
 
-void Priors::grow() {
-  const size_t ncap = cap * 2;
-  PriorStorage bigger;
-  PuRec* r = static_cast<PuRec*>(bigger.allocate(ncap * sizeof(PuRec)));
+// Moves the records into a buffer for `ncap` of them; the old buffer goes back to the pool.
+void Priors::reallocate(size_t ncap) {
+  PriorStorage other;
+  PuRec* r = static_cast<PuRec*>(other.allocate(ncap * sizeof(PuRec)));
   std::memcpy(r, recs, nrec * sizeof(PuRec));
-  std::swap(rec_storage, bigger);  // the old buffer goes back to the pool
+  std::swap(rec_storage, other);
   recs = r;
   cap = ncap;
 }
 
+void Priors::grow() { reallocate(cap * 2); }
+
 void Priors::reserve(size_t n) {
-  if (n <= cap) return;
-  PriorStorage bigger;
-  PuRec* r = static_cast<PuRec*>(bigger.allocate(n * sizeof(PuRec)));
-  std::memcpy(r, recs, nrec * sizeof(PuRec));
-  std::swap(rec_storage, bigger);
-  recs = r;
-  cap = n;
+  if (n > cap) reallocate(n);
 }
 
 void Priors::shrink() {
   const size_t want = std::max<size_t>(nrec + nrec / 2, 256);
-  if (cap <= 2 * want) return;
-  PriorStorage smaller;
-  PuRec* r = static_cast<PuRec*>(smaller.allocate(want * sizeof(PuRec)));
-  std::memcpy(r, recs, nrec * sizeof(PuRec));
-  std::swap(rec_storage, smaller);
-  recs = r;
-  cap = want;
+  if (cap > 2 * want) reallocate(want);
 }
 
 void Priors::unwritten_block() { throw BitstreamError("block_grid", "read of a block that no coding unit covered"); }

@@ -128,6 +128,7 @@ struct Priors {
 
  private:
   void grow();
+  void reallocate(size_t ncap);
   [[noreturn]] static void unwritten_block();
 };
 

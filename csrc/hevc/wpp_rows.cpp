@@ -140,7 +140,6 @@ void parse_rows(PictureState& st, const SliceDataInput& in) {
     s.rec_begin = s.rec_next = n0 + per_row * (size_t)r;
     s.rec_end = r + 1 < nrows ? s.rec_begin + per_row : n0 + per_row * (size_t)rows_total;
   }
-  const size_t nrec_before = pr.nrec;
   pr.nrec = pr.cap;  // grid reads of other rows' records are in bounds (Priors::at)
 
   auto task = std::make_shared<std::function<void()>>([job] { job->work(); });
@@ -167,7 +166,7 @@ void parse_rows(PictureState& st, const SliceDataInput& in) {
 
   // Records of rows 0..k, in row order, from n0 on; the grid of their CTBs follows.
   std::vector<int64_t> shift((size_t)k + 1);
-  size_t dst = nrec_before;
+  size_t dst = n0;
   for (int r = 0; r <= k; ++r) {
     const RowState& s = job->rows[(size_t)r];
     const size_t n = s.rec_next - s.rec_begin;
@@ -181,9 +180,10 @@ void parse_rows(PictureState& st, const SliceDataInput& in) {
   // Each CTB row's blocks hold records of the row that parsed it (the last row's of the rows
   // it ran on); blocks outside that row's records were not written by this segment.
   for (int row = first_row; row <= last_row; ++row) {
-    const RowState& s = job->rows[(size_t)std::min(row - first_row, nrows - 1)];
+    const size_t owner = (size_t)std::min(row - first_row, nrows - 1);
+    const RowState& s = job->rows[owner];
     const uint32_t begin = (uint32_t)s.rec_begin, n = (uint32_t)(s.rec_next - s.rec_begin);
-    const uint32_t add = (uint32_t)shift[(size_t)std::min(row - first_row, nrows - 1)];  // modulo 2^32
+    const uint32_t add = (uint32_t)shift[owner];  // modulo 2^32
     const size_t y0 = (size_t)row * (sps.CtbSizeY / 4), y1 = std::min((size_t)pr.gh, y0 + sps.CtbSizeY / 4);
     uint32_t* g = pr.pu.data() + y0 * (size_t)pr.gw;
     const size_t count = (y1 - y0) * (size_t)pr.gw;
