@@ -123,7 +123,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             crf: Optional[int] = None, preset: Optional[str] = None, threads: int = 0, tile: int = 0,
             quiet: bool = False, max_frames: Optional[int] = None,
             on_frame: Optional[Callable[[int, np.ndarray], None]] = None, overwrite: bool = True,
-            strict: bool = False, compute: str = "auto") -> Path:
+            strict: bool = False, compute: str = "auto", streaming: bool = False) -> Path:
     """Upscales a compressed video file and writes the result; returns the output path.
 
     ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
@@ -139,6 +139,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     ``quiet``: no progress bar. ``max_frames``: stop after that many frames.
     ``on_frame(i, hr)``: called after HR frame ``i`` is written.
     ``compute``: ``"auto"``, ``"saving"`` or ``"uniform"`` (see :class:`bitsr.Upscaler`).
+    ``streaming``: causal mode, each frame from the frames before it only (what a live source
+    allows); by default a bidirectional model also uses the frames after it (file mode).
     ``overwrite=False``: FileExistsError if ``dst`` exists. The output path is checked before
     any work (:func:`bitsr.io.paths.check_output`).
     An input that ends early (a truncated file) or had damage concealed is upscaled as far as
@@ -184,7 +186,7 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     bar = None
     n = 0
     stopped_early = False
-    gen = upscaler.frames(tap)
+    gen = upscaler.frames(tap, streaming=streaming)
     try:
         if not quiet:
             from tqdm import tqdm

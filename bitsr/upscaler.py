@@ -4,10 +4,13 @@
 >>> for hr in up.frames("clip.mp4"):      # uint8 [4H, 4W, 3] RGB, display order
 ...     ...
 
-Frames stream through with bounded memory: a unidirectional model holds one frame of state
-and emits each frame as soon as it is decoded; a bidirectional one works on windows of
-``chunk`` frames. ``model`` is a checkpoint path or the name of a package resource
-``bitsr/weights/<name>_x<scale>.pt`` (or ``<name>.pt``); weights are never downloaded.
+Frames stream through with bounded memory, however long the video. A bidirectional model
+(file mode, the default for files) works on segments of ``chunk`` frames, each seen with the
+``lookahead`` frames after it by the backward pass, the forward state carried from segment to
+segment; ``frames(source, streaming=True)`` runs it causally (no backward pass), emitting each
+frame as soon as it is decoded, as a unidirectional model always does. ``model`` is a
+checkpoint path or the name of a package resource ``bitsr/weights/<name>_x<scale>.pt`` (or
+``<name>.pt``); weights are never downloaded.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch
 from .data.inputs import frame_inputs, to_tensors, window_arrays
 from .models import build_model
 from .models.checkpoint import load_checkpoint
+from .models.spec import FILE_CHUNK, FILE_LOOKAHEAD
 from .tiling import run_tiled
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -71,7 +75,10 @@ class Upscaler:
     each with 2 x 16 pixels of context on every side (rounded up to the routing grid) and
     cross-faded with its neighbours over the middle half of the overlap (:mod:`bitsr.tiling`),
     each tile its own recurrent stream, to bound memory on large frames; 0 processes whole
-    frames. ``chunk``: window length of bidirectional models.
+    frames. ``chunk``: segment length of bidirectional models in file mode, and ``lookahead``
+    the future frames their backward pass sees beyond it (memory holds ``chunk + lookahead``
+    frames of inputs and features; the backward pass runs on ``1 + lookahead / chunk`` times
+    the frames).
 
     ``compute``: ``"saving"`` runs the network as trained to save compute (CU-size routing of
     tiles to lighter branches, reuse of tiles the codec copied from the previous frame);
@@ -83,7 +90,7 @@ class Upscaler:
     COMPUTE = ("auto", "saving", "uniform")
 
     def __init__(self, scale: int = 4, device: str = "cpu", model: str | os.PathLike = "default", *,
-                 tile: int = 0, chunk: int = 8, compute: str = "auto"):
+                 tile: int = 0, chunk: int = FILE_CHUNK, lookahead: int = FILE_LOOKAHEAD, compute: str = "auto"):
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
         if compute not in self.COMPUTE:
@@ -100,13 +107,21 @@ class Upscaler:
         self.grid = grid = int(getattr(self.net, "tile", 16))
         self.context = grid * math.ceil(16 / grid)
         self.tile = 0 if not tile else max(4 * self.context, int(tile) // grid * grid)
-        self.chunk = max(1, int(chunk)) if self.bidirectional else 1
+        if int(chunk) < 1 or int(lookahead) < 0:
+            raise ValueError(f"chunk must be >= 1 and lookahead >= 0, got {chunk} and {lookahead}")
+        self.chunk, self.lookahead = int(chunk), int(lookahead)
+
+    def mode(self, streaming: bool = False) -> str:
+        """'file' (bidirectional over segments) or 'streaming' (causal, frame by frame): what
+        :meth:`frames` runs for ``streaming``."""
+        return "file" if self.bidirectional and not streaming else "streaming"
 
     @torch.inference_mode()
-    def frames(self, source) -> Iterator[np.ndarray]:
+    def frames(self, source, *, streaming: bool = False) -> Iterator[np.ndarray]:
         """HR RGB uint8 frames [s*H, s*W, 3] in display order. ``source``: a path, or an open
         :class:`bitsr.Reader` (or anything iterable over :class:`bitsr.Frame` that is a
-        context manager)."""
+        context manager). ``streaming``: causal, each frame out as soon as it is decoded (live
+        use); otherwise a bidirectional model also looks ahead (see the class doc)."""
         from .io.reader import open as bitsr_open
 
         reader = bitsr_open(source, any_codec=True) if isinstance(source, (str, os.PathLike)) else source
@@ -115,7 +130,7 @@ class Upscaler:
             align = self.fallback_align()
             self.net.routing = self.net.reuse = False
         try:
-            yield from self._frames(reader, align)
+            yield from self._frames(reader, align, self.mode(streaming) == "streaming")
         finally:
             self.net.routing, self.net.reuse = saving
 
@@ -129,37 +144,39 @@ class Upscaler:
             return "none"
         return "dis"
 
-    def _frames(self, reader, align: str) -> Iterator[np.ndarray]:
+    def _frames(self, reader, align: str, causal: bool) -> Iterator[np.ndarray]:
+        seg, ahead = (1, 0) if causal else (self.chunk, self.lookahead)
         with reader:
             window, prev_lr, states = [], None, {}
             for f in reader:
-                fi = frame_inputs(f, prev_lr, align, with_next=self.bidirectional)
+                fi = frame_inputs(f, prev_lr, align, with_next=not causal)
                 if prev_lr is not None and prev_lr.shape != fi.lr.shape:  # new size: start afresh
-                    yield from self._run(window, states)
+                    yield from self._run(window, states, align, causal, 0)
                     window, states = [], {}
-                    fi = frame_inputs(f, None, align, with_next=self.bidirectional)
+                    fi = frame_inputs(f, None, align, with_next=not causal)
                 prev_lr = fi.lr
                 window.append(fi)
-                if len(window) >= self.chunk:
-                    yield from self._run(window, states, align)
-                    window = []
-            yield from self._run(window, states, align)
+                if len(window) >= seg + ahead:
+                    yield from self._run(window, states, align, causal, ahead)
+                    window = window[seg:]  # the lookahead frames start the next segment
+            yield from self._run(window, states, align, causal, 0)
 
-    def _run(self, window, states: dict, align: str) -> Iterator[np.ndarray]:
+    def _run(self, window, states: dict, align: str, causal: bool, ahead: int) -> Iterator[np.ndarray]:
         if not window:
             return
-        arrays = window_arrays(window, align, self.bidirectional)
+        arrays = window_arrays(window, align, bidirectional=not causal)
         t = to_tensors(arrays, self.device)
+        kw = {"causal": causal, "lookahead": ahead} if self.bidirectional else {}
         h, w = arrays["lr"].shape[1:3]
         s = self.scale
         if not self.tile or (h <= self.tile and w <= self.tile):
-            out, states[0] = self.net(**{k: v[None] for k, v in t.items()}, state=states.get(0))
+            out, states[0] = self.net(**{k: v[None] for k, v in t.items()}, state=states.get(0), **kw)
             out = out[0]
         else:
             def step(tl):  # one tile window, its own recurrent stream
                 sub = {k: (v[:, :, tl.y0 // 4:-(-tl.y1 // 4), tl.x0 // 4:-(-tl.x1 // 4)] if k == "maps"
                            else v[..., tl.y0:tl.y1, tl.x0:tl.x1]) for k, v in t.items()}
-                o, states[tl.index] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(tl.index))
+                o, states[tl.index] = self.net(**{k: v[None] for k, v in sub.items()}, state=states.get(tl.index), **kw)
                 return o[0]
 
             # Context on each side, cross-faded over half of it (bitsr.tiling).

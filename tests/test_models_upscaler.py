@@ -12,6 +12,7 @@ import bitsr
 from bitsr.data.inputs import frame_inputs, to_tensors, window_arrays
 from bitsr.models import build_model
 from bitsr.models.checkpoint import CKPT_FORMAT, save_checkpoint
+from bitsr.train.metrics import to_uint8
 from bitsr.train.validate import run_clip
 from bitsr.upscaler import Upscaler, resolve_weights
 
@@ -28,14 +29,41 @@ def _weights(tmp_path, scale=2, **model):
     return path, net.eval()
 
 
-def _reference(net, stream, bidirectional=False, chunk=8):
+def _inputs(stream, bidirectional=False):
     fis, prev = [], None
     with bitsr.open(stream) as v:
         for f in v:
             fis.append(frame_inputs(f, prev, "mv", with_next=bidirectional))
             prev = fis[-1].lr
-    t = to_tensors(window_arrays(fis, "mv", bidirectional))
-    return [y.numpy() for y in run_clip(net, t, chunk=chunk)]
+    return to_tensors(window_arrays(fis, "mv", bidirectional))
+
+
+def _reference(net, stream, bidirectional=False, chunk=8, lookahead=0):
+    t = _inputs(stream, bidirectional)
+    return [y.numpy() for y in run_clip(net, t, chunk=chunk, lookahead=lookahead)]
+
+
+def _close(a, b):
+    return len(a) == len(b) and all(np.abs(x.astype(int) - y.astype(int)).max() <= 1 for x, y in zip(a, b))
+
+
+class _Counting:
+    """A reader that counts the frames taken from it and notes, per output, how many were."""
+
+    def __init__(self, stream):
+        self.reader, self.taken = bitsr.open(stream), 0
+
+    def __enter__(self):
+        self.reader.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.reader.__exit__(*exc)
+
+    def __iter__(self):
+        for f in self.reader:
+            self.taken += 1
+            yield f
 
 
 def test_frames_stream_matches_the_model(tmp_path):
@@ -50,14 +78,51 @@ def test_frames_stream_matches_the_model(tmp_path):
         assert len(list(up.frames(reader))) == 5
 
 
-def test_bidirectional_windows(tmp_path):
+def test_bidirectional_file_mode_segments_with_lookahead(tmp_path):
+    stream = make_hevc("ups_b", frames=11, width=64, height=48, x265_params="bframes=2")
+    path, net = _weights(tmp_path, bidirectional=True)
+    up = Upscaler(scale=2, model=path, chunk=4, lookahead=2)
+    assert up.mode() == "file" and up.mode(streaming=True) == "streaming"
+    out = list(up.frames(stream))
+    assert _close(out, _reference(net, stream, bidirectional=True, chunk=4, lookahead=2))
+    # the lookahead reaches the backward pass: without it the last frame of a segment differs
+    plain = _reference(net, stream, bidirectional=True, chunk=4, lookahead=0)
+    assert not np.array_equal(out[3], plain[3])
+    # a segment covering the whole clip is one window: one call of the network
+    t = _inputs(stream, bidirectional=True)
+    with torch.no_grad():
+        whole, _ = net(**{k: v[None] for k, v in t.items()})
+    one = list(Upscaler(scale=2, model=path, chunk=32).frames(stream))
+    assert _close(one, [y.numpy() for y in to_uint8(whole[0])])
+
+
+def test_file_mode_memory_is_bounded_by_chunk_and_lookahead(tmp_path):
+    stream = make_hevc("ups_b", frames=11, width=64, height=48, x265_params="bframes=2")
+    path, _ = _weights(tmp_path, bidirectional=True)
+    src = _Counting(stream)
+    ahead = []
+    for _ in Upscaler(scale=2, model=path, chunk=4, lookahead=2).frames(src):
+        ahead.append(src.taken)
+    emitted = np.arange(1, len(ahead) + 1)
+    assert len(ahead) == 11 and max(np.array(ahead) - emitted) <= 4 + 2
+
+
+def test_streaming_mode_is_causal(tmp_path):
     stream = make_hevc("ups_b", frames=6, width=64, height=48, x265_params="bframes=2")
     path, net = _weights(tmp_path, bidirectional=True)
-    up = Upscaler(scale=2, model=path, chunk=4)
-    out = list(up.frames(stream))
-    assert len(out) == 6
-    ref = _reference(net, stream, bidirectional=True, chunk=4)
-    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(out, ref))
+    up = Upscaler(scale=2, model=path)
+    src = _Counting(stream)
+    out, ahead = [], []
+    for y in up.frames(src, streaming=True):
+        out.append(y)
+        ahead.append(src.taken)
+    # each frame out before the next is taken (the reader's own decode-ahead aside)
+    assert ahead == list(range(1, 7))
+    t = _inputs(stream)
+    with torch.no_grad():
+        ref, _ = net(**{k: v[None] for k, v in t.items()}, causal=True)
+    assert _close(out, [y.numpy() for y in to_uint8(ref[0])])
+    assert not _close(out, list(up.frames(stream)))  # the backward pass does change the output
 
 
 def test_tiles(tmp_path):

@@ -381,3 +381,20 @@ def test_names_upscale_and_upscaler():
             "assert 'bitsr.upscale' not in sys.modules")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_cli_env(), timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_bidirectional_model_file_mode_and_streaming(tmp_path):
+    src = make_av_clip("up_mp4", container="mp4", audio="aac")
+    ck = str(tiny_checkpoint(2, bidirectional=True))
+    got = {}
+    for streaming in (False, True):
+        seen = got[streaming] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StreamNote)
+            out = bitsr.upscale(src, tmp_path / f"o{int(streaming)}.mp4", 2, ck, streaming=streaming,
+                                on_frame=lambda i, hr, seen=seen: seen.append(hr.copy()), **FAST)
+        assert_same_video_timing(stream_summary(src), stream_summary(out), 2, (96, 64))
+    up = bitsr.Upscaler(scale=2, model=ck, device="cpu")
+    assert all(np.array_equal(a, b) for a, b in zip(got[False], up.frames(src), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(got[True], up.frames(src, streaming=True), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(got[False], got[True]))

@@ -58,8 +58,8 @@ from bitsr.data.encode import EncodeSpec  # noqa: E402
 from bitsr.data.imresize import imresize  # noqa: E402
 from bitsr.data.inputs import to_tensors  # noqa: E402
 from bitsr.data.prepare import item_key, prepare  # noqa: E402
+from bitsr.models.spec import FILE_CHUNK, FILE_LOOKAHEAD, INPUT_KEYS, segments  # noqa: E402
 from bitsr.train.metrics import psnr_y, ssim_y, to_uint8  # noqa: E402
-from bitsr.train.validate import INPUT_KEYS  # noqa: E402
 from bitsr.upscaler import load_model  # noqa: E402
 
 CLIPS = VAL_CLIPS + HOLDOUT
@@ -81,20 +81,28 @@ SWITCHES = [
     ("  - DIS alignment", {}, "dis"),
     ("  - single frame", {"propagate": False, "reuse": False}, None),
 ]
+# and on bidirectional weights: the same run causally, as Upscaler.frames(..., streaming=True)
+STREAMING = ("  - streaming (causal)", {"eval_streaming": True}, None)
 
 
-def run_model(net, t: dict, scale: int, border: int, chunk: int = 8, flops: int = 0):
+def run_model(net, t: dict, scale: int, border: int, chunk: int = FILE_CHUNK, flops: int = 0):
     """Per-frame metrics, seconds of network time, FLOPs (or None). ``flops``: count the
-    FLOPs of the first ``flops`` frames instead (FlopCounterMode slows every op down)."""
+    FLOPs of the first ``flops`` frames instead (FlopCounterMode slows every op down). Runs
+    as ``bitsr.Upscaler`` does: a bidirectional model in file mode (chunks with lookahead), or
+    causally where the STREAMING switch set ``eval_streaming`` on it."""
     from torch.utils.flop_counter import FlopCounterMode
 
     n = t["lr"].shape[0] if not flops else min(flops, t["lr"].shape[0])
     hr = to_uint8(t["hr"])
-    keys = [k for k in INPUT_KEYS if k in t and (net.bidirectional or not k.endswith("_next"))]
+    streaming = getattr(net, "eval_streaming", False)
+    bidir = net.bidirectional and not streaming
+    keys = [k for k in INPUT_KEYS if k in t and (bidir or not k.endswith("_next"))]
     ps, ss, secs, wall, state, total = [], [], 0.0, 0.0, None, 0
     net.reset_stats()
-    for s in range(0, n, chunk):
-        kw = {k: t[k][s:min(s + chunk, n)][None] for k in keys}
+    for s, e, ahead in segments(n, chunk, FILE_LOOKAHEAD if bidir else 0):
+        kw = {k: t[k][s:e][None] for k in keys}
+        if net.bidirectional:
+            kw.update(causal=streaming, lookahead=ahead)
         with torch.inference_mode():
             if flops:
                 with FlopCounterMode(display=False) as fc:
@@ -177,7 +185,7 @@ def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: lis
     if loaded:
         w, net, cfg = loaded
         base_align = cfg["data"]["align"]
-        for label, sw, align in SWITCHES:
+        for label, sw, align in SWITCHES + ([STREAMING] if net.bidirectional else []):
             m = copy.deepcopy(net)
             for k, v in sw.items():
                 setattr(m, k, v)

@@ -56,6 +56,9 @@ def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
     ap.add_argument("--compute", default="auto", choices=("auto", "saving", "uniform"),
                     help="saving: route tiles by CU size and reuse what the codec copied; uniform: the full network "
                          "everywhere; auto (default): saving on the CPU, uniform on CUDA")
+    ap.add_argument("--streaming", action="store_true",
+                    help="causal mode: each frame from the frames before it only, written as soon as it is decoded "
+                         "(live input); by default a bidirectional model also looks ahead (file mode)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: all)")
     ap.add_argument("--max-frames", type=int, default=0, metavar="N", help="stop after N frames")
     ap.add_argument("--strict", action="store_true",
@@ -84,7 +87,7 @@ def _one(args, src: Path, dst: Path) -> str | None:
             out = upscale(src, dst, scale=args.scale, model=args.model, device=args.device,
                           encoder=args.encoder, crf=args.crf, preset=args.preset, threads=args.threads,
                           tile=args.tile, quiet=args.quiet, max_frames=args.max_frames or None, strict=args.strict,
-                          compute=args.compute)
+                          compute=args.compute, streaming=args.streaming)
         except KeyboardInterrupt:
             if os.path.exists(dst):
                 print(f"{args.prog}: interrupted; {dst} holds the frames done so far", file=sys.stderr)

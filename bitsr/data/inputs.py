@@ -103,15 +103,18 @@ def window_arrays(window: list[FrameInputs], align: str = "mv", bidirectional: b
     if bidirectional:
         fl, cf = [], []
         for i, f in enumerate(window):
-            if align == "dis" and f.flow_next is None:
+            fn, cn = f.flow_next, f.conf_next
+            if align == "dis" and fn is None:
                 nxt = window[i + 1].lr if i + 1 < len(window) else next_lr
                 h, w = f.lr.shape[:2]
-                f.flow_next, f.conf_next = ((dis_flow(f.lr, nxt), np.ones((h, w), np.float32)) if nxt is not None
-                                            else (np.zeros((2, h, w), np.float32), np.zeros((h, w), np.float32)))
-            if f.flow_next is None:
+                if nxt is not None:  # kept: a frame seen again in the next window has it
+                    f.flow_next, f.conf_next = fn, cn = dis_flow(f.lr, nxt), np.ones((h, w), np.float32)
+                else:  # not kept: the next window may see the next frame
+                    fn, cn = np.zeros((2, h, w), np.float32), np.zeros((h, w), np.float32)
+            if fn is None:
                 raise ValueError("bidirectional inputs need frame_inputs(..., with_next=True)")
-            fl.append(f.flow_next)
-            cf.append(f.conf_next)
+            fl.append(fn)
+            cf.append(cn)
         out["flow_next"] = np.stack(fl)
         out["conf_next"] = np.stack(cf)[:, None]
     return out

@@ -80,7 +80,7 @@ class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
                  cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
                  propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2,
-                 condition: bool = False):
+                 condition: bool = False, back_dropout: float = 0.0):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -91,6 +91,9 @@ class BitVSR(nn.Module):
         self.scale, self.channels, self.tile = scale, channels, tile
         self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
         self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
+        # Training only: the share of windows run without the backward pass (its features zero, as
+        # in causal use), so one set of weights serves files (bidirectional) and live streams.
+        self.back_dropout = float(back_dropout)
         self.condition = CodecCondition(channels) if condition else None
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
@@ -170,32 +173,51 @@ class BitVSR(nn.Module):
         return h, _assemble_hr(base, lay, s, parts)
 
     # -- a window -----------------------------------------------------------------------------
-    def forward(self, lr, flow, conf, maps, flow_next=None, conf_next=None, state=None):
+    def forward(self, lr, flow, conf, maps, flow_next=None, conf_next=None, state=None, *,
+                causal: bool = False, lookahead: int = 0):
         """``lr`` [B, T, 3, h, w] in [0, 1]; ``flow`` [B, T, 2, h, w] (to t-1), ``conf``
         [B, T, 1, h, w], ``maps`` [B, T, K, h/4, w/4]; ``flow_next``/``conf_next`` (to t+1) for
         bidirectional models. ``state``: the (hidden, output) of the frame before the window,
-        from a previous call, for streaming. Returns (HR [B, T, 3, s*h, s*w], state)."""
+        from a previous call, for streaming. ``causal``: a bidirectional model runs without its
+        backward pass (live use: no future frames). ``lookahead``: the last frames of the window
+        only feed the backward pass (the next call starts at them). Returns (HR [B, T', 3, s*h,
+        s*w], state) for the first T' = T - lookahead frames."""
         b, t = lr.shape[:2]
+        emit = t - int(lookahead)
+        if not 0 < emit <= t:
+            raise ValueError(f"lookahead {lookahead} leaves no frame of a {t}-frame window")
         feats = [act(self.conv_first(lr[:, i].contiguous(memory_format=torch.channels_last))) for i in range(t)]
         backs = [None] * t
         if self.bidirectional:
-            if flow_next is None or conf_next is None:
-                raise ValueError("a bidirectional model needs flow_next and conf_next")
-            hb = None
-            for i in range(t - 1, -1, -1):
-                if hb is None or not self.propagate:
-                    hbw, cb = torch.zeros_like(feats[i]), torch.zeros_like(conf_next[:, i])
-                else:
-                    hbw, cb = flow_warp(hb, flow_next[:, i]), conf_next[:, i]
-                hb = self.back_body(act(self.fuse_back(torch.cat([feats[i], hbw * cb, cb], 1))))
-                backs[i] = hb
+            backs = self._backward(feats, flow_next, conf_next, causal)
         outs = []
         prev = state
-        for i in range(t):
+        for i in range(emit):
             h, y = self._step(lr[:, i], feats[i], flow[:, i], conf[:, i], maps[:, i], prev, backs[i])
             outs.append(y)
             prev = (h, y)
         return torch.stack(outs, 1), prev
+
+    def _backward(self, feats, flow_next, conf_next, causal: bool) -> list:
+        """Backward-pass features per frame (zeros when ``causal``, or for the windows dropped
+        by ``back_dropout`` in training)."""
+        t, b = len(feats), feats[0].shape[0]
+        if causal:
+            return [torch.zeros_like(feats[0])] * t
+        if flow_next is None or conf_next is None:
+            raise ValueError("a bidirectional model needs flow_next and conf_next (or causal=True)")
+        keep = None
+        if self.training and self.back_dropout > 0:
+            keep = (torch.rand(b, 1, 1, 1, device=feats[0].device) >= self.back_dropout).to(feats[0].dtype)
+        backs, hb = [None] * t, None
+        for i in range(t - 1, -1, -1):
+            if hb is None or not self.propagate:
+                hbw, cb = torch.zeros_like(feats[i]), torch.zeros_like(conf_next[:, i])
+            else:
+                hbw, cb = flow_warp(hb, flow_next[:, i]), conf_next[:, i]
+            hb = self.back_body(act(self.fuse_back(torch.cat([feats[i], hbw * cb, cb], 1))))
+            backs[i] = hb if keep is None else hb * keep
+        return backs
 
     def reset_stats(self) -> None:
         self.stats = {"tiles": 0, "computed": [0] * len(self.branches), "reused": 0}

@@ -15,3 +15,18 @@ MAP_CHANNELS = ("cu_log2", "skip", "intra", "residual", "qp", "from_prev", "tu_l
 
 # Keyword inputs of a network's forward, in the order runners pass them.
 INPUT_KEYS = ("lr", "flow", "conf", "maps", "flow_next", "conf_next")
+
+# File mode of bidirectional models: segments of FILE_CHUNK frames, each run with the
+# FILE_LOOKAHEAD frames after it feeding the backward pass only (bitsr.Upscaler's defaults; the
+# evaluation runs the same, so its numbers are what users get).
+FILE_CHUNK = 16
+FILE_LOOKAHEAD = 4
+
+
+def segments(n: int, chunk: int = FILE_CHUNK, lookahead: int = FILE_LOOKAHEAD):
+    """Windows over ``n`` frames: (start, stop, ahead) with frames start..stop-1 run and the
+    last ``ahead`` of them only looked at, so the emitted ranges tile 0..n-1 in order."""
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        stop = min(e + lookahead, n)
+        yield s, stop, stop - e

@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import torch
 
-from ..models.spec import INPUT_KEYS
+from ..models.spec import FILE_CHUNK, FILE_LOOKAHEAD, INPUT_KEYS, segments
 from .metrics import psnr_y, ssim_y, to_uint8
 
 
 @torch.no_grad()
-def run_clip(model, tensors: dict, chunk: int = 8, device="cpu"):
-    """Yields HR frames uint8 [H, W, 3] of a clip given as tensors [T, ...] (no batch axis).
-    Unidirectional models carry their state across chunks of ``chunk`` frames (bounded
-    memory); bidirectional ones see each chunk as a window."""
-    t = tensors["lr"].shape[0]
+def run_clip(model, tensors: dict, chunk: int = FILE_CHUNK, device="cpu", lookahead: int = FILE_LOOKAHEAD):
+    """Yields HR frames uint8 [H, W, 3] of a clip given as tensors [T, ...] (no batch axis),
+    as :class:`bitsr.Upscaler` runs a file: chunks of ``chunk`` frames, the forward state
+    carried across them (bounded memory); a bidirectional model's backward pass also sees the
+    ``lookahead`` frames after each chunk."""
+    bidir = getattr(model, "bidirectional", False)
     state = None
-    for s in range(0, t, chunk):
-        sl = slice(s, min(s + chunk, t))
-        kw = {k: tensors[k][sl][None].to(device) for k in INPUT_KEYS if k in tensors}
-        if not getattr(model, "bidirectional", False):
+    for s, e, ahead in segments(tensors["lr"].shape[0], chunk, lookahead if bidir else 0):
+        kw = {k: tensors[k][s:e][None].to(device) for k in INPUT_KEYS if k in tensors}
+        if bidir:
+            kw["lookahead"] = ahead
+        else:
             kw.pop("flow_next", None)
             kw.pop("conf_next", None)
         out, state = model(**kw, state=state)
@@ -26,7 +28,7 @@ def run_clip(model, tensors: dict, chunk: int = 8, device="cpu"):
 
 
 @torch.no_grad()
-def score_clip(model, tensors: dict, scale: int, border: int | None = None, chunk: int = 8, device="cpu"):
+def score_clip(model, tensors: dict, scale: int, border: int | None = None, chunk: int = FILE_CHUNK, device="cpu"):
     """Mean Y-PSNR and SSIM over the frames of a clip with an ``hr`` tensor."""
     border = scale if border is None else border
     ps, ss = [], []
