@@ -295,6 +295,31 @@ def test_grown_bidirectional_model_starts_as_the_unidirectional_one():
         load_grown(uni, uni.state_dict() | {"fuse.weight": torch.zeros(8, 40, 1, 1)})
 
 
+@pytest.mark.parametrize("was_bidirectional", [True, False])
+def test_wider_model_grown_from_weights_starts_as_them_and_can_use_its_new_channels(was_bidirectional):
+    torch.manual_seed(10)
+    x = random_inputs(b=1, t=3, h=16, w=32, seed=10)
+    x["flow_next"], x["conf_next"] = torch.zeros_like(x["flow"]), torch.ones_like(x["conf"])
+    kw = dict(scale=2, branch_blocks=(1, 1, 2), condition=True)
+    narrow = BitVSR(channels=8, bidirectional=was_bidirectional, **kw).eval()
+    for p in narrow.parameters():  # trained-like weights, heads included
+        torch.nn.init.normal_(p, std=0.1)
+    wide = BitVSR(channels=12, bidirectional=True, **kw)
+    from bitsr.models.checkpoint import load_grown
+
+    g = load_grown(wide, narrow.state_dict())
+    assert "conv_first.weight" in g["grown"] and bool(g["missing"]) != was_bidirectional
+    wide.eval()
+    with torch.no_grad():
+        ref = narrow(**(x if was_bidirectional else {k: v for k, v in x.items() if not k.endswith("_next")}))[0]
+        assert torch.allclose(wide(**x)[0], ref, atol=1e-5)
+    assert wide.conv_first.weight[8:].abs().sum() > 0  # new channels see the input ...
+    assert wide.upsample.conv.weight[:, 8:].abs().sum() == 0  # ... and do not reach the output yet
+    wide.train()
+    wide(**x)[0].square().mean().backward()
+    assert wide.upsample.conv.weight.grad[:, 8:].abs().sum() > 0  # training can open them
+
+
 def test_x4_weights_start_an_x2_model_at_the_box_downscaled_x4_output():
     from bitsr.models.checkpoint import load_grown
 

@@ -219,5 +219,58 @@ class BitVSR(nn.Module):
             backs[i] = hb if keep is None else hb * keep
         return backs
 
+    def widen_state(self, state: dict) -> tuple[dict, list]:
+        """``state`` of a narrower BitVSR (fewer ``channels``, otherwise the same) laid out for
+        this one: each old channel keeps its place within its group (the fuse convolutions
+        take [features, warped state, confidence, backward features]; the conditioning head
+        gives [scale, shift] per point), weights from new channels are zero and weights into
+        them keep this model's initialisation, so the result computes what the narrow model
+        did. Returns (state, names of the widened parameters); a state of this width as is."""
+        c0, c = int(state["conv_first.weight"].shape[0]), self.channels
+        if c0 == c:
+            return state, []
+        if c0 > c:
+            raise ValueError(f"cannot narrow {c0} channels to {c}")
+        C = "c"
+        special = {"fuse.weight": [C, C, 1] + ([C] if self.bidirectional else []), "fuse_back.weight": [C, C, 1]}
+        head = [C, C] * (self.condition.points if self.condition is not None else 0)
+
+        def index(segs, n_old, n_new):
+            """Positions of the n_old old channels in the new layout ``segs`` (old groups are
+            a prefix of the new ones: a backward pass may be new too)."""
+            out, pos = [], 0
+            for sg in segs:
+                a, b = (c0, c) if sg == C else (sg, sg)
+                if len(out) + a <= n_old:
+                    out.extend(range(pos, pos + a))
+                pos += b
+            if len(out) != n_old or pos != n_new:
+                raise ValueError("unexpected channel layout")
+            return torch.tensor(out)
+
+        own, out, widened = self.state_dict(), dict(state), []
+        for k, v in state.items():
+            t = own.get(k)
+            if t is None or t.shape == v.shape:
+                continue
+            segs = [[C] if n == c0 else [n] for n in v.shape[:2]]
+            if k.startswith("condition.head."):
+                segs[0] = head
+            if k in special:
+                segs[1] = special[k]
+            new = t.clone()
+            i0 = index(segs[0], v.shape[0], t.shape[0])
+            if v.dim() >= 2:
+                i1 = index(segs[1], v.shape[1], t.shape[1])
+                keep = torch.ones(t.shape[1], dtype=torch.bool)
+                keep[i1] = False
+                new[:, keep] = 0  # from new input channels
+                new[i0[:, None], i1[None, :]] = v
+            else:
+                new[i0] = v
+            out[k] = new
+            widened.append(k)
+        return out, widened
+
     def reset_stats(self) -> None:
         self.stats = {"tiles": 0, "computed": [0] * len(self.branches), "reused": 0}

@@ -31,13 +31,19 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def load_grown(model: torch.nn.Module, state: dict) -> dict:
     """Loads ``state`` into ``model`` where the model has grown since: parameters missing from
-    ``state`` keep their initialisation, and a parameter whose shape grew (a convolution with
-    more input channels appended, e.g. the backward features of a bidirectional model) gets
-    the old values in its leading slice and zeros in the rest - so, with heads that start at
-    zero, the grown network computes what the old one did. Returns {"grown": [...],
-    "missing": [...]}; unexpected keys or shrunk parameters raise ValueError."""
+    ``state`` keep their initialisation, and a parameter whose shape grew gets the old values
+    in its leading slice. Of the rest, weights from new input channels (a convolution with
+    inputs appended: the backward features of a bidirectional model; a wider network) are zero
+    and weights into new output channels (a wider network) keep their initialisation - so, with
+    heads that start at zero, the grown network computes what the old one did (new channels
+    never reach the old ones), and the new channels carry signal for training to use.
+    Returns {"grown": [...], "missing": [...]}; unexpected keys or shrunk parameters raise
+    ValueError."""
     own = model.state_dict()
     state = dict(state)
+    widened = []
+    if hasattr(model, "widen_state"):  # a wider network: channels keep their place per group
+        state, widened = model.widen_state(state)
     rescaled = _rescale_upsampler(own, state)
     extra = sorted(set(state) - set(own))
     if extra:
@@ -51,10 +57,11 @@ def load_grown(model: torch.nn.Module, state: dict) -> dict:
                 continue
             if t.dim() != v.dim() or any(a < b for a, b in zip(t.shape, v.shape)):
                 raise ValueError(f"{k}: cannot grow {tuple(v.shape)} into {tuple(t.shape)}")
-            t.zero_()
+            if t.dim() >= 2:
+                t[:, v.shape[1]:] = 0  # from new input channels
             t[tuple(slice(0, n) for n in v.shape)] = v
             grown.append(k)
-    return {"grown": grown, "missing": missing, "rescaled": rescaled}
+    return {"grown": sorted(set(grown) | set(widened)), "missing": missing, "rescaled": rescaled}
 
 
 def _rescale_upsampler(own: dict, state: dict) -> list:
