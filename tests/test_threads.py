@@ -4,6 +4,7 @@ on the corpus and on damaged copies of it (concealment), and the same exceptions
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_wpp_rows_in_parallel_give_what_one_thread_gives(stream, seed):
 
 
 def test_parse_workers_and_bad_arguments():
-    assert parse_workers(1) == 0 and parse_workers(3) == 3 and parse_workers(0) >= 0
+    assert parse_workers(1) == 0 and parse_workers(2) == 1 and parse_workers(3) == 2 and parse_workers(0) >= 0
     with pytest.raises(ValueError, match="threads"):
         parse_workers(-1)
     with pytest.raises(ValueError, match="threads"):
@@ -169,4 +170,43 @@ del d
 print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_worker_threads_are_reused_across_decoders_and_forks():
+    """Worker threads park when a decoder goes and serve the next one (no thread per decoder);
+    a forked child, which has none of them, starts its own and parses the same."""
+    import subprocess
+    import sys
+
+    from streams import make_hevc
+
+    stream = make_hevc("park", frames=8, width=128, height=96, x265_params="bframes=2")
+    code = """
+import os, sys
+sys.path.insert(0, %r)
+from test_threads import parse
+from bitsr import _core
+from bitsr.priors import BLOCK_ARRAYS
+data = open(%r, "rb").read()
+
+def digest(workers):
+    pics, order, warn, err = parse(data, workers)
+    return [(p.poc, [p.arrays()[k].tobytes() for k in BLOCK_ARRAYS]) for p in pics], order, warn, err
+
+ref = digest(0)
+for _ in range(30):
+    assert digest(2) == ref
+n = _core.parked_threads()
+assert 2 <= n <= 4, n
+pid = os.fork()
+if pid == 0:
+    ok = digest(2) == ref and digest(3) == ref
+    os._exit(7 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 7, status
+assert _core.parked_threads() == n
+print("ok")
+""" % (str(Path(__file__).parent), str(stream))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

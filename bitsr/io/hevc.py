@@ -45,14 +45,15 @@ def check_limits(limits: dict) -> None:
 
 
 def parse_workers(threads: int) -> int:
-    """Worker threads of the parser for a user's ``threads``: 1 parses in the calling thread
-    (no worker), 0 means one per core."""
+    """Worker threads of the parser for a user's ``threads`` (0: one per core): ``threads - 1``,
+    since the calling thread parses too while it waits for a picture; 1 parses in the calling
+    thread alone."""
     threads = int(threads)
     if threads < 0:
         raise ValueError(f"threads must be >= 0, got {threads}")
     if threads == 0:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 0 if threads <= 1 else min(threads, 256)
+    return min(threads, 256) - 1 if threads > 1 else 0
 
 
 def make_decoder(strict: bool = False, *, workers: int = 0, max_in_flight: int = 0, **limits) -> "_core.Decoder":

@@ -43,10 +43,15 @@ void parse_slice(PictureState& st, SliceJob& s, bool strict) {
   }
 }
 
-void parse_picture(PictureJob& job, bool mark_parsed) {
+void parse_picture(PictureJob& job, bool mark_parsed, bool derive_now) {
+  if (!mark_parsed) job.pic->pr.claim();  // a worker: buffers in this core's cache
   for (auto& s : job.slices) {
     if (!s->parsed) {  // (the decoder's thread may have parsed some before an error)
+      s->in.derive_now = derive_now;
       parse_slice(*job.state, *s, job.strict);
+      // Once a segment leaves PUs pending, the later ones must too: a dependent segment's
+      // merge candidates may be among them.
+      if (s->range.begin != s->range.end) derive_now = false;
       s->data = std::vector<uint8_t>();   // the bytes are not needed any more
       if (mark_parsed) s->parsed = true;  // never written by a worker: the decoder reads it
     }
@@ -85,21 +90,39 @@ void derive_picture(PictureJob& job) {
   job.state.reset();
 }
 
-FrameThreads::FrameThreads(int threads) : pid_(getpid()) {
-  workers_.reserve((size_t)threads);
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { worker(); });
+FrameThreads::FrameThreads(int threads) : stopped_(std::make_shared<Latch>()), pid_(getpid()) {
+  try {
+    for (; workers_ < threads; ++workers_) {
+      std::shared_ptr<Latch> stopped = stopped_;
+      stopped->add();
+      try {
+        run_parked([this, stopped] {
+          worker();
+          stopped->done();  // the last touch: `this` may be gone once it returns
+        });
+      } catch (...) {
+        stopped->done();
+        throw;
+      }
+    }
+  } catch (...) {  // no thread could be made: stop the loops started
+    stop_all();
+    throw;
+  }
 }
 
-bool FrameThreads::forked() const { return getpid() != pid_; }
-
-FrameThreads::~FrameThreads() {
+void FrameThreads::stop_all() {
   {
     std::lock_guard<std::mutex> g(mu_);
     stop_ = true;
   }
   work_cv_.notify_all();
-  for (auto& t : workers_) t.join();
+  stopped_->wait();
 }
+
+bool FrameThreads::forked() const { return getpid() != pid_; }
+
+FrameThreads::~FrameThreads() { stop_all(); }
 
 void FrameThreads::submit(std::shared_ptr<PictureJob> job) {
   {
@@ -128,45 +151,53 @@ bool FrameThreads::is_done(const PictureJob& job) {
 }
 
 void FrameThreads::wait(const PictureJob& job) {
+  // The waiting thread works meanwhile: a woken thread starts late on a loaded machine (tens of
+  // microseconds on a VM), as long as parsing a small picture takes.
   std::unique_lock<std::mutex> l(mu_);
-  done_cv_.wait(l, [&] { return job.done; });
+  while (!job.done)
+    if (!run_one(l)) work_cv_.wait(l);
 }
 
 void FrameThreads::worker() {
   std::unique_lock<std::mutex> l(mu_);
-  for (;;) {
-    if (stop_) return;
-    // The oldest picture's motion first, once it is parsed: derivation runs in decoding
-    // order, one picture at a time, and frees the pictures waiting behind it.
-    if (!jobs_.empty() && jobs_.front()->parsed && !jobs_.front()->deriving) {
-      std::shared_ptr<PictureJob> job = jobs_.front();
-      job->deriving = true;
-      l.unlock();
-      derive_picture(*job);
-      l.lock();
-      job->done = true;
-      jobs_.pop_front();
-      --next_parse_;
-      done_cv_.notify_all();
-      work_cv_.notify_all();
-    } else if (!helps_.empty()) {
-      std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
-      helps_.pop_front();
-      l.unlock();
-      (*task)();
-      task.reset();
-      l.lock();
-    } else if (next_parse_ < jobs_.size()) {
-      std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
-      l.unlock();
-      parse_picture(*job);
-      l.lock();
-      job->parsed = true;
-      if (job == jobs_.front()) work_cv_.notify_all();
-    } else {
-      work_cv_.wait(l);
-    }
+  while (!stop_)
+    if (!run_one(l)) work_cv_.wait(l);
+}
+
+bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
+  // The oldest picture's motion first, once it is parsed: derivation runs in decoding
+  // order, one picture at a time, and frees the pictures waiting behind it.
+  if (!jobs_.empty() && jobs_.front()->parsed && !jobs_.front()->deriving) {
+    std::shared_ptr<PictureJob> job = jobs_.front();
+    job->deriving = true;
+    l.unlock();
+    derive_picture(*job);
+    l.lock();
+    job->done = true;
+    jobs_.pop_front();
+    --next_parse_;
+    work_cv_.notify_all();  // waiters, and workers for the next derivation
+  } else if (!helps_.empty()) {
+    std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
+    helps_.pop_front();
+    l.unlock();
+    (*task)();
+    task.reset();
+    l.lock();
+  } else if (next_parse_ < jobs_.size()) {
+    // The oldest picture follows pictures all done, the collocated one included: its motion
+    // can be derived as it is parsed, while the PU is in cache, as with no workers.
+    const bool oldest = next_parse_ == 0;
+    std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
+    l.unlock();
+    parse_picture(*job, false, oldest);
+    l.lock();
+    job->parsed = true;
+    if (job == jobs_.front()) work_cv_.notify_all();
+  } else {
+    return false;
   }
+  return true;
 }
 
 }  // namespace bitsr

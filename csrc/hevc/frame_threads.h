@@ -14,11 +14,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "hevc/dpb.h"
 #include "hevc/slice_data.h"
+#include "hevc/thread_park.h"
 
 namespace bitsr {
 
@@ -58,8 +58,9 @@ struct PictureJob {
 void parse_slice(PictureState& st, SliceJob& s, bool strict);
 // Every slice segment of a picture not parsed yet: on a worker, or in the decoder's thread
 // before the picture is handed over (`mark_parsed`: SliceJob::parsed is the decoder
-// thread's to write; workers report through PictureJob::done).
-void parse_picture(PictureJob& job, bool mark_parsed = false);
+// thread's to write; workers report through PictureJob::done). `derive_now`: every earlier
+// picture is done, so the motion can be derived as it is parsed (SliceDataInput).
+void parse_picture(PictureJob& job, bool mark_parsed = false, bool derive_now = false);
 // Motion derivation of every slice segment, then finish_slice_data; frees the parsing state.
 void derive_picture(PictureJob& job);
 
@@ -69,15 +70,16 @@ void derive_picture(PictureJob& job);
 class FrameThreads : public RowHelpers {
  public:
   explicit FrameThreads(int threads);
-  ~FrameThreads();  // waits for the tasks running; drops the others
+  ~FrameThreads();  // waits for the tasks running; drops the others; the threads park
   FrameThreads(const FrameThreads&) = delete;
   FrameThreads& operator=(const FrameThreads&) = delete;
 
   void submit(std::shared_ptr<PictureJob> job);
   bool is_done(const PictureJob& job);
-  void wait(const PictureJob& job);
-  int size() const { return (int)workers_.size(); }
-  int helpers() const override { return size(); }
+  void wait(const PictureJob& job);  // runs tasks meanwhile
+  int size() const { return workers_; }
+  // the workers, and the decoder's thread, which runs tasks while it waits (wait())
+  int helpers() const override { return size() + 1; }
   int64_t row_segments() const { return row_segments_.load(); }
   void offer(const std::shared_ptr<std::function<void()>>& task, int copies) override;
   // True in a child forked after the threads started (a DataLoader worker, multiprocessing):
@@ -86,13 +88,18 @@ class FrameThreads : public RowHelpers {
 
  private:
   void worker();
+  void stop_all();  // stops the worker loops and waits for them to return
+  // Runs one task (a derivation, an offered row task, a picture to parse) with `l` released;
+  // false when there is none.
+  bool run_one(std::unique_lock<std::mutex>& l);
 
   std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
+  std::condition_variable work_cv_;                           // new work, a picture done, stop
   std::deque<std::shared_ptr<PictureJob>> jobs_;              // submitted and not done, in decoding order
   size_t next_parse_ = 0;                                     // jobs_[next_parse_] is the next to parse
   std::deque<std::shared_ptr<std::function<void()>>> helps_;  // offered copies of row tasks
-  std::vector<std::thread> workers_;
+  int workers_ = 0;                                           // worker loops started on parked threads (thread_park.h)
+  std::shared_ptr<Latch> stopped_;                            // counts the loops that returned
   bool stop_ = false;
   std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
   int pid_;                               // of the process that started the threads

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <vector>
 
 namespace bitsr {
@@ -15,42 +16,60 @@ namespace bitsr {
 namespace {
 
 // Recently freed prior buffers, reused by size. Bounded so a burst of differently sized
-// streams cannot pin memory.
+// streams cannot pin memory. Each remembers the thread that last wrote it: a thread gets its
+// own buffers back first, whose cache lines are still in its core's cache (another core's
+// modified lines cost a transfer each: on a 1080p grid, as much as parsing a small picture).
 struct Pool {
+  struct Free {
+    size_t bytes;
+    void* p;
+    std::thread::id owner;
+  };
   std::mutex mu;
-  std::vector<std::pair<size_t, void*>> free_list;
+  std::vector<Free> free_list;
   size_t held = 0;
-  static constexpr size_t kMaxBuffers = 8;
+  static constexpr size_t kMaxBuffers = 64;
   static constexpr size_t kMaxBytes = size_t(96) << 20;
 
-  void* get(size_t bytes) {
-    {
-      std::lock_guard<std::mutex> g(mu);
-      for (size_t i = free_list.size(); i-- > 0;) {
-        if (free_list[i].first == bytes) {
-          void* p = free_list[i].second;
-          free_list.erase(free_list.begin() + i);
-          held -= bytes;
-          return p;
-        }
+  // A free buffer of `bytes`, this thread's if any; nullptr when there is none (`own_only`:
+  // none of this thread's).
+  void* take(size_t bytes, bool own_only) {
+    const std::thread::id me = std::this_thread::get_id();
+    std::lock_guard<std::mutex> g(mu);
+    size_t pick = free_list.size();
+    for (size_t i = free_list.size(); i-- > 0;) {
+      if (free_list[i].bytes != bytes) continue;
+      if (free_list[i].owner == me) {
+        pick = i;
+        break;
       }
+      if (!own_only && pick == free_list.size()) pick = i;
     }
-    void* p = std::malloc(bytes);
+    if (pick == free_list.size()) return nullptr;
+    void* p = free_list[pick].p;
+    free_list.erase(free_list.begin() + (ptrdiff_t)pick);
+    held -= bytes;
+    return p;
+  }
+  void* get(size_t bytes) {
+    if (void* p = take(bytes, false)) return p;
+    // Cache-line aligned: records (32 bytes) and grid rows then never straddle two lines.
+    void* p = std::aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!p) throw std::bad_alloc();
     return p;
   }
-  void put(void* p, size_t bytes) {
+  void put(void* p, size_t bytes, std::thread::id owner) {
     std::lock_guard<std::mutex> g(mu);
     while (!free_list.empty() && (free_list.size() >= kMaxBuffers || held + bytes > kMaxBytes)) {
-      held -= free_list.front().first;
-      std::free(free_list.front().second);
+      held -= free_list.front().bytes;
+      std::free(free_list.front().p);
       free_list.erase(free_list.begin());
     }
     if (bytes > kMaxBytes) {
       std::free(p);
       return;
     }
-    free_list.emplace_back(bytes, p);
+    free_list.push_back(Free{bytes, p, owner});
     held += bytes;
   }
 };
@@ -66,10 +85,15 @@ void* PriorStorage::allocate(size_t bytes) {
   release();
   p_ = pool().get(bytes);
   bytes_ = bytes;
-  // BITSR_POISON=1 fills new buffers with a pattern so reads of unwritten priors show up
-  static const bool poison = std::getenv("BITSR_POISON") != nullptr;
-  if (poison) std::memset(p_, 0xA5, bytes);
+  owner_ = std::this_thread::get_id();
+  poison();
   return p_;
+}
+
+void PriorStorage::poison() {
+  // BITSR_POISON=1 fills new buffers with a pattern so reads of unwritten priors show up
+  static const bool on = std::getenv("BITSR_POISON") != nullptr;
+  if (on) std::memset(p_, 0xA5, bytes_);
 }
 
 namespace {
@@ -91,15 +115,23 @@ void bind(Arr<T>& a, char* base, size_t at, size_t count) {
 }
 }  // namespace
 
+void Priors::bind_grids() {
+  const size_t n = (size_t)gw * gh;
+  Layout l;
+  const size_t o_pu = l.place<uint32_t>(n), o_tu = l.place<uint8_t>(n);
+  char* base = static_cast<char*>(storage.data());
+  bind(pu, base, o_pu, n);
+  bind(tu, base, o_tu, n);
+}
+
 void Priors::allocate(int w4, int h4, size_t rec_hint) {
   gw = w4;
   gh = h4;
   const size_t n = (size_t)w4 * h4;
   Layout l;
-  const size_t o_pu = l.place<uint32_t>(n), o_tu = l.place<uint8_t>(n);
-  char* base = static_cast<char*>(storage.allocate(l.off));
-  bind(pu, base, o_pu, n);
-  bind(tu, base, o_tu, n);
+  l.place<uint32_t>(n), l.place<uint8_t>(n);
+  storage.allocate(l.off);
+  bind_grids();
   cap = std::max<size_t>(rec_hint, 256);
   recs = static_cast<PuRec*>(rec_storage.allocate(cap * sizeof(PuRec)));
   nrec = 0;
@@ -117,6 +149,12 @@ void Priors::reallocate(size_t ncap) {
 }
 
 void Priors::grow() { reallocate(cap * 2); }
+
+void Priors::claim() {
+  if (nrec) return;  // written already: keep it
+  if (storage.claim()) bind_grids();
+  if (rec_storage.claim()) recs = static_cast<PuRec*>(rec_storage.data());
+}
 
 void Priors::reserve(size_t n) {
   if (n > cap) reallocate(n);
@@ -188,9 +226,21 @@ void Priors::materialize(const std::vector<SliceInfo>& slices) {
 }
 
 void PriorStorage::release() {
-  if (p_) pool().put(p_, bytes_);
+  if (p_) pool().put(p_, bytes_, owner_);
   p_ = nullptr;
   bytes_ = 0;
+}
+
+bool PriorStorage::claim() {
+  const std::thread::id me = std::this_thread::get_id();
+  if (!p_ || owner_ == me) return false;
+  void* q = pool().take(bytes_, true);
+  owner_ = me;
+  if (!q) return false;
+  pool().put(p_, bytes_, owner_);
+  p_ = q;
+  poison();
+  return true;
 }
 
 }  // namespace bitsr

@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -47,10 +48,16 @@ class PriorStorage {
   ~PriorStorage() { release(); }
   void* allocate(size_t bytes);
   void release();
+  void* data() const { return p_; }
+  // Before a thread writes the buffer: swaps it, contents not kept, for a free one this
+  // thread wrote last (still in its core's cache), if any. True when swapped.
+  bool claim();
 
  private:
+  void poison();
   void* p_ = nullptr;
   size_t bytes_ = 0;
+  std::thread::id owner_;  // the thread that allocated or claimed it
 };
 
 enum PredModeValue : int8_t { PM_INTER = 0, PM_INTRA = 1, PM_SKIP = 2 };
@@ -61,8 +68,8 @@ constexpr int32_t kNoRefPoc = INT32_MIN;
 // the index of the record covering each 4x4 block, so a 64x64 skip CU costs one record
 // and a 4-byte fill instead of a dozen per-block arrays; the schema arrays are
 // materialised from the records when someone asks for them.
-struct PuRec {
-  int16_t mv[4];  // [list][x, y], quarter luma samples
+struct alignas(32) PuRec {  // aligned: a record never straddles two cache lines
+  int16_t mv[4];            // [list][x, y], quarter luma samples
   int8_t ref_idx[2];
   uint8_t inter_dir;  // bit l: list l used
   uint8_t ref_lt;     // bit l: list l refers to a long-term picture
@@ -106,6 +113,9 @@ struct Priors {
   SchemaArrays schema;
 
   void allocate(int w4, int h4, size_t rec_hint);
+  // Called by the thread about to parse the picture, before anything is written: takes
+  // buffers that thread wrote last, if the pool has them (PriorStorage::claim).
+  void claim();
   // Appends a record; the grid is not touched.
   uint32_t add(const PuRec& r) {
     if (nrec == cap) grow();
@@ -129,6 +139,7 @@ struct Priors {
  private:
   void grow();
   void reallocate(size_t ncap);
+  void bind_grids();
   [[noreturn]] static void unwritten_block();
 };
 

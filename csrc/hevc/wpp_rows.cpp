@@ -106,7 +106,7 @@ bool can_parse_rows(const PictureState& st, const SliceDataInput& in) {
   const Pps& pps = *st.params.pps;
   const Sps& sps = *st.params.sps;
   const SliceHeader& sh = *in.sh;
-  if (!in.helpers || in.helpers->helpers() < 2 || in.derive_now) return false;
+  if (!in.helpers || in.helpers->helpers() < 2) return false;  // (before derive_now: rows leave PUs pending)
   // A small segment parses in well under a millisecond: sharing it out costs more than it
   // saves (the rows' records are joined at the end), and other pictures keep the threads busy.
   if (in.rows_min_bytes < 0 || (int64_t)in.size < in.rows_min_bytes) return false;

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "hevc/decoder.h"
+#include "hevc/thread_park.h"
 
 namespace py = pybind11;
 using namespace bitsr;
@@ -342,4 +343,6 @@ void bind_hevc(py::module_& m) {
                              "Slice segments whose CTB rows were parsed by several threads (WPP).")
       .def_property_readonly("num_skipped_pictures", &Decoder::num_skipped_pictures)
       .def_property_readonly("warnings", &Decoder::warnings);
+  m.def("parked_threads", &parked_threads,
+        "Parser worker threads alive in this process (running or idle): they outlive decoders and are reused.");
 }

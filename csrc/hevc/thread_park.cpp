@@ -1,0 +1,87 @@
+#include "hevc/thread_park.h"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <deque>
+#include <thread>
+
+namespace bitsr {
+
+namespace {
+
+// How long an idle thread waits for another task before it exits.
+constexpr auto kIdle = std::chrono::seconds(10);
+
+struct Park {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> tasks;
+  int idle = 0;     // threads waiting for a task
+  int threads = 0;  // threads alive
+};
+
+// Never destroyed: at exit, parked threads may still wait on it. A forked child gets a fresh
+// one (the old one's threads are the parent's, and its mutex may be held by one of them).
+Park* g_park = nullptr;
+std::once_flag g_once;
+
+void before_fork() { g_park->mu.lock(); }
+void after_fork_parent() { g_park->mu.unlock(); }
+void after_fork_child() { g_park = new Park; }
+
+Park& park() {
+  std::call_once(g_once, [] {
+    g_park = new Park;
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  });
+  return *g_park;
+}
+
+void thread_main(Park* p) {
+  std::unique_lock<std::mutex> l(p->mu);
+  for (;;) {
+    if (p->tasks.empty()) {
+      ++p->idle;
+      const bool got = p->cv.wait_for(l, kIdle, [p] { return !p->tasks.empty(); });
+      --p->idle;
+      if (!got) {
+        --p->threads;
+        return;
+      }
+    }
+    std::function<void()> fn = std::move(p->tasks.front());
+    p->tasks.pop_front();
+    l.unlock();
+    fn();
+    fn = nullptr;  // the task's captures go before the thread parks
+    l.lock();
+  }
+}
+
+}  // namespace
+
+void run_parked(std::function<void()> fn) {
+  Park& p = park();
+  std::lock_guard<std::mutex> g(p.mu);
+  p.tasks.push_back(std::move(fn));
+  if (p.idle >= (int)p.tasks.size()) {
+    p.cv.notify_one();
+    return;
+  }
+  try {
+    std::thread(thread_main, &p).detach();
+  } catch (...) {  // std::system_error: no thread can be made; the task never runs
+    p.tasks.pop_back();
+    throw;
+  }
+  ++p.threads;
+}
+
+int parked_threads() {
+  Park& p = park();
+  std::lock_guard<std::mutex> g(p.mu);
+  return p.threads;
+}
+
+}  // namespace bitsr
