@@ -83,6 +83,9 @@ SWITCHES = [
 ]
 # and on bidirectional weights: the same run causally, as Upscaler.frames(..., streaming=True)
 STREAMING = ("  - streaming (causal)", {"eval_streaming": True}, None)
+# --rows names of the switch rows
+ROW_NAMES = dict(zip(("model", "no-reuse", "uniform", "no-align", "dis", "single", "streaming"),
+                     [label for label, _, _ in SWITCHES] + [STREAMING[0]]))
 
 
 def run_model(net, t: dict, scale: int, border: int, chunk: int = FILE_CHUNK, flops: int = 0):
@@ -172,8 +175,11 @@ def parse_weights(items) -> tuple[dict, list]:
     return per_scale, anyscale
 
 
-def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: list) -> tuple[list, dict, list]:
-    """[(label, net, align)], {label: params}, [notes] of one scale."""
+def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: list,
+                     rows: list | None = None) -> tuple[list, dict, list]:
+    """[(label, net, align)], {label: params}, [notes] of one scale. ``rows``: the names
+    (ROW_NAMES) of the test-time rows of the model to score (None: all)."""
+    keep = None if rows is None else {ROW_NAMES[r] for r in rows}
     models, notes, loaded = [], [], None
     cands = [per_scale[scale]] if scale in per_scale else anyscale
     for w in cands:
@@ -186,6 +192,8 @@ def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: lis
         w, net, cfg = loaded
         base_align = cfg["data"]["align"]
         for label, sw, align in SWITCHES + ([STREAMING] if net.bidirectional else []):
+            if keep is not None and label not in keep:
+                continue
             m = copy.deepcopy(net)
             for k, v in sw.items():
                 setattr(m, k, v)
@@ -414,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"default all: {' '.join(ENCODINGS)}")
     ap.add_argument("--data", default="data/val", help="prepared eval folder (made here if missing; default data/val)")
     ap.add_argument("--max-frames", type=int, default=0, help="frames per clip (0: all)")
+    ap.add_argument("--rows", nargs="+", choices=list(ROW_NAMES), default=None,
+                    help="test-time rows of the model to score (default all; streaming only for bidirectional weights)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see above)")
     ap.add_argument("--flops-frames", type=int, default=12,
                     help="count FLOPs on the first N frames of each clip (0: skip)")
@@ -441,7 +451,7 @@ def main(argv=None) -> int:
     results, notes = {}, []
     t0 = time.time()
     for scale in args.scale:
-        models, params, n = models_for_scale(scale, per_scale, anyscale, args.ablation)
+        models, params, n = models_for_scale(scale, per_scale, anyscale, args.ablation, args.rows)
         notes += n
         for line in n:
             print(line, file=sys.stderr)

@@ -90,18 +90,19 @@ void derive_picture(PictureJob& job) {
   job.state.reset();
 }
 
-FrameThreads::FrameThreads(int threads) : stopped_(std::make_shared<Latch>()), pid_(getpid()) {
+FrameThreads::FrameThreads(int threads) : pid_(getpid()) {
   try {
     for (; workers_ < threads; ++workers_) {
-      std::shared_ptr<Latch> stopped = stopped_;
-      stopped->add();
+      stopped_.add();
       try {
-        run_parked([this, stopped] {
+        run_parked([this] {
           worker();
-          stopped->done();  // the last touch: `this` may be gone once it returns
+          // The last touch: once stop_all() sees this (it takes the latch's mutex after this
+          // unlocks it), `this` may be gone; the parked thread touches nothing of it after.
+          stopped_.done();
         });
       } catch (...) {
-        stopped->done();
+        stopped_.done();
         throw;
       }
     }
@@ -117,7 +118,7 @@ void FrameThreads::stop_all() {
     stop_ = true;
   }
   work_cv_.notify_all();
-  stopped_->wait();
+  stopped_.wait();
 }
 
 bool FrameThreads::forked() const { return getpid() != pid_; }

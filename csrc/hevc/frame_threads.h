@@ -99,7 +99,7 @@ class FrameThreads : public RowHelpers {
   size_t next_parse_ = 0;                                     // jobs_[next_parse_] is the next to parse
   std::deque<std::shared_ptr<std::function<void()>>> helps_;  // offered copies of row tasks
   int workers_ = 0;                                           // worker loops started on parked threads (thread_park.h)
-  std::shared_ptr<Latch> stopped_;                            // counts the loops that returned
+  Latch stopped_;                                             // counts the worker loops running
   bool stop_ = false;
   std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
   int pid_;                               // of the process that started the threads

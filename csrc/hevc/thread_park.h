@@ -18,8 +18,8 @@ void run_parked(std::function<void()> fn);
 int parked_threads();
 
 // Counts running tasks: add() as one starts, done() as it ends; wait() returns once none
-// runs. Shared by the tasks and their owner, so the last task's done() never touches an
-// owner that has gone.
+// runs. done() notifies with the mutex held, so wait() returns only after the last done()
+// has let go of the latch: its owner may then destroy it.
 class Latch {
  public:
   void add() {
