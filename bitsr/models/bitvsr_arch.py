@@ -219,6 +219,26 @@ class BitVSR(nn.Module):
             backs[i] = hb if keep is None else hb * keep
         return backs
 
+    def after_grow(self, missing: list) -> None:
+        """Called by :func:`load_grown` with the parameters the weights lacked. A backward pass
+        new to the weights starts as a copy of the forward one (``fuse_back`` from the fuse's
+        [features, warped state, confidence] columns, ``back_body`` from the heavy branch),
+        and the fuse takes the mean of the warped forward state and the backward features: a
+        zero-initialised random backward pass was found to stay unused (its features reach
+        the loss only through weights at zero)."""
+        if not self.bidirectional or not any(k.startswith("back_body.") for k in missing):
+            return
+        c = self.channels
+        with torch.no_grad():
+            self.fuse_back.weight.copy_(self.fuse.weight[:, :2 * c + 1])
+            self.fuse_back.bias.copy_(self.fuse.bias)
+            heavy = self.branches[-1]
+            for i, blk in enumerate(self.back_body):
+                blk.load_state_dict(heavy[min(i, len(heavy) - 1)].state_dict())
+            half = self.fuse.weight[:, c:2 * c] * 0.5
+            self.fuse.weight[:, c:2 * c] = half
+            self.fuse.weight[:, 2 * c + 1:] = half
+
     def widen_state(self, state: dict) -> tuple[dict, list]:
         """``state`` of a narrower BitVSR (fewer ``channels``, otherwise the same) laid out for
         this one: each old channel keeps its place within its group (the fuse convolutions
@@ -254,8 +274,8 @@ class BitVSR(nn.Module):
             if t is None or t.shape == v.shape:
                 continue
             segs = [[C] if n == c0 else [n] for n in v.shape[:2]]
-            if k.startswith("condition.head."):
-                segs[0] = head
+            if k.startswith("condition."):  # its own width (hidden), whatever ``channels``
+                segs = [head if k.startswith("condition.head.") else [v.shape[0]]] + [[n] for n in v.shape[1:2]]
             if k in special:
                 segs[1] = special[k]
             new = t.clone()

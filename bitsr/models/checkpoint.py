@@ -61,6 +61,8 @@ def load_grown(model: torch.nn.Module, state: dict) -> dict:
                 t[:, v.shape[1]:] = 0  # from new input channels
             t[tuple(slice(0, n) for n in v.shape)] = v
             grown.append(k)
+    if hasattr(model, "after_grow"):  # new parts that must not start at random
+        model.after_grow(missing)
     return {"grown": sorted(set(grown) | set(widened)), "missing": missing, "rescaled": rescaled}
 
 
