@@ -115,6 +115,9 @@ def test_route_rule():
     assert route_tiles(maps, conf, 16)[1].tolist() == [[[False, False, True]]]
     maps[0, 2, 0, 10] = 1  # an intra block: coded, so not clean
     assert route_tiles(maps, conf, 16)[0].tolist() == [[[0, 0, 2]]]
+    # without the demotion the CU size alone decides; reuse is the same
+    level, reusable = route_tiles(maps, conf, 16, demote_clean=False)
+    assert level.tolist() == [[[0, 1, 2]]] and reusable.tolist() == [[[False, False, False]]]
 
 
 def _skip_everywhere(x):

@@ -80,7 +80,7 @@ class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
                  cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
                  propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2,
-                 condition: bool = False, back_dropout: float = 0.0):
+                 condition: bool = False, back_dropout: float = 0.0, demote_clean: bool = True):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -90,6 +90,7 @@ class BitVSR(nn.Module):
             raise ValueError("need len(branch_blocks) - 1 CU thresholds")
         self.scale, self.channels, self.tile = scale, channels, tile
         self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
+        self.demote_clean = bool(demote_clean)  # routing.route_tiles
         self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
         # Training only: the share of windows run without the backward pass (its features zero, as
         # in causal use), so one set of weights serves files (bidirectional) and live streams.
@@ -138,7 +139,7 @@ class BitVSR(nn.Module):
             h = self._uniform(fused)
             return h, base + self.upsample(h if mods is None else h * (1 + mods[1][0]) + mods[1][1])
 
-        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf)
+        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf, self.demote_clean)
         level, reusable = level.reshape(-1), reusable.reshape(-1)
         use_reuse = self.reuse and prev is not None and self.propagate
         if use_reuse:
