@@ -58,7 +58,7 @@ from bitsr.data.encode import EncodeSpec  # noqa: E402
 from bitsr.data.imresize import imresize  # noqa: E402
 from bitsr.data.inputs import to_tensors  # noqa: E402
 from bitsr.data.prepare import item_key, prepare  # noqa: E402
-from bitsr.models.spec import FILE_CHUNK, FILE_LOOKAHEAD, INPUT_KEYS, segments  # noqa: E402
+from bitsr.models.spec import FILE_CHUNK, clip_windows  # noqa: E402
 from bitsr.train.metrics import psnr_y, ssim_y, to_uint8  # noqa: E402
 from bitsr.upscaler import load_model  # noqa: E402
 
@@ -97,15 +97,9 @@ def run_model(net, t: dict, scale: int, border: int, chunk: int = FILE_CHUNK, fl
 
     n = t["lr"].shape[0] if not flops else min(flops, t["lr"].shape[0])
     hr = to_uint8(t["hr"])
-    streaming = getattr(net, "eval_streaming", False)
-    bidir = net.bidirectional and not streaming
-    keys = [k for k in INPUT_KEYS if k in t and (bidir or not k.endswith("_next"))]
     ps, ss, secs, wall, state, total = [], [], 0.0, 0.0, None, 0
     net.reset_stats()
-    for s, e, ahead in segments(n, chunk, FILE_LOOKAHEAD if bidir else 0):
-        kw = {k: t[k][s:e][None] for k in keys}
-        if net.bidirectional:
-            kw.update(causal=streaming, lookahead=ahead)
+    for s, kw in clip_windows(net, t, n, chunk, causal=getattr(net, "eval_streaming", False)):
         with torch.inference_mode():
             if flops:
                 with FlopCounterMode(display=False) as fc:

@@ -30,3 +30,20 @@ def segments(n: int, chunk: int = FILE_CHUNK, lookahead: int = FILE_LOOKAHEAD):
         e = min(s + chunk, n)
         stop = min(e + lookahead, n)
         yield s, stop, stop - e
+
+
+def clip_windows(net, tensors: dict, n: int | None = None, chunk: int = FILE_CHUNK,
+                 lookahead: int = FILE_LOOKAHEAD, causal: bool = False):
+    """(start, keyword inputs of ``net``'s forward) per window of a clip given as tensors
+    [T, ...] with no batch axis (its first ``n`` frames), as :class:`bitsr.Upscaler` runs a
+    file: a bidirectional model in file mode (``segments`` with ``lookahead``), or causally
+    with ``causal``. The caller carries ``state`` from one window to the next."""
+    bidir = bool(getattr(net, "bidirectional", False))
+    file_mode = bidir and not causal
+    keys = [k for k in INPUT_KEYS if k in tensors and (file_mode or not k.endswith("_next"))]
+    total = tensors["lr"].shape[0] if n is None else n
+    for s, e, ahead in segments(total, chunk, lookahead if file_mode else 0):
+        kw = {k: tensors[k][s:e][None] for k in keys}
+        if bidir:
+            kw.update(causal=causal, lookahead=ahead)
+        yield s, kw

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.spec import FILE_CHUNK, FILE_LOOKAHEAD, INPUT_KEYS, segments
+from ..models.spec import FILE_CHUNK, FILE_LOOKAHEAD, clip_windows
 from .metrics import psnr_y, ssim_y, to_uint8
 
 
@@ -13,15 +13,9 @@ def run_clip(model, tensors: dict, chunk: int = FILE_CHUNK, device="cpu", lookah
     as :class:`bitsr.Upscaler` runs a file: chunks of ``chunk`` frames, the forward state
     carried across them (bounded memory); a bidirectional model's backward pass also sees the
     ``lookahead`` frames after each chunk."""
-    bidir = getattr(model, "bidirectional", False)
     state = None
-    for s, e, ahead in segments(tensors["lr"].shape[0], chunk, lookahead if bidir else 0):
-        kw = {k: tensors[k][s:e][None].to(device) for k in INPUT_KEYS if k in tensors}
-        if bidir:
-            kw["lookahead"] = ahead
-        else:
-            kw.pop("flow_next", None)
-            kw.pop("conf_next", None)
+    for _, kw in clip_windows(model, tensors, chunk=chunk, lookahead=lookahead):
+        kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kw.items()}
         out, state = model(**kw, state=state)
         for y in to_uint8(out[0]).cpu():
             yield y
