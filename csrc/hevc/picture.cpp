@@ -115,11 +115,12 @@ void bind(Arr<T>& a, char* base, size_t at, size_t count) {
 }
 }  // namespace
 
-void Priors::bind_grids() {
+// Binds the grids to `storage`, allocated first when `allocate`.
+void Priors::bind_grids(bool allocate) {
   const size_t n = (size_t)gw * gh;
   Layout l;
   const size_t o_pu = l.place<uint32_t>(n), o_tu = l.place<uint8_t>(n);
-  char* base = static_cast<char*>(storage.data());
+  char* base = static_cast<char*>(allocate ? storage.allocate(l.off) : storage.data());
   bind(pu, base, o_pu, n);
   bind(tu, base, o_tu, n);
 }
@@ -127,11 +128,7 @@ void Priors::bind_grids() {
 void Priors::allocate(int w4, int h4, size_t rec_hint) {
   gw = w4;
   gh = h4;
-  const size_t n = (size_t)w4 * h4;
-  Layout l;
-  l.place<uint32_t>(n), l.place<uint8_t>(n);
-  storage.allocate(l.off);
-  bind_grids();
+  bind_grids(true);
   cap = std::max<size_t>(rec_hint, 256);
   recs = static_cast<PuRec*>(rec_storage.allocate(cap * sizeof(PuRec)));
   nrec = 0;
@@ -152,7 +149,7 @@ void Priors::grow() { reallocate(cap * 2); }
 
 void Priors::claim() {
   if (nrec) return;  // written already: keep it
-  if (storage.claim()) bind_grids();
+  if (storage.claim()) bind_grids(false);
   if (rec_storage.claim()) recs = static_cast<PuRec*>(rec_storage.data());
 }
 
@@ -235,12 +232,13 @@ bool PriorStorage::claim() {
   const std::thread::id me = std::this_thread::get_id();
   if (!p_ || owner_ == me) return false;
   void* q = pool().take(bytes_, true);
+  if (q) {
+    pool().put(p_, bytes_, owner_);  // unwritten here: it goes back under the owner it had
+    p_ = q;
+    poison();
+  }
   owner_ = me;
-  if (!q) return false;
-  pool().put(p_, bytes_, owner_);
-  p_ = q;
-  poison();
-  return true;
+  return q != nullptr;
 }
 
 }  // namespace bitsr

@@ -139,7 +139,7 @@ struct Priors {
  private:
   void grow();
   void reallocate(size_t ncap);
-  void bind_grids();
+  void bind_grids(bool allocate);
   [[noreturn]] static void unwritten_block();
 };
 
