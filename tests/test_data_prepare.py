@@ -53,6 +53,27 @@ def test_hr_is_lossless_crop(tmp_path):
     assert all(np.array_equal(h, f[:96, :128]) for h, f in zip(hr, frames))
 
 
+def test_hr_shrink_makes_smaller_targets_and_redoes_stale_items(tmp_path):
+    from streams import source_frames
+
+    frames = source_frames(3, 128, 96, "city")
+    src = write_png_folder(tmp_path / "clip", frames)
+    out = tmp_path / "out"
+    spec = [EncodeSpec(preset="ultrafast")]
+    prepare([src], out, scales=(2,), encodes=spec, progress=False, hr_shrink=lambda name, scale: 2.0)
+    e = next(iter(load_manifest(out)["items"].values()))
+    assert e["hr_shrink"] == 2.0 and e["hr_size"] == [64, 48] and e["lr_size"] == [32, 24]
+    hr, _ = _decode(out / e["hr"])
+    assert np.array_equal(hr[1], imresize(frames[1], 0.5))  # the shrunk source, stored losslessly
+    # Another factor makes the item stale: HR and LR are made again at full size.
+    prepare([src], out, scales=(2,), encodes=spec, progress=False)
+    e = next(iter(load_manifest(out)["items"].values()))
+    assert "hr_shrink" not in e and e["hr_size"] == [128, 96]
+    assert _decode(out / e["hr"])[0][0].shape == (96, 128, 3)
+    with pytest.raises(ValueError, match="hr_shrink"):
+        prepare([src], out, scales=(2,), encodes=spec, progress=False, hr_shrink=0.5)
+
+
 def test_idempotent_and_resumable(tmp_path):
     srcs = tiny_sources(tmp_path / "src", n=3, size=(64, 64))
     out = tmp_path / "out"

@@ -104,6 +104,19 @@ def val_sources(shared: Path) -> list[Path]:
     return [shared / "video" / "vid4" / f"{c}.mkv" for c in VAL_CLIPS] + holdout_sources(shared)
 
 
+def shrink_policy(srcs: list[Path], limit: float):
+    """hr_shrink for prepare(): up to ``limit`` per clip, but never so far that the clip's LR
+    frames at that scale fall under MIN_LR (plus a crop margin)."""
+    sides = {s.stem: min(frame_size(s)) for s in srcs} if limit > 1 else {}
+
+    def shrink(name: str, scale: int) -> float:
+        if limit <= 1:
+            return 1.0
+        return round(max(1.0, min(limit, sides[name] / ((MIN_LR + 2) * scale))), 3)
+
+    return shrink
+
+
 def explicit_specs(args) -> list[EncodeSpec] | None:
     """The grid of --codec x --gop x --crf/--qp, or None (the mix) when none was given."""
     if not (args.crf or args.qp or args.gop or args.codec):
@@ -131,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", choices=PRESETS, default="medium", help="preset of the explicit encodings")
     ap.add_argument("--keyint", type=int, default=32, help="keyint of explicit ldp/ra encodings")
     ap.add_argument("--max-frames", type=int, default=0, help="cap per clip (0: all)")
+    ap.add_argument("--hr-shrink", type=float, default=1.0, metavar="F",
+                    help="shrink the training sources by up to F (MATLAB bicubic) before they become HR targets, "
+                         "as far as LR frames stay >= MIN_LR: lossy sources make sharper, cleaner targets smaller "
+                         "(default 1: full size; validation clips are never shrunk)")
     ap.add_argument("--skip-val", action="store_true")
     ap.add_argument("--list", action="store_true", help="print the encodings of every clip and exit")
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -159,7 +176,7 @@ def main(argv=None) -> int:
             print(f"x{scale}: left out, LR frames under {MIN_LR} pixels: {' '.join(s.stem for s in small)}",
                   file=sys.stderr)
         prepare(keep, out / "train", scales=[scale], encodes=encodes, max_frames=args.max_frames,
-                progress=not args.quiet)
+                progress=not args.quiet, hr_shrink=shrink_policy(keep, args.hr_shrink))
         if not args.quiet:
             print(f"train x{scale}: {len(keep)} clips in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if not args.skip_val:

@@ -34,6 +34,9 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # The encodings of every clip, or a function of the clip's name giving them (a per-clip mix).
 Encodes = Union[Sequence[EncodeSpec], Callable[[str], Sequence[EncodeSpec]]]
+# How much the source frames are shrunk before they become the HR target, per clip: a factor
+# >= 1, or a function of (clip name, scale) giving it.
+Shrink = Union[float, Callable[[str, int], float]]
 DEFAULT_ENCODES = (EncodeSpec(),)  # x265 low-delay P, CRF 25, keyint 32, medium
 
 
@@ -77,32 +80,36 @@ def encoding_family(entry: dict) -> str:
     return entry.get("family") or f"{e.get('codec', 'x265')}-{e.get('gop', 'ldp')}"
 
 
-def _same_source(entry: dict, fingerprint: list, max_frames: int) -> bool:
-    return entry.get("source_fingerprint") == fingerprint and entry.get("max_frames", 0) == max_frames
+def _same_source(entry: dict, fingerprint: list, max_frames: int, shrink: float) -> bool:
+    return (entry.get("source_fingerprint") == fingerprint and entry.get("max_frames", 0) == max_frames
+            and entry.get("hr_shrink", 1.0) == shrink)
 
 
-def _done(out_dir: Path, entry: dict | None, fingerprint: list, max_frames: int) -> bool:
-    return (entry is not None and _same_source(entry, fingerprint, max_frames)
+def _done(out_dir: Path, entry: dict | None, fingerprint: list, max_frames: int, shrink: float) -> bool:
+    return (entry is not None and _same_source(entry, fingerprint, max_frames, shrink)
             and (out_dir / entry["hr"]).is_file() and (out_dir / entry["lr"]).is_file())
 
 
 def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[EncodeSpec], manifest: dict,
-                  max_frames: int, fps_default, bar) -> int:
+                  max_frames: int, shrink: float, fps_default, bar) -> int:
     fp = clip.fingerprint()
     items = manifest["items"]
-    todo = [s for s in specs if not _done(out_dir, items.get(item_key(clip.name, scale, s)), fp, max_frames)]
+    todo = [s for s in specs if not _done(out_dir, items.get(item_key(clip.name, scale, s)), fp, max_frames, shrink)]
     if not todo:
         return 0
     rel = Path(clip.name) / f"x{scale}"
     (out_dir / rel).mkdir(parents=True, exist_ok=True)
     hr_rel = rel / "hr.mkv"
     same_hr = [e for e in manifest["items"].values() if e["hr"] == str(hr_rel)]
-    hr_ok = (out_dir / hr_rel).is_file() and bool(same_hr) and all(_same_source(e, fp, max_frames) for e in same_hr)
+    hr_ok = ((out_dir / hr_rel).is_file() and bool(same_hr)
+             and all(_same_source(e, fp, max_frames, shrink) for e in same_hr))
     fps = clip_fps(clip, fps_default)
     writers, n = [], 0
     size = None
     try:
         for rgb in iter_frames(clip, max_frames):
+            if shrink != 1.0:
+                rgb = imresize(rgb, 1.0 / shrink)
             if size is None:
                 m = 2 * scale  # LR stays even for 4:2:0
                 H, W = rgb.shape[0] // m * m, rgb.shape[1] // m * m
@@ -136,7 +143,8 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
         os.replace(wr.path, _unpart(wr.path))
     W, H = size
     if not hr_ok:  # entries made from an older HR file are stale now
-        for k in [k for k, e in items.items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames)]:
+        stale = [k for k, e in items.items() if e["hr"] == str(hr_rel) and not _same_source(e, fp, max_frames, shrink)]
+        for k in stale:
             del items[k]
     for s in todo:
         entry = {
@@ -157,6 +165,8 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
             "params": s.params(),
             "downscale": "matlab_bicubic_antialias",
         }
+        if shrink != 1.0:
+            entry["hr_shrink"] = shrink
         if s.codec == "x265":
             entry["x265_params"] = s.params()
         manifest["items"][item_key(clip.name, scale, s)] = entry
@@ -166,10 +176,13 @@ def _prepare_clip(clip: ClipSource, out_dir: Path, scale: int, specs: Sequence[E
 
 def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, scales: Sequence[int] = (4,),
             encodes: Encodes = DEFAULT_ENCODES, layout: str = "auto", max_frames: int = 0,
-            fps=25, progress: bool = True) -> dict:
+            fps=25, progress: bool = True, hr_shrink: Shrink = 1.0) -> dict:
     """Makes HR/LR pairs for every clip of ``inputs`` (see :mod:`bitsr.data.sources`) at every
     scale and encoding. ``encodes``: the encodings of every clip, or a function of the clip's
     name returning that clip's encodings (e.g. :func:`bitsr.data.encode.training_mix`).
+    ``hr_shrink``: shrink the source frames by this factor (MATLAB bicubic) before they become
+    the HR target, or a function of (clip name, scale) giving it; sources that carry JPEG or
+    H.264 artefacts and soft detail at their full size make sharper, cleaner targets smaller.
     Returns the manifest (also written to ``OUT/manifest.json``)."""
     from fractions import Fraction
 
@@ -185,7 +198,8 @@ def prepare(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *, 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
-        return _prepare_locked(clips, out, scales, encodes, max_frames, Fraction(fps), progress)
+        shrink = hr_shrink if callable(hr_shrink) else (lambda name, scale: hr_shrink)
+        return _prepare_locked(clips, out, scales, encodes, max_frames, Fraction(fps), progress, shrink)
 
 
 @contextlib.contextmanager
@@ -217,7 +231,14 @@ def _specs_of(encodes, name: str) -> list[EncodeSpec]:
     return specs
 
 
-def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, progress: bool) -> dict:
+def _shrink_of(shrink, name: str, scale: int) -> float:
+    f = float(shrink(name, scale))
+    if not f >= 1.0 or f > 64:
+        raise ValueError(f"{name}: hr_shrink must be in [1, 64], got {f}")
+    return f
+
+
+def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, progress: bool, shrink) -> dict:
     manifest = load_manifest(out)
     bar = None
     if progress:
@@ -230,7 +251,8 @@ def _prepare_locked(clips, out: Path, scales, encodes, max_frames: int, fps, pro
             for scale in scales:
                 if bar is not None:
                     bar.set_postfix_str(f"{clip.name} x{scale}")
-                made += _prepare_clip(clip, out, scale, _specs_of(encodes, clip.name), manifest, max_frames, fps, bar)
+                made += _prepare_clip(clip, out, scale, _specs_of(encodes, clip.name), manifest, max_frames,
+                                      _shrink_of(shrink, clip.name, scale), fps, bar)
     finally:
         if bar is not None:
             bar.close()
