@@ -254,4 +254,4 @@ def _open_writer(dst, hr, first_pts, first, reader, src, encoder, crf, preset, t
     tb = reader.time_base if first_pts is not None and reader.time_base else 1 / Fraction(fps)
     color = (first.colorspace, first.color_primaries, first.color_trc) if first is not None else (2, 2, 2)
     return VideoWriter(dst, w, h, rate=fps, time_base=tb, encoder=encoder, crf=crf, preset=preset,
-                       threads=threads, color=color, source=src, source_video=reader.stream.index, warn=False)
+                       threads=threads, color=color, source=src, source_video=reader.stream_index, warn=False)

@@ -2,7 +2,9 @@
 hook, lifetime."""
 from __future__ import annotations
 
+import gc
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -116,6 +118,34 @@ def test_lifetime():
         next(video)
     with bitsr.open(path) as video:
         assert sum(1 for _ in video) == 20
+
+
+def _ffmpeg_threads() -> int:
+    return sum(open(f"/proc/self/task/{t}/comm").read().startswith("av:") for t in os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+@pytest.mark.parametrize("container", ["hevc", "mp4"])
+def test_closing_frees_ffmpeg_decoder_threads(container):
+    """close(), the end of a with block and the end of a loop free FFmpeg's decoder and its
+    threads at once, not when the garbage collector runs: a process forked before that (a
+    DataLoader worker) hung freeing a decoder whose threads it did not have."""
+    path = make_hevc("reader_threads", frames=10, x265_params=PARAMS, source="bikes", container=container)
+    gc.collect()
+    gc.disable()
+    try:
+        base = _ffmpeg_threads()
+        with bitsr.open(path, threads=2) as video:
+            next(video)
+            assert _ffmpeg_threads() > base  # frame threads running
+        assert _ffmpeg_threads() == base
+        assert (video.width, video.height) == (176, 144) and video.stream is None
+        assert sum(1 for _ in video) == 0
+        video = bitsr.open(path, threads=2)
+        assert sum(1 for _ in video) == 10
+        assert _ffmpeg_threads() == base
+    finally:
+        gc.enable()
 
 
 def test_raw_stream_time():

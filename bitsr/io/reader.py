@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import weakref
 from fractions import Fraction
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import av
 import numpy as np
@@ -207,17 +208,22 @@ class Reader:
         self._iter: Optional[Iterator[Frame]] = None
         self._source = None
         self.codec = detect_codec(self.path)
+        warn = _weak_callback(self._warn)
         try:
             self._source = SOURCES[self.codec][0](self.path, strict=strict, threads=threads, limits=limits,
-                                                  warn=self._warn)
+                                                  warn=warn)
         except _core.UnsupportedStreamError:
             if not any_codec:
                 raise
-            self._source = PixelSource(self.path, strict=strict, threads=threads, limits=limits, warn=self._warn)
+            self._source = PixelSource(self.path, strict=strict, threads=threads, limits=limits, warn=warn)
             self.codec = self._source.codec
         self.has_priors = getattr(self._source, "has_priors", True)
         self._container = self._source.container
+        # The PyAV stream while the file is open; None after close(), which frees FFmpeg's
+        # decoder (and its threads) at once. Read metadata that must outlive it at opening.
         self.stream = self._source.stream
+        self.stream_index: int = self.stream.index
+        self._size: Optional[tuple[int, int]] = None  # (width, height) kept at closing
         self.is_raw = self._source.is_raw
         s, c = self.stream, self._container
         self._time_base: Optional[Fraction] = s.time_base
@@ -272,11 +278,11 @@ class Reader:
 
     @property
     def width(self) -> int:
-        return self.stream.codec_context.width
+        return self._size[0] if self.stream is None else self.stream.codec_context.width
 
     @property
     def height(self) -> int:
-        return self.stream.codec_context.height
+        return self._size[1] if self.stream is None else self.stream.codec_context.height
 
     def __enter__(self) -> "Reader":
         return self
@@ -294,6 +300,12 @@ class Reader:
         if self._container is not None:
             self._container.close()
             self._container = None
+            cc = self.stream.codec_context
+            self._size = (cc.width, cc.height)
+            # The last references to the decoder: FFmpeg joins its threads now, not when the
+            # garbage collector gets to this Reader (a process forked in between, such as a
+            # DataLoader worker, hangs when its collector frees a decoder without its threads).
+            self.stream = self._source.stream = self._source.container = None
 
     def __iter__(self) -> "Reader":
         return self
@@ -329,6 +341,22 @@ class Reader:
         self.num_warnings += 1
         if len(self.warnings) < self.MAX_WARNINGS:
             self.warnings.append(msg)
+
+
+def _weak_callback(method) -> Callable[[str], None]:
+    """``method`` of an object, called through a weak reference. The sources call back into
+    their Reader; a strong reference would be a cycle keeping FFmpeg's decoder and its threads
+    alive after the Reader is dropped, until the garbage collector runs - and a process forked
+    before that (a DataLoader worker) hangs when its collector frees a decoder whose threads
+    it does not have."""
+    ref = weakref.WeakMethod(method)
+
+    def call(msg: str) -> None:
+        m = ref()
+        if m is not None:
+            m(msg)
+
+    return call
 
 
 def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,  # noqa: A001

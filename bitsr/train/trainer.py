@@ -8,6 +8,7 @@ weights without validation) holds the config and weights only, for :class:`bitsr
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import os
@@ -140,6 +141,9 @@ class Trainer:
                                           bidirectional=self.bidirectional)
         if self.world > 1 and self.main:
             dist.barrier()
+        # Building the caches decoded every clip: free what is left of those decoders (and
+        # their FFmpeg threads) before DataLoader workers are forked from this process.
+        gc.collect()
 
     # -- checkpoints ----------------------------------------------------------------------
     def _payload(self, full: bool) -> dict:
