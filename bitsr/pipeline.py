@@ -233,6 +233,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
         torch.set_num_threads(old_threads)
     gen.close()
     writer.close(complete=not stopped_early)
+    if not quiet:  # what the compute policy did (auto: which frames it routed)
+        warnings.warn(f"{src.name}: {upscaler.compute_summary()}", StreamNote, stacklevel=2)
     short = None if stopped_early else reader.shortfall()
     if short:
         msg = f"{src}: {n} frame(s) written to {dst}, but {short}"

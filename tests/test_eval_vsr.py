@@ -78,8 +78,14 @@ def test_quick_subset_end_to_end(tmp_path):
     r = json.loads(out.read_text())
     res = r["results"]["4"]
     cell = res["cells"]["x264-default/crf30"]
-    assert set(cell) == set(res["rows"]) and res["rows"][:2] == ["bicubic", ev.MODEL] and len(res["rows"]) == 7
+    assert set(cell) == set(res["rows"]) and res["rows"][:2] == ["bicubic", ev.MODEL] and len(res["rows"]) == 8
     assert cell["bicubic"]["per_clip"]["calendar"]["frames"] == 3
     assert cell[ev.MODEL]["gain_psnr"] > 0.1  # the shipped model beats bicubic on compressed H.264 too
     assert cell[ev.MODEL]["gflops_per_frame"] > 0 and "flops_saved" in cell[ev.MODEL]["vs_uniform"]
+    # auto: every frame either routed or uniform; H.264's 16x16 macroblocks save too little
+    # at these thresholds to be routed, and then it is uniform compute exactly
+    auto = cell[ev.AUTO]
+    assert 0 <= auto["tile_share"]["routed_frames"] <= 1 and "cpu_saved" in auto["vs_uniform"]
+    if auto["tile_share"]["routed_frames"] == 0:
+        assert auto["psnr"] == pytest.approx(cell[ev.UNIFORM]["psnr"], abs=1e-6)
     assert "Y-PSNR" in res["table"] and (tmp_path / "val" / "calendar" / "x4" / "crf30_x264_medium.mp4").is_file()

@@ -69,7 +69,7 @@ class _Counting:
 def test_frames_stream_matches_the_model(tmp_path):
     stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
     path, net = _weights(tmp_path)
-    up = bitsr.Upscaler(scale=2, model=path)
+    up = bitsr.Upscaler(scale=2, model=path, compute="saving")  # the network as trained
     out = list(up.frames(stream))
     assert len(out) == 5 and out[0].shape == (96, 128, 3) and out[0].dtype == np.uint8
     ref = _reference(net, stream)
@@ -81,7 +81,7 @@ def test_frames_stream_matches_the_model(tmp_path):
 def test_bidirectional_file_mode_segments_with_lookahead(tmp_path):
     stream = make_hevc("ups_b", frames=11, width=64, height=48, x265_params="bframes=2")
     path, net = _weights(tmp_path, bidirectional=True)
-    up = Upscaler(scale=2, model=path, chunk=4, lookahead=2)
+    up = Upscaler(scale=2, model=path, chunk=4, lookahead=2, compute="saving")
     assert up.mode() == "file" and up.mode(streaming=True) == "streaming"
     out = list(up.frames(stream))
     assert _close(out, _reference(net, stream, bidirectional=True, chunk=4, lookahead=2))
@@ -92,7 +92,7 @@ def test_bidirectional_file_mode_segments_with_lookahead(tmp_path):
     t = _inputs(stream, bidirectional=True)
     with torch.no_grad():
         whole, _ = net(**{k: v[None] for k, v in t.items()})
-    one = list(Upscaler(scale=2, model=path, chunk=32).frames(stream))
+    one = list(Upscaler(scale=2, model=path, chunk=32, compute="saving").frames(stream))
     assert _close(one, [y.numpy() for y in to_uint8(whole[0])])
 
 
@@ -110,7 +110,7 @@ def test_file_mode_memory_is_bounded_by_chunk_and_lookahead(tmp_path):
 def test_streaming_mode_is_causal(tmp_path):
     stream = make_hevc("ups_b", frames=6, width=64, height=48, x265_params="bframes=2")
     path, net = _weights(tmp_path, bidirectional=True)
-    up = Upscaler(scale=2, model=path)
+    up = Upscaler(scale=2, model=path, compute="saving")
     src = _Counting(stream)
     out, ahead = [], []
     for y in up.frames(src, streaming=True):
@@ -156,14 +156,37 @@ def test_scale_mismatch(tmp_path):
 
 
 def test_compute_modes(tmp_path):
-    """uniform: the same weights without routing or reuse; auto: saving on the CPU."""
+    """uniform: the same weights without routing or reuse; saving: routing + reuse on every
+    frame; auto (CPU): routing only where its plan saves at least AUTO_MIN_SAVING."""
     stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
     path, net = _weights(tmp_path)
-    assert Upscaler(scale=2, model=path).compute_mode == "saving"
+    routed = _reference(net, stream)
     up = Upscaler(scale=2, model=path, compute="uniform")
     assert up.compute_mode == "uniform" and not up.net.routing and not up.net.reuse
     net.routing = net.reuse = False
     ref = _reference(net, stream)
     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(up.frames(stream), ref))
+    assert up.compute_summary() == "compute: uniform (5 frame(s))"
+    assert not _close(routed, ref)  # the two modes differ on this input
+
+    auto = Upscaler(scale=2, model=path)
+    assert auto.compute_mode == "auto" and auto.net.min_saving == Upscaler.AUTO_MIN_SAVING > 0
+    assert Upscaler(scale=2, model=path, compute="saving").net.min_saving == 0
+    # the threshold decides per frame: none reached -> uniform, always reached -> as trained
+    auto.net.min_saving = 1.01
+    assert _close(list(auto.frames(stream)), ref)
+    assert auto.net.stats["uniform"] == 5 and "5 frame(s) uniform" in auto.compute_summary()
+    auto.net.min_saving = -1.0  # (the rule is off at 0 and below)
+    assert _close(list(auto.frames(stream)), routed)
+    assert auto.net.stats["uniform"] == 0 and auto.compute_summary().startswith("compute: auto: routing + reuse on 5")
     with pytest.raises(ValueError, match="compute"):
         Upscaler(scale=2, model=path, compute="fast")
+
+
+def test_routing_saving_counts_branch_costs(tmp_path):
+    _, net = _weights(tmp_path)
+    c = net.tile_costs()
+    assert len(c) == len(net.branches) and c[0] < c[-1]
+    assert net.routing_saving(torch.tensor([2, 2, 2, 2])) == pytest.approx(0.0)
+    assert net.routing_saving(torch.tensor([-1, -1])) == pytest.approx(1.0)  # all reused
+    assert net.routing_saving(torch.tensor([2, 0, 1, -1])) == pytest.approx(1 - (c[2] + c[0] + c[1]) / (4 * c[2]))

@@ -13,13 +13,14 @@ medium, -> decoded -> SR, scored by Y-PSNR / SSIM (BT.601 luma, border crop = sc
 
 Rows: bicubic (MATLAB imresize of the decoded frames), the model as trained, the same weights
 with each mechanism switched off at test time (no reuse; uniform compute = the heavy branch
-everywhere, no reuse; no alignment; OpenCV DIS alignment; single frame), and separately
+everywhere, no reuse; auto compute = bitsr.Upscaler's default on the CPU, routing only the
+frames whose plan saves enough; no alignment; OpenCV DIS alignment; single frame), and separately
 trained ablations (--ablation NAME=PATH, see configs/ablations/). Per cell (encoding, CRF),
 mean over the clips: Y-PSNR / SSIM and their gain over bicubic (the key number), conv/matmul
 GFLOPs per frame (torch.utils.flop_counter on the first --flops-frames frames of each clip:
 the counter slows every op) and network CPU ms per frame (process CPU time, one thread by
 default, which other jobs on a shared machine disturb far less than wall time; wall time goes
-to the JSON too); for the model row, the FLOPs and CPU time routing + reuse save against
+to the JSON too); for the model and auto rows, the FLOPs and CPU time they save against
 uniform compute, and what they cost in Y-PSNR.
 
 Prints, per scale, tables of rows x cells (Y-PSNR and SSIM: bicubic absolute, other rows as
@@ -60,7 +61,7 @@ from bitsr.data.inputs import to_tensors  # noqa: E402
 from bitsr.data.prepare import item_key, prepare  # noqa: E402
 from bitsr.models.spec import FILE_CHUNK, clip_windows  # noqa: E402
 from bitsr.train.metrics import psnr_y, ssim_y, to_uint8  # noqa: E402
-from bitsr.upscaler import load_model  # noqa: E402
+from bitsr.upscaler import Upscaler, load_model  # noqa: E402
 
 CLIPS = VAL_CLIPS + HOLDOUT
 CRFS = (20, 25, 30, 35)
@@ -72,11 +73,14 @@ ENCODINGS = {
 }
 MODEL = "model (as trained)"
 UNIFORM = "  - uniform compute"
+AUTO = "  - auto compute (Upscaler default)"
+SAVERS = (MODEL, AUTO)  # rows compared with uniform compute
 # test-time switches on the trained weights: (label, model attributes, input alignment or None)
 SWITCHES = [
     (MODEL, {}, None),
     ("  - no reuse", {"reuse": False}, None),
     (UNIFORM, {"routing": False, "reuse": False}, None),
+    (AUTO, {"min_saving": Upscaler.AUTO_MIN_SAVING}, None),
     ("  - no alignment", {"reuse": False}, "none"),
     ("  - DIS alignment", {}, "dis"),
     ("  - single frame", {"propagate": False, "reuse": False}, None),
@@ -84,7 +88,7 @@ SWITCHES = [
 # and on bidirectional weights: the same run causally, as Upscaler.frames(..., streaming=True)
 STREAMING = ("  - streaming (causal)", {"eval_streaming": True}, None)
 # --rows names of the switch rows
-ROW_NAMES = dict(zip(("model", "no-reuse", "uniform", "no-align", "dis", "single", "streaming"),
+ROW_NAMES = dict(zip(("model", "no-reuse", "uniform", "auto", "no-align", "dis", "single", "streaming"),
                      [label for label, _, _ in SWITCHES] + [STREAMING[0]]))
 
 
@@ -214,7 +218,10 @@ def _tile_share(stats) -> dict | None:
         return None
     tot = sum(t["tiles"] for t in stats)
     comp = np.sum([t["computed"] for t in stats], axis=0)
-    return {"branch": [float(x) / tot for x in comp], "reused": sum(t["reused"] for t in stats) / tot}
+    frames = sum(t.get("frames", 0) for t in stats)
+    routed = frames - sum(t.get("uniform", 0) + t.get("plain", 0) for t in stats)
+    return {"branch": [float(x) / tot for x in comp], "reused": sum(t["reused"] for t in stats) / tot,
+            "routed_frames": routed / max(frames, 1)}
 
 
 def _mean(xs):
@@ -281,12 +288,14 @@ def evaluate_scale(scale: int, args, shared: Path, models, params) -> dict:
             r["per_clip"] = pc
             r["tile_share"] = _tile_share([pc[c].get("tiles") for c in args.clips])
             res[label] = {k: v for k, v in r.items() if v is not None}
-        if MODEL in res and UNIFORM in res:
-            m, u = res[MODEL], res[UNIFORM]
-            res[MODEL]["vs_uniform"] = {
-                "flops_saved": (1 - m["gflops_per_frame"] / u["gflops_per_frame"]) if "gflops_per_frame" in m else None,
-                "cpu_saved": 1 - m["ms_per_frame"] / u["ms_per_frame"],
-                "psnr_change": m["psnr"] - u["psnr"], "ssim_change": m["ssim"] - u["ssim"]}
+        for saver in SAVERS:
+            if saver in res and UNIFORM in res:
+                m, u = res[saver], res[UNIFORM]
+                res[saver]["vs_uniform"] = {
+                    "flops_saved": (1 - m["gflops_per_frame"] / u["gflops_per_frame"]) if "gflops_per_frame" in m
+                    else None,
+                    "cpu_saved": 1 - m["ms_per_frame"] / u["ms_per_frame"],
+                    "psnr_change": m["psnr"] - u["psnr"], "ssim_change": m["ssim"] - u["ssim"]}
         cells[cell] = res
     summary = {}
     for label in labels:
@@ -337,20 +346,25 @@ def format_tables(res: dict, args) -> str:
                 line += f"{'-' if gf is None else format(gf, '.2f'):>10s}{s['mean_ms_per_frame']:8.1f}{s['params']:9d}"
             out.append(line)
         out.append("")
-    if all("vs_uniform" in res["cells"][c].get(MODEL, {}) for c in cells) and cells:
-        out.append(f"x{res['scale']}: routing + reuse against uniform compute (the model row against "
+    for saver in SAVERS:
+        if not cells or not all("vs_uniform" in res["cells"][c].get(saver, {}) for c in cells):
+            continue
+        what = "routing + reuse" if saver == MODEL else "auto compute"
+        out.append(f"x{res['scale']}: {what} against uniform compute (the '{saver.strip()}' row against "
                    f"'{UNIFORM.strip()}'), per cell")
-        out += header(first="routing + reuse")
+        out += header(first=what)
         out.append("-" * len(out[-1]))
         rows = (("FLOPs saved %", "flops_saved", 100, "{:{w}.1f}"), ("CPU time saved %", "cpu_saved", 100, "{:{w}.1f}"),
                 ("Y-PSNR change dB", "psnr_change", 1, "{:+{w}.3f}"))
         for name, k, mul, f in rows:
-            vals = [res["cells"][c][MODEL]["vs_uniform"][k] for c in cells]
+            vals = [res["cells"][c][saver]["vs_uniform"][k] for c in cells]
             out.append(f"{name:{lw}s}" + "".join(f"{'-':>{w}s}" if v is None else f.format(mul * v, w=w) for v in vals))
-        shares = [res["cells"][c][MODEL].get("tile_share") for c in cells]
+        shares = [res["cells"][c][saver].get("tile_share") for c in cells]
         if all(shares):
             out.append(f"{'tiles reused %':{lw}s}" + "".join(f"{100 * t['reused']:{w}.1f}" for t in shares))
             out.append(f"{'tiles cheapest branch %':{lw}s}" + "".join(f"{100 * t['branch'][0]:{w}.1f}" for t in shares))
+            if saver == AUTO:
+                out.append(f"{'frames routed %':{lw}s}" + "".join(f"{100 * t['routed_frames']:{w}.1f}" for t in shares))
         out.append("")
     ft = res["flow_ms_per_frame"]
     if ft:

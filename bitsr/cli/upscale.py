@@ -54,8 +54,9 @@ def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
     ap.add_argument("--tile", type=int, default=0, metavar="PX",
                     help="process frames in tiles of PX low-resolution pixels (saves memory on large frames)")
     ap.add_argument("--compute", default="auto", choices=("auto", "saving", "uniform"),
-                    help="saving: route tiles by CU size and reuse what the codec copied; uniform: the full network "
-                         "everywhere; auto (default): saving on the CPU, uniform on CUDA")
+                    help="saving: route tiles by CU size and reuse what the codec copied, on every frame; uniform: "
+                         "the full network everywhere; auto (default): on the CPU, saving on the frames where it "
+                         "saves at least half the FLOPs and uniform on the others; uniform on CUDA")
     ap.add_argument("--streaming", action="store_true",
                     help="causal mode: each frame from the frames before it only, written as soon as it is decoded "
                          "(live input); by default a bidirectional model also looks ahead (file mode)")

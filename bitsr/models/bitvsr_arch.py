@@ -95,6 +95,11 @@ class BitVSR(nn.Module):
         # Training only: the share of windows run without the backward pass (its features zero, as
         # in causal use), so one set of weights serves files (bidirectional) and live streams.
         self.back_dropout = float(back_dropout)
+        # Inference only: a frame whose routing plan saves less than this share of the body's
+        # and upsampler's FLOPs runs uniform instead (gathering and scattering tiles costs
+        # more than the convolutions a small saving skips, and routing costs some quality).
+        # 0: always route (as trained). Set by bitsr.Upscaler's automatic compute policy.
+        self.min_saving = 0.0
         self.condition = CodecCondition(channels) if condition else None
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
@@ -108,7 +113,7 @@ class BitVSR(nn.Module):
         if bidirectional:
             self.fuse_back = nn.Conv2d(2 * c + 1, c, 1)
             self.back_body = nn.Sequential(*(LightResBlock(c) for _ in range(backward_blocks)))
-        self.stats = {"tiles": 0, "computed": [0] * len(branch_blocks), "reused": 0}
+        self.reset_stats()
 
     # -- one frame --------------------------------------------------------------------------
     def _uniform(self, fused: torch.Tensor) -> torch.Tensor:
@@ -135,15 +140,25 @@ class BitVSR(nn.Module):
         if mods is not None:
             fused = fused * (1 + mods[0][0]) + mods[0][1]
         base = self.base_up(x.contiguous(memory_format=torch.channels_last))
-        if not self.routing:
+        self.stats["frames"] += 1
+        uniform = not self.routing
+        if uniform:
+            self.stats["plain"] += 1
+        if self.routing:
+            level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf,
+                                          self.demote_clean)
+            level, reusable = level.reshape(-1), reusable.reshape(-1)
+            use_reuse = self.reuse and prev is not None and self.propagate
+            if use_reuse:
+                level = torch.where(reusable, torch.full_like(level, -1), level)
+            if self.min_saving > 0 and not self.training and self.routing_saving(level) < self.min_saving:
+                uniform = True
+                self.stats["uniform"] += 1
+                self.stats["tiles"] += int(level.numel())  # every tile on the heaviest branch
+                self.stats["computed"][-1] += int(level.numel())
+        if uniform:
             h = self._uniform(fused)
             return h, base + self.upsample(h if mods is None else h * (1 + mods[1][0]) + mods[1][1])
-
-        level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf, self.demote_clean)
-        level, reusable = level.reshape(-1), reusable.reshape(-1)
-        use_reuse = self.reuse and prev is not None and self.propagate
-        if use_reuse:
-            level = torch.where(reusable, torch.full_like(level, -1), level)
         lay = TileLayout(b, hh, ww, self.tile, x.device)
         if use_reuse and bool(reusable.any()):
             rmask = reusable.view(b, 1, lay.ht, lay.wt)
@@ -294,4 +309,20 @@ class BitVSR(nn.Module):
         return out, widened
 
     def reset_stats(self) -> None:
-        self.stats = {"tiles": 0, "computed": [0] * len(self.branches), "reused": 0}
+        # frames run; of those, run without routing (plain) and run uniform by the min_saving
+        # rule (uniform, their tiles counted on the heaviest branch)
+        self.stats = {"tiles": 0, "computed": [0] * len(self.branches), "reused": 0, "frames": 0, "plain": 0,
+                      "uniform": 0}
+
+    def tile_costs(self) -> list[float]:
+        """Relative cost of a tile on each branch: its residual blocks (two convolutions each)
+        and the upsampling convolution (3 s^2 / C convolutions' worth)."""
+        up = 3 * self.scale ** 2 / self.channels
+        return [2.0 * len(b) + up for b in self.branches]
+
+    def routing_saving(self, level: torch.Tensor) -> float:
+        """Share of the uniform body + upsampler FLOPs that the routing plan ``level`` (per tile:
+        a branch, or -1 for reused) saves."""
+        costs = self.tile_costs()
+        n = torch.bincount(level[level >= 0], minlength=len(costs)).tolist()
+        return 1.0 - sum(c * k for c, k in zip(costs, n)) / (costs[-1] * max(int(level.numel()), 1))
