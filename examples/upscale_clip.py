@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import av
@@ -93,8 +94,12 @@ def main() -> int:
             model = str(train(default_inputs(work), work, args.scale, iters=args.train_iters))
 
     t0 = time.perf_counter()
-    out = bitsr.upscale(src, dst, scale=args.scale, model=model, device=args.device)
+    with warnings.catch_warnings(record=True) as notes:  # printed as notes, as the CLI does
+        warnings.simplefilter("always")
+        out = bitsr.upscale(src, dst, scale=args.scale, model=model, device=args.device)
     dt = time.perf_counter() - t0
+    for w in notes:
+        print(f"note: {w.message}")
     with av.open(str(out)) as c:
         v = c.streams.video[0]
         n = sum(1 for p in c.demux(v) if p.size)
