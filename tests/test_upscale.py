@@ -3,6 +3,7 @@ encoders, options, interruption and bad input."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -258,6 +259,9 @@ def test_cli_subprocess(tmp_path):
                        capture_output=True, text=True, env=_cli_env(), timeout=300)
     assert r.returncode == 0, r.stderr
     assert "frame/s" in r.stderr  # tqdm progress with the rate
+    # and what the compute policy did (auto on the CPU: each frame routed or uniform)
+    note = [ln for ln in r.stderr.splitlines() if "note:" in ln and "compute: auto" in ln]
+    assert len(note) == 1 and re.search(r"on \d+ of 20 frame\(s\)", note[0]), r.stderr
     so = stream_summary(dst)
     assert so["frames"]["sizes"] == {(384, 256)}
     assert len(so["frames"]["times"]) == 20
