@@ -158,6 +158,21 @@ def _encode(codec, options, name, key, frames, width, height, container, pix_fmt
     if path.exists():
         return path
     tmp = path.with_suffix(f".{os.getpid()}.part.{container}")  # pytest-xdist workers may race
+    # libx265 on a loaded machine now and then returns a packet without timestamps, which the
+    # MP4/MOV muxer rejects ("pts/dts pair unsupported"): encode again.
+    for attempt in range(5):
+        try:
+            _write(codec, options, tmp, container, frames, width, height, pix_fmt, fps, source, fade)
+            break
+        except av.FFmpegError:
+            tmp.unlink(missing_ok=True)
+            if attempt == 4:
+                raise
+    os.replace(tmp, path)
+    return path
+
+
+def _write(codec, options, tmp, container, frames, width, height, pix_fmt, fps, source, fade) -> None:
     fmt = {"hevc": "hevc", "h264": "h264", "mp4": "mp4", "mkv": "matroska", "mov": "mov"}[container]
     with av.open(str(tmp), "w", format=fmt) as out:
         st = out.add_stream(codec, rate=fps)
@@ -174,5 +189,3 @@ def _encode(codec, options, name, key, frames, width, height, container, pix_fmt
                 out.mux(pkt)
         for pkt in st.encode(None):
             out.mux(pkt)
-    os.replace(tmp, path)
-    return path
