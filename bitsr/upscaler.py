@@ -124,9 +124,7 @@ class Upscaler:
         if st["plain"] == n:
             return f"compute: uniform ({n} frame(s))"
         routed = n - uni - st["plain"]
-        tiles = max(st["tiles"], 1)
-        saved = 1.0 - sum(c * k for c, k in zip(self.net.tile_costs(), st["computed"])) / (
-            self.net.tile_costs()[-1] * tiles)
+        saved = self.net.saving(st["computed"], st["tiles"])
         how = "routing + reuse" if self.compute_mode == "saving" else f"{self.compute_mode}: routing + reuse"
         out = f"compute: {how} on {routed} of {n} frame(s), {100 * saved:.0f}% of the network's FLOPs saved"
         if uni:

@@ -144,7 +144,7 @@ class BitVSR(nn.Module):
         uniform = not self.routing
         if uniform:
             self.stats["plain"] += 1
-        if self.routing:
+        else:
             level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf,
                                           self.demote_clean)
             level, reusable = level.reshape(-1), reusable.reshape(-1)
@@ -320,9 +320,12 @@ class BitVSR(nn.Module):
         up = 3 * self.scale ** 2 / self.channels
         return [2.0 * len(b) + up for b in self.branches]
 
-    def routing_saving(self, level: torch.Tensor) -> float:
-        """Share of the uniform body + upsampler FLOPs that the routing plan ``level`` (per tile:
-        a branch, or -1 for reused) saves."""
+    def saving(self, computed, tiles: int) -> float:
+        """Share of the uniform body + upsampler FLOPs saved when ``computed[i]`` of ``tiles``
+        tiles run on branch i (the others reused)."""
         costs = self.tile_costs()
-        n = torch.bincount(level[level >= 0], minlength=len(costs)).tolist()
-        return 1.0 - sum(c * k for c, k in zip(costs, n)) / (costs[-1] * max(int(level.numel()), 1))
+        return 1.0 - sum(c * k for c, k in zip(costs, computed)) / (costs[-1] * max(int(tiles), 1))
+
+    def routing_saving(self, level: torch.Tensor) -> float:
+        """:meth:`saving` of the routing plan ``level`` (per tile: a branch, or -1 for reused)."""
+        return self.saving(torch.bincount(level[level >= 0], minlength=len(self.branches)).tolist(), level.numel())
