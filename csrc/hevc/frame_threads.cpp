@@ -95,12 +95,9 @@ FrameThreads::FrameThreads(int threads) : pid_(getpid()) {
     for (; workers_ < threads; ++workers_) {
       stopped_.add();
       try {
-        run_parked([this] {
-          worker();
-          // The last touch: once stop_all() sees this (it takes the latch's mutex after this
-          // unlocks it), `this` may be gone; the parked thread touches nothing of it after.
-          stopped_.done();
-        });
+        // `after` is the last touch: once stop_all() sees it (it takes the latch's mutex after
+        // done() unlocks it), `this` may be gone; the parked thread touches nothing of it after.
+        run_parked([this] { worker(); }, [this] { stopped_.done(); });
       } catch (...) {
         stopped_.done();
         throw;

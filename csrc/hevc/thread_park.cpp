@@ -13,10 +13,14 @@ namespace {
 // How long an idle thread waits for another task before it exits.
 constexpr auto kIdle = std::chrono::seconds(10);
 
+struct Task {
+  std::function<void()> fn, after;
+};
+
 struct Park {
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<std::function<void()>> tasks;
+  std::deque<Task> tasks;
   int idle = 0;     // threads waiting for a task
   int threads = 0;  // threads alive
 };
@@ -50,21 +54,24 @@ void thread_main(Park* p) {
         return;
       }
     }
-    std::function<void()> fn = std::move(p->tasks.front());
+    Task t = std::move(p->tasks.front());
     p->tasks.pop_front();
     l.unlock();
-    fn();
-    fn = nullptr;  // the task's captures go before the thread parks
+    t.fn();
+    t.fn = nullptr;  // the task's captures go before the thread parks
     l.lock();
+    // With the park's mutex held: whoever `after` releases can only reach run_parked once
+    // this thread waits as idle (or has taken the next task), so it is reused, never doubled.
+    if (t.after) t.after();
   }
 }
 
 }  // namespace
 
-void run_parked(std::function<void()> fn) {
+void run_parked(std::function<void()> fn, std::function<void()> after) {
   Park& p = park();
   std::lock_guard<std::mutex> g(p.mu);
-  p.tasks.push_back(std::move(fn));
+  p.tasks.push_back(Task{std::move(fn), std::move(after)});
   if (p.idle >= (int)p.tasks.size()) {
     p.cv.notify_one();
     return;

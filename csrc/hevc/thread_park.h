@@ -9,10 +9,12 @@
 
 namespace bitsr {
 
-// Runs `fn` on an idle parked thread, or on a new one when none is idle. A thread parks for
-// a while after its task returns, then exits. Fork-safe: a forked child starts with no
-// parked threads (the parent's do not exist there).
-void run_parked(std::function<void()> fn);
+// Runs `fn` on an idle parked thread, or on a new one when none is idle, then `after` (if
+// given) with the park's mutex held, as the thread goes back to the park: a caller that
+// waits for `after` (a Latch) and then asks for a thread gets this one, not a new one. A
+// thread parks for a while after its task returns, then exits. Fork-safe: a forked child
+// starts with no parked threads (the parent's do not exist there).
+void run_parked(std::function<void()> fn, std::function<void()> after = nullptr);
 
 // Threads alive in the park (running a task or idle), for tests.
 int parked_threads();
