@@ -156,3 +156,44 @@ def test_raw_stream_time():
         frames = list(video)
     assert [f.pts for f in frames] == [None] * 12
     assert [f.time for f in frames] == [i / 24 for i in range(12)]
+
+
+def test_pairing_keeps_a_picture_output_before_a_new_sequence_in_the_same_batch():
+    """With parser workers, a picture the parser output before a CRA that starts a new
+    sequence (after an EOS) can come out of the parser in one batch with that CRA. It was
+    output, so the CRA does not discard it: FFmpeg's frame for it still gets its priors (a
+    pairing that depended on thread timing once failed with a KeyError)."""
+    import collections
+    from types import SimpleNamespace
+
+    from bitsr.io.hevc import CRA_NUT, HevcSource
+
+    def pic(d, cvs, nal):
+        return SimpleNamespace(decode_index=d, cvs_index=cvs, nal_type=nal, pic_output_flag=True, poc=d)
+
+    class Parser:  # the decoder's queues, as the workers hand them out
+        def __init__(self):
+            self.decoded, self.output = [], []
+
+        def pop_decoded(self):
+            out, self.decoded = self.decoded, []
+            return out
+
+        def pop_output(self):
+            out, self.output = self.output, []
+            return out
+
+    src = HevcSource.__new__(HevcSource)
+    src.strict, src._warn = True, lambda m: pytest.fail(m)
+    src._decoder = Parser()
+    src._pending, src._by_packet, src._order = {}, {}, collections.deque()
+    src._in_order, src._cvs_starts = set(), collections.deque(maxlen=8)
+    src._packet_of = {d: (d, d) for d in range(3)}  # decode index -> (packet, pts)
+    a, b, cra = pic(0, 0, 19), pic(1, 0, 1), pic(2, 1, CRA_NUT)
+    src._decoder.decoded = [a, b]
+    src._take_pictures()
+    # b was output before the CRA (same batch); a waits for output and is discarded by it
+    src._decoder.decoded, src._decoder.output = [cra], [b]
+    src._take_pictures()
+    assert 1 in src._pending and list(src._order) == [1]
+    assert 0 not in src._pending  # discarded by design, silently

@@ -221,6 +221,12 @@ class HevcSource:
                 yield fr
 
     def _take_pictures(self) -> None:
+        # Output order first: with workers, a picture the parser output before a CRA that
+        # starts a new sequence can arrive in one call with that CRA, and it must not be taken
+        # for one of those the CRA discards.
+        for pic in self._decoder.pop_output():
+            self._order.append(pic.decode_index)
+            self._in_order.add(pic.decode_index)
         for pic in self._decoder.pop_decoded():
             packet, pts = self._packet_of.pop(pic.decode_index, (None, None))
             # push_packet ends the access unit, so a picture comes out with its own packet;
@@ -237,9 +243,6 @@ class HevcSource:
             if pic.pic_output_flag:
                 self._pending[pic.decode_index] = (pic, packet, pts)
                 self._by_packet.setdefault(packet, []).append(pic.decode_index)
-        for pic in self._decoder.pop_output():
-            self._order.append(pic.decode_index)
-            self._in_order.add(pic.decode_index)
 
     def _pair(self, f: "av.VideoFrame"):
         tag = f.opaque
