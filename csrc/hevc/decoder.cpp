@@ -594,8 +594,8 @@ bool Decoder::begin_picture(const SliceHeader& sh, const ActiveParams& params, i
 
   check_queue_limit(sps);
   auto job = std::make_shared<PictureJob>();
-  job->state =
-      std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4);  // cur_ stays unset if it throws
+  job->state = std::make_unique<PictureState>(*pic, params, rec_hint_ + rec_hint_ / 4,
+                                              pool_ != nullptr);  // cur_ stays unset if it throws
   job->pic = pic;
   job->strict = opts_.strict;
   if (!spare_pending_.empty()) {

@@ -45,6 +45,10 @@ void parse_slice(PictureState& st, SliceJob& s, bool strict) {
 
 void parse_picture(PictureJob& job, bool mark_parsed, bool derive_now) {
   if (!mark_parsed) job.pic->pr.claim();  // a worker: buffers in this core's cache
+  PictureState& st = *job.state;
+  // Derived as parsed, by a worker: later pictures may follow it CTB row by CTB row.
+  st.publish = derive_now && !mark_parsed && !st.params.pps->tiles_enabled_flag && st.records_fixed();
+  job.pic->motion.set_state(st.publish ? MotionProgress::kParsing : MotionProgress::kIdle);
   for (auto& s : job.slices) {
     if (!s->parsed) {  // (the decoder's thread may have parsed some before an error)
       s->in.derive_now = derive_now;
@@ -59,11 +63,19 @@ void parse_picture(PictureJob& job, bool mark_parsed, bool derive_now) {
   }
 }
 
-void derive_picture(PictureJob& job) {
+void derive_picture(PictureJob& job, bool concurrent) {
   PictureState& st = *job.state;
   Picture& pic = st.pic;
   const Sps& sps = *st.params.sps;
   const auto& ts_of = st.params.maps->ctb_rs_to_ts;
+  // Later pictures may read this one's motion while it is derived, CTB by CTB in raster
+  // order, which is the decoding order only without tiles. Room for the concealment records
+  // first: they must not move the records being read.
+  if (concurrent && !st.params.pps->tiles_enabled_flag) {
+    if (st.published == 0) pic.pr.reserve(pic.pr.nrec + (size_t)sps.PicSizeInCtbsY);
+    st.publish = true;
+    pic.motion.set_state(MotionProgress::kDeriving);
+  }
   // Every slice, also after one that failed for good (strict mode, a limit): the picture's
   // records stay well formed should the caller go on.
   for (auto& s : job.slices) {
@@ -85,6 +97,7 @@ void derive_picture(PictureJob& job) {
     }
   }
   finish_slice_data(st);
+  pic.motion.publish(INT_MAX);
   job.spare = std::move(st.pending);
   job.spare.clear();
   job.state.reset();
@@ -126,6 +139,7 @@ void FrameThreads::submit(std::shared_ptr<PictureJob> job) {
   {
     std::lock_guard<std::mutex> g(mu_);
     jobs_.push_back(std::move(job));
+    count_work();
   }
   work_cv_.notify_one();
 }
@@ -136,12 +150,19 @@ void FrameThreads::offer(const std::shared_ptr<std::function<void()>>& task, int
   {
     std::lock_guard<std::mutex> g(mu_);
     for (int i = 0; i < copies; ++i) helps_.push_back(task);
+    count_work();
   }
   if (copies == 1)
     work_cv_.notify_one();
   else
     work_cv_.notify_all();
 }
+
+namespace {
+thread_local bool tl_decoder_waiting = false;  // in FrameThreads::wait
+}
+
+bool FrameThreads::has_work() const { return tl_decoder_waiting || waiting_work_.load(std::memory_order_relaxed) > 0; }
 
 bool FrameThreads::is_done(const PictureJob& job) {
   std::lock_guard<std::mutex> g(mu_);
@@ -152,8 +173,10 @@ void FrameThreads::wait(const PictureJob& job) {
   // The waiting thread works meanwhile: a woken thread starts late on a loaded machine (tens of
   // microseconds on a VM), as long as parsing a small picture takes.
   std::unique_lock<std::mutex> l(mu_);
+  tl_decoder_waiting = true;
   while (!job.done)
     if (!run_one(l)) work_cv_.wait(l);
+  tl_decoder_waiting = false;
 }
 
 void FrameThreads::worker() {
@@ -162,36 +185,87 @@ void FrameThreads::worker() {
     if (!run_one(l)) work_cv_.wait(l);
 }
 
+bool FrameThreads::derivable(size_t i) const {
+  // A parsed picture's motion may be derived once every earlier picture's derivation has
+  // begun: its collocated picture is one of them, and the derivations that wait on another's
+  // progress (derive_pending) so always wait on one that runs, down to the oldest, which
+  // waits on nothing.
+  if (i >= next_parse_ || jobs_[i]->deriving || !jobs_[i]->parsed) return false;
+  for (size_t k = 0; k < i; ++k)
+    if (!jobs_[k]->deriving) return false;
+  return col_ready(*jobs_[i], false);
+}
+
+bool FrameThreads::col_ready(const PictureJob& job, bool pending_only) {
+  // So that a derivation never holds a thread long: its collocated pictures are derived, or
+  // being derived from parsed motion (fast), not still being parsed.
+  for (const auto& s : job.slices)
+    if ((!pending_only || s->range.begin != s->range.end) && s->col && s->sh.slice_temporal_mvp_enabled_flag &&
+        s->col->motion.get() != INT_MAX && s->col->motion.state() != MotionProgress::kDeriving)
+      return false;
+  return true;
+}
+
 bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
-  // The oldest picture's motion first, once it is parsed: derivation runs in decoding
-  // order, one picture at a time, and frees the pictures waiting behind it.
-  if (!jobs_.empty() && jobs_.front()->parsed && !jobs_.front()->deriving) {
-    std::shared_ptr<PictureJob> job = jobs_.front();
+  // Motion derivation first, in decoding order; several pictures' run at once, each behind
+  // its collocated picture's progress (Picture::motion), so that it is no sequential chain.
+  size_t d = 0;
+  while (d < next_parse_ && jobs_[d]->deriving) ++d;
+  if (derivable(d)) {
+    std::shared_ptr<PictureJob> job = jobs_[d];
     job->deriving = true;
+    job->pic->motion.set_state(MotionProgress::kDeriving);  // (derivable() of the next reads it)
+    if (derivable(d + 1)) work_cv_.notify_one();
     l.unlock();
-    derive_picture(*job);
+    derive_picture(*job, true);
     l.lock();
     job->done = true;
-    jobs_.pop_front();
-    --next_parse_;
-    work_cv_.notify_all();  // waiters, and workers for the next derivation
+    while (!jobs_.empty() && jobs_.front()->done) {
+      jobs_.pop_front();
+      --next_parse_;
+    }
+    work_cv_.notify_all();  // waiters
   } else if (!helps_.empty()) {
     std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
     helps_.pop_front();
+    count_work();
     l.unlock();
     (*task)();
     task.reset();
     l.lock();
   } else if (next_parse_ < jobs_.size()) {
-    // The oldest picture follows pictures all done, the collocated one included: its motion
-    // can be derived as it is parsed, while the PU is in cache, as with no workers.
-    const bool oldest = next_parse_ == 0;
+    // A picture behind pictures all being derived (or done), its collocated picture among
+    // them, is derived as it is parsed, while each PU is in cache, as with no workers: CTB row
+    // by CTB row behind the collocated picture's (the oldest waits on nothing). Others are
+    // parsed now and derived later.
+    bool inline_motion = true;
+    for (size_t k = 0; k < next_parse_ && inline_motion; ++k) inline_motion = jobs_[k]->deriving;
     std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
+    job->deriving = inline_motion;
+    count_work();
     l.unlock();
-    parse_picture(*job, false, oldest);
+    parse_picture(*job, false, inline_motion);
+    // Left PUs pending (parsed by rows, or it would have waited too long): derived here only
+    // if that cannot hold the thread long, else by the scheduler, like any parsed picture.
+    if (inline_motion && !(inline_motion = col_ready(*job))) job->pic->motion.set_state(MotionProgress::kIdle);
+    if (inline_motion) derive_picture(*job, true);
     l.lock();
     job->parsed = true;
-    if (job == jobs_.front()) work_cv_.notify_all();
+    job->deriving = inline_motion;
+    if (inline_motion) {
+      job->done = true;
+      while (!jobs_.empty() && jobs_.front()->done) {
+        jobs_.pop_front();
+        --next_parse_;
+      }
+      work_cv_.notify_all();
+    } else {
+      for (size_t i = 0; i < next_parse_; ++i)
+        if (jobs_[i] == job) {
+          if (derivable(i)) work_cv_.notify_all();
+          break;
+        }
+    }
   } else {
     return false;
   }

@@ -1,10 +1,15 @@
 // Frame-level parallel parsing. The decoder's own thread reads NAL units, parameter sets,
 // slice headers, the DPB and output order, in order, and hands each finished picture's slice
 // data to a pool of workers. A picture's CTU syntax depends on nothing outside the picture,
-// so workers parse several pictures at once; the motion vectors (merge, AMVP, TMVP), which
-// read the collocated picture's motion, are then derived one picture at a time in decoding
-// order (slice_data.h, PendingPu). That step is a small part of the work, and it never waits
-// on a picture still being parsed.
+// so workers parse several pictures at once. The motion vectors (merge, AMVP, TMVP) read the
+// collocated picture's motion, in the same CTB row only, so they are derived either
+//  - as the picture is parsed, CTB row by CTB row behind the collocated picture's published
+//    progress (Picture::motion), when every earlier picture is being derived or done: on a
+//    low-delay stream two threads so parse consecutive pictures side by side; a thread that
+//    would wait long (while other work waits) leaves the rest for later, or
+//  - afterwards from the PUs the parse left pending (slice_data.h, PendingPu), in decoding
+//    order, several pictures at once, once the collocated picture is derived or is being
+//    derived from parsed motion, so that no derivation holds a thread for long.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -50,7 +55,7 @@ struct PictureJob {
   std::vector<PendingPu> spare;    // PictureState::pending once done, for the next picture
   bool strict = false;
   bool submitted = false;  // handed to the pool (set by the decoder's thread)
-  // scheduling, guarded by the pool's mutex
+  // scheduling, guarded by the pool's mutex; a done job is still `deriving`
   bool parsed = false, deriving = false, done = false;
 };
 
@@ -62,7 +67,8 @@ void parse_slice(PictureState& st, SliceJob& s, bool strict);
 // picture is done, so the motion can be derived as it is parsed (SliceDataInput).
 void parse_picture(PictureJob& job, bool mark_parsed = false, bool derive_now = false);
 // Motion derivation of every slice segment, then finish_slice_data; frees the parsing state.
-void derive_picture(PictureJob& job);
+// `concurrent`: later pictures may be derived at the same time, reading this one's progress.
+void derive_picture(PictureJob& job, bool concurrent = false);
 
 // Workers also take rows of a WPP slice segment that another thread is parsing
 // (RowHelpers, wpp_rows.h). Offered rows go before new pictures: the picture parsed by rows
@@ -82,6 +88,8 @@ class FrameThreads : public RowHelpers {
   int helpers() const override { return size() + 1; }
   int64_t row_segments() const { return row_segments_.load(); }
   void offer(const std::shared_ptr<std::function<void()>>& task, int copies) override;
+  // (always, for the decoder's thread: it has NAL units to read)
+  bool has_work() const override;
   // True in a child forked after the threads started (a DataLoader worker, multiprocessing):
   // it has a copy of the pool but not its threads.
   bool forked() const;
@@ -92,6 +100,10 @@ class FrameThreads : public RowHelpers {
   // Runs one task (a derivation, an offered row task, a picture to parse) with `l` released;
   // false when there is none.
   bool run_one(std::unique_lock<std::mutex>& l);
+  bool derivable(size_t i) const;  // jobs_[i] may begin its motion derivation (mu_ held)
+  // The collocated pictures of `job` (of its slices with PUs pending) are derived or are
+  // being derived from parsed motion.
+  static bool col_ready(const PictureJob& job, bool pending_only = true);
 
   std::mutex mu_;
   std::condition_variable work_cv_;                           // new work, a picture done, stop
@@ -102,7 +114,11 @@ class FrameThreads : public RowHelpers {
   Latch stopped_;                                             // counts the worker loops running
   bool stop_ = false;
   std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
-  int pid_;                               // of the process that started the threads
+  std::atomic<int> waiting_work_{0};      // pictures not begun and offered tasks (count_work)
+  void count_work() {
+    waiting_work_.store((int)(jobs_.size() - next_parse_ + helps_.size()), std::memory_order_relaxed);
+  }
+  int pid_;  // of the process that started the threads
 };
 
 }  // namespace bitsr

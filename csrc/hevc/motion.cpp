@@ -2,6 +2,7 @@
 // bi-predictive, zero), AMVP with spatial scaling, TMVP from the collocated picture's
 // motion field (read at 16x16 granularity), and prediction-block availability (6.4.2).
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 
 #include "common/error.h"
@@ -80,9 +81,11 @@ void SliceDecoder::derive_pending(const PendingRange& range, int& failed_ctb) {
   const int W = sps_.PicWidthInCtbsY;
   slice_addr_rs_ = range.slice_addr_rs;
   ctb_addr_rs_ = -1;
+  watch_col();
   for (size_t i = range.begin; i < range.end; ++i) {
     const PendingPu& p = st_.pending[i];
     if (p.ctb_rs != ctb_addr_rs_) {
+      before_ctb_motion(p.ctb_rs);
       ctb_addr_rs_ = p.ctb_rs;
       x_ctb_ = (p.ctb_rs % W) << log2_ctb_;
       y_ctb_ = (p.ctb_rs / W) << log2_ctb_;
@@ -95,6 +98,41 @@ void SliceDecoder::derive_pending(const PendingRange& range, int& failed_ctb) {
     store_motion(pr_.recs[p.rec], m);
   }
   failed_ctb = -1;
+}
+
+void SliceDecoder::watch_col() {
+  col_progress_ = sh_.slice_temporal_mvp_enabled_flag && in_.col_pic ? &in_.col_pic->motion : nullptr;
+  col_final_ = col_progress_ ? col_progress_->get() : INT_MAX;
+}
+
+void SliceDecoder::col_wait(int need) {
+  if (!derive_now_) {  // a derivation pass: the collocated picture's is under way
+    col_final_ = col_progress_->wait(need);
+    return;
+  }
+  // Parsing: wait only for a collocated picture that is being derived now, and, while other
+  // work waits for a thread, not long in all (a cheaper picture would otherwise go at the
+  // pace of a costlier one); then the rest of this picture is derived later (PendingRange)
+  // and the thread goes on parsing.
+  constexpr int kBudgetUs = 50, kSliceUs = 20;
+  for (;;) {
+    col_final_ = col_progress_->get();
+    if (col_final_ >= need) return;
+    if (!col_progress_->live() || (st_.waited_us >= kBudgetUs && in_.helpers && in_.helpers->has_work())) break;
+    col_progress_->wait_live(need, kSliceUs, st_.waited_us);
+  }
+  derive_now_->derive_failed = true;
+  pic_.motion.set_state(MotionProgress::kIdle);
+}
+
+void SliceDecoder::publish_motion(int ctb_rs) {
+  // Every CTB before ctb_rs in decoding order (raster: no tiles) has its final motion, but
+  // those to be concealed (not ctb_ok) get new records at the end of the picture. Published
+  // by whole CTB rows: a notification per CTB would cost more than the finer lag saves.
+  int& n = st_.published;
+  const int start = n;
+  while (n < ctb_rs && pic_.ctb_ok[(size_t)n]) ++n;
+  if (n / pic_w_ctb_ != start / pic_w_ctb_) pic_.motion.publish(n);
 }
 
 void SliceDecoder::derive_motion(const PendingPu& p, PuMotion& m) {
@@ -128,7 +166,7 @@ bool SliceDecoder::col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out) {
   const Priors& cp = col->pr;
   xCol = (xCol >> 4) << 4;
   yCol = (yCol >> 4) << 4;
-  const PuRec& cr = cp.at((size_t)(yCol >> 2) * cp.gw + (xCol >> 2));
+  const PuRec& cr = cp.at_col((size_t)(yCol >> 2) * cp.gw + (xCol >> 2));
   if (cr.pred_mode == PM_INTRA) return false;
   const int dir = cr.inter_dir;
   if (dir == 0) return false;

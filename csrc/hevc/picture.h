@@ -2,10 +2,15 @@
 // row-major [Gh][Gw] arrays that are handed to NumPy without copying. The same arrays
 // serve as the motion field that later pictures read for merge/AMVP/TMVP.
 #pragma once
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <thread>
@@ -122,6 +127,13 @@ struct Priors {
     recs[nrec] = r;
     return (uint32_t)nrec++;
   }
+  // Record covering block k of a collocated picture whose motion may still be being derived
+  // on another thread (MotionProgress): `nrec` may change then, `cap` may not.
+  const PuRec& at_col(size_t k) const {
+    const uint32_t i = pu[k];
+    if (i >= cap) unwritten_block();
+    return recs[i];
+  }
   // Record covering block k. Reading a block no record was written for means the caller's
   // availability logic is wrong; that must not become an out-of-bounds read.
   const PuRec& at(size_t k) const {
@@ -164,6 +176,63 @@ struct SliceInfo {
   size_t nal_index = 0;
 };
 
+// How far a picture's motion is final, for pictures that read it as their collocated
+// picture while it is still being derived on another thread (frame_threads.h): the motion
+// of every CTB with a raster address below `ctbs` is final, and so are its records.
+// INT_MAX: the whole picture, concealment included.
+class MotionProgress {
+ public:
+  int get() const { return ctbs_.load(std::memory_order_acquire); }
+  void reset() {
+    ctbs_.store(0, std::memory_order_relaxed);
+    state_.store(kIdle, std::memory_order_relaxed);
+  }
+  void publish(int n) {
+    ctbs_.store(n);  // seq_cst with waiters_ below: a waiter either sees n or is notified
+    if (waiters_.load()) {
+      std::lock_guard<std::mutex> g(mu_);
+      cv_.notify_all();
+    }
+  }
+  // Who moves it on: nobody yet (a picture to be parsed, or one parsed by rows), a thread that
+  // parses and derives the picture (as fast as parsing goes), or a thread that derives its
+  // parsed motion (fast).
+  enum State { kIdle, kParsing, kDeriving };
+  State state() const { return state_.load(std::memory_order_relaxed); }
+  void set_state(State s) { state_.store(s, std::memory_order_relaxed); }
+  bool live() const { return state() != kIdle; }
+  // Waits until at least `need` CTBs are final; returns how many are.
+  int wait(int need) {
+    int n = get();
+    if (n >= need) return n;
+    std::unique_lock<std::mutex> l(mu_);
+    waiters_.fetch_add(1);
+    cv_.wait(l, [&] { return (n = ctbs_.load()) >= need; });
+    waiters_.fetch_sub(1);
+    return n;
+  }
+  // The same, but only while live and for at most `us` microseconds; may return less.
+  // Reports the microseconds waited.
+  int wait_live(int need, int us, int& waited) {
+    int n = get();
+    if (n >= need || !live() || us <= 0) return n;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> l(mu_);
+    waiters_.fetch_add(1);
+    cv_.wait_for(l, std::chrono::microseconds(us), [&] { return (n = ctbs_.load()) >= need || !live(); });
+    waiters_.fetch_sub(1);
+    waited += (int)std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    return n;
+  }
+
+ private:
+  std::atomic<int> ctbs_{INT_MAX};
+  std::atomic<State> state_{kIdle};
+  std::atomic<int> waiters_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
 struct Picture {
   // identification
   int32_t poc = 0;
@@ -183,6 +252,7 @@ struct Picture {
   // concealment: CTBs (raster order) whose slice data was decoded without error
   std::vector<uint8_t> ctb_ok;
   int num_ctb_ok = 0;
+  mutable MotionProgress motion;  // read through the const pointers of later pictures
   std::vector<std::string> errors;
 
   // DPB state

@@ -20,6 +20,8 @@ class RowHelpers {
   virtual ~RowHelpers() = default;
   virtual int helpers() const = 0;  // threads, the caller's included
   virtual void offer(const std::shared_ptr<std::function<void()>>& task, int copies) = 0;
+  // Work is waiting for a thread (a picture to parse, an offered task); a hint.
+  virtual bool has_work() const { return false; }
 };
 
 struct SliceDataInput {
@@ -65,13 +67,23 @@ struct PendingRange {
 };
 
 struct PictureState {
-  // rec_hint: expected number of PU records (the previous picture's count)
-  PictureState(Picture& pic, const ActiveParams& params, size_t rec_hint);
+  // rec_hint: expected number of PU records (the previous picture's count). full_room: room
+  // for as many as the picture can have (max_records) instead, so that they never move and
+  // other threads may read them while the picture is still being parsed (MotionProgress).
+  PictureState(Picture& pic, const ActiveParams& params, size_t rec_hint, bool full_room = false);
   ~PictureState();
   Picture& pic;
   ActiveParams params;
   std::vector<int32_t> ctb_slice_addr;  // SliceAddrRs of each CTB (raster), -1 until decoded
   std::vector<PendingPu> pending;       // inter PUs parsed, motion not derived yet
+  // The derivation publishes its progress (Picture::motion) as it goes: later pictures may
+  // be derived at the same time (frame_threads.h). `published`: CTBs published so far.
+  bool publish = false;
+  int published = 0;
+  int waited_us = 0;  // parsing this picture, waiting for the collocated picture's motion
+  // Records can never move: the buffer holds the most a picture can have.
+  bool records_fixed() const;
+  static size_t max_records(const Sps& sps);
   std::unique_ptr<PictureStateImpl> impl;
 };
 

@@ -42,7 +42,11 @@ class SliceDecoder {
   // Motion of the pending PUs [begin, end) of this slice segment (slice_data.h).
   void derive_pending(const PendingRange& range, int& failed_ctb);
   // run() then derives each PU's motion as it is parsed (see PendingRange).
-  void derive_as_parsed(PendingRange* range) { derive_now_ = range; }
+  void derive_as_parsed(PendingRange* range) {
+    derive_now_ = range;
+    watch_col();
+    ctb_sync_ = st_.publish || col_final_ < INT_MAX;  // (with one thread, neither)
+  }
 
  private:
   // syntax.cpp
@@ -97,6 +101,21 @@ class SliceDecoder {
   bool col_mv(int xCol, int yCol, int X, int ref_idx, Mv& out);
   bool available_pb(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int xNb, int yNb) const;
   void store_motion(PuRec& r, const PuMotion& m);
+  // Motion derivation that runs beside other pictures' (frame_threads.h): this picture's
+  // progress for later ones (PictureState::publish), and the collocated picture's, which
+  // TMVP reads in the current CTB and the one to its right (the bottom-right candidate is
+  // never taken below the CTB row).
+  void watch_col();
+  void before_ctb_motion(int ctb_rs) {
+    if (st_.publish && ctb_rs / pic_w_ctb_ > st_.published / pic_w_ctb_) publish_motion(ctb_rs);
+    if (col_final_ < INT_MAX) {
+      const int cx = ctb_rs % pic_w_ctb_;
+      const int need = ctb_rs - cx + std::min(cx + 2, pic_w_ctb_);
+      if (need > col_final_) col_wait(need);
+    }
+  }
+  void col_wait(int need);
+  void publish_motion(int ctb_rs);
   void derive_motion(const PendingPu& p, PuMotion& m);
   void amvp_motion(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, const int ref_idx[2],
                    const int mvp[2], const Mv mvd[2], PuMotion& m);
@@ -125,6 +144,9 @@ class SliceDecoder {
 
   PictureState& st_;
   PendingRange* derive_now_ = nullptr;
+  MotionProgress* col_progress_ = nullptr;  // of in_.col_pic, when TMVP reads it
+  int col_final_ = INT_MAX;                 // its CTBs known to be final
+  bool ctb_sync_ = false;                   // derive_now_, and before_ctb_motion has work
   // parsing by rows: the job, the claimed row's outputs, and the CTB row being parsed
   // (counted from the job's first row; past the job's rows when its last one runs on)
   RowJob* job_ = nullptr;

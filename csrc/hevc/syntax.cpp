@@ -9,15 +9,26 @@
 
 namespace bitsr {
 
-PictureState::PictureState(Picture& p, const ActiveParams& params, size_t rec_hint) : pic(p), params(params) {
+PictureState::PictureState(Picture& p, const ActiveParams& params, size_t rec_hint, bool full_room)
+    : pic(p), params(params) {
   const Sps& sps = *params.sps;
   ctb_slice_addr.assign(sps.PicSizeInCtbsY, -1);
   pic.ctb_ok.assign(sps.PicSizeInCtbsY, 0);
   pic.num_ctb_ok = 0;
-  pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4, rec_hint);
+  pic.motion.reset();
+  // The full size is address space: pages are touched as records are written.
+  pic.pr.allocate((sps.width + 3) / 4, (sps.height + 3) / 4, full_room ? max_records(sps) : rec_hint);
   impl = std::make_unique<PictureStateImpl>();
 }
 PictureState::~PictureState() = default;
+
+size_t PictureState::max_records(const Sps& sps) {
+  // One record per PU, and a PU covers at least one 4x4 block (intra NxN of an 8x8 CU; inter
+  // PUs are at least 8x4), plus one per CTB for concealment.
+  return (size_t)((sps.width + 3) / 4) * (size_t)((sps.height + 3) / 4) + (size_t)sps.PicSizeInCtbsY;
+}
+
+bool PictureState::records_fixed() const { return pic.pr.cap >= max_records(*params.sps); }
 
 void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange& range) {
   range.begin = range.end = st.pending.size();
@@ -31,7 +42,10 @@ void decode_slice_data(PictureState& st, const SliceDataInput& in, PendingRange&
       r.slice_addr_rs = st.impl->slice_addr_rs;
     }
   } close{st, range};
-  if (can_parse_rows(st, in)) {
+  // Rows move the records (Priors::reserve, shrink): not once other threads may read them.
+  if (st.published == 0 && can_parse_rows(st, in)) {
+    st.publish = false;
+    st.pic.motion.set_state(MotionProgress::kIdle);
     parse_rows(st, in);
     return;
   }
@@ -213,6 +227,7 @@ void SliceDecoder::ctb_loop(size_t next_entry) {
     if (job_ && cur_row_ > 0 && cur_row_ < job_->nrows && !job_->wait_above(cur_row_, std::min(col + 2, W)))
       throw RowJob::Aborted();
     st_.ctb_slice_addr[ctb_addr_rs_] = slice_addr_rs_;
+    if (ctb_sync_ && !derive_now_->derive_failed) before_ctb_motion(ctb_addr_rs_);  // may set derive_failed
     coding_tree_unit();
     if (eng_.overrun()) fail("slice_segment_data", "slice data ends inside a coding tree unit");
     // WPP storage after the second CTB of a row of a tile (9.3.2.2 end).
