@@ -1,7 +1,11 @@
 #include "hevc/ps.h"
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/error.h"
 
@@ -474,13 +478,32 @@ std::shared_ptr<Pps> parse_pps(BitReader& br) {
   return p;
 }
 
-std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
+namespace {
+
+// The last few maps derived, by geometry. Read-only once made, so decoders on other threads
+// may share them.
+struct MapCache {
+  static constexpr size_t kEntries = 2;
+  std::mutex mu;
+  std::deque<std::pair<std::vector<int>, std::shared_ptr<const ScanMaps>>> entries;  // newest first
+};
+
+MapCache& map_cache() {
+  static MapCache* c = new MapCache();  // never destroyed: decoders may outlive static destruction
+  return *c;
+}
+
+std::shared_ptr<ScanMaps> make_scan_maps(int W, int H, int log2_ctb, const std::vector<int>& colw,
+                                         const std::vector<int>& rowh);
+
+}  // namespace
+
+std::shared_ptr<const ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
   if (pps.init_qp_minus26 < -(26 + sps.QpBdOffsetY)) fail("init_qp_minus26");
   if (pps.log2_parallel_merge_level > sps.log2_ctb) fail("log2_parallel_merge_level_minus2");
   if (pps.diff_cu_qp_delta_depth > sps.log2_ctb - sps.log2_min_cb) fail("diff_cu_qp_delta_depth");
   if (pps.diff_cu_chroma_qp_offset_depth > sps.log2_ctb - sps.log2_min_cb) fail("diff_cu_chroma_qp_offset_depth");
   if (pps.log2_max_transform_skip_block_size > sps.log2_max_tb) fail("log2_max_transform_skip_block_size_minus2");
-  auto m = std::make_shared<ScanMaps>();
   const int W = sps.PicWidthInCtbsY, H = sps.PicHeightInCtbsY;
   const int cols = pps.num_tile_columns, rows = pps.num_tile_rows;
   if (cols > W || rows > H) fail("num_tile_columns_minus1", "more tiles than CTBs");
@@ -504,6 +527,28 @@ std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
     if (acc >= H) fail("row_height_minus1", "tile rows taller than the picture");
     rowh[rows - 1] = H - acc;
   }
+  std::vector<int> key = {W, H, sps.log2_ctb, cols, rows};
+  key.insert(key.end(), colw.begin(), colw.end());
+  key.insert(key.end(), rowh.begin(), rowh.end());
+  MapCache& cache = map_cache();
+  {
+    std::lock_guard<std::mutex> g(cache.mu);
+    for (const auto& e : cache.entries)
+      if (e.first == key) return e.second;
+  }
+  std::shared_ptr<const ScanMaps> m = make_scan_maps(W, H, sps.log2_ctb, colw, rowh);
+  std::lock_guard<std::mutex> g(cache.mu);
+  cache.entries.emplace_front(std::move(key), m);
+  if (cache.entries.size() > MapCache::kEntries) cache.entries.pop_back();
+  return m;
+}
+
+namespace {
+
+std::shared_ptr<ScanMaps> make_scan_maps(int W, int H, int log2_ctb, const std::vector<int>& colw,
+                                         const std::vector<int>& rowh) {
+  auto m = std::make_shared<ScanMaps>();
+  const int cols = (int)colw.size(), rows = (int)rowh.size();
   m->col_bd.assign(cols + 1, 0);
   m->row_bd.assign(rows + 1, 0);
   for (int i = 0; i < cols; ++i) m->col_bd[i + 1] = m->col_bd[i] + colw[i];
@@ -537,7 +582,7 @@ std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
   // z-scan order at 4x4 granularity (6.5.2 with MinTbLog2SizeY replaced by 2; equivalent
   // for every availability query the parser makes, see slice_decoder.h). The order inside
   // a CTB is the same for every CTB, so it is computed once and offset per CTB.
-  const int shift = sps.log2_ctb - 2;
+  const int shift = log2_ctb - 2;
   const int c4 = 1 << shift;
   std::vector<int> inner((size_t)c4 * c4);
   for (int y = 0; y < c4; ++y)
@@ -562,5 +607,7 @@ std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps) {
   }
   return m;
 }
+
+}  // namespace
 
 }  // namespace bitsr

@@ -169,8 +169,10 @@ struct ActiveParams {
 std::shared_ptr<Vps> parse_vps(BitReader& br);
 std::shared_ptr<Sps> parse_sps(BitReader& br, const Limits& limits);
 std::shared_ptr<Pps> parse_pps(BitReader& br);
-// Checks a PPS against its SPS and derives the scan maps. Throws on inconsistent sets.
-std::shared_ptr<ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps);
+// Checks a PPS against its SPS and derives the scan maps. Throws on inconsistent sets. Maps
+// are shared by every decoder of the process with the same geometry (picture size in CTBs,
+// CTB size, tiles): a 1080p map costs about as much as parsing a small picture.
+std::shared_ptr<const ScanMaps> derive_scan_maps(const Sps& sps, const Pps& pps);
 
 // st_ref_pic_set(idx) (7.3.7): idx == sps.st_rps.size() when parsed in a slice header.
 void parse_st_ref_pic_set(BitReader& br, int idx, const std::vector<ShortTermRps>& sets, int max_dec_pic_buffering,

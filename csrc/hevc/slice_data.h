@@ -44,7 +44,7 @@ struct PictureStateImpl;
 // Motion syntax of one prediction unit as parsed. Parsing needs nothing from other pictures;
 // the motion vectors are derived afterwards, in decoding order (derive_slice_motion), because
 // merge, AMVP and TMVP read the motion of earlier PUs and of the collocated picture. Workers
-// can so parse several pictures at once and only the derivation runs one picture at a time.
+// can so parse a picture before its collocated picture's motion is final (frame_threads.h).
 struct PendingPu {
   uint32_t rec;    // record written when parsed, motion fields still empty
   int32_t ctb_rs;  // CTB containing it
