@@ -1,5 +1,7 @@
 #include "hevc/frame_threads.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "hevc/ps.h"
 
@@ -191,9 +193,22 @@ bool FrameThreads::derivable(size_t i) const {
   // progress (derive_pending) so always wait on one that runs, down to the oldest, which
   // waits on nothing.
   if (i >= next_parse_ || jobs_[i]->deriving || !jobs_[i]->parsed) return false;
+  return deriving_before(i) && col_ready(*jobs_[i], false);
+}
+
+bool FrameThreads::deriving_before(size_t i) const {
   for (size_t k = 0; k < i; ++k)
     if (!jobs_[k]->deriving) return false;
-  return col_ready(*jobs_[i], false);
+  return true;
+}
+
+void FrameThreads::mark_done(PictureJob& job) {
+  job.done = true;
+  while (!jobs_.empty() && jobs_.front()->done) {
+    jobs_.pop_front();
+    --next_parse_;
+  }
+  work_cv_.notify_all();  // waiters, and threads for what the job held back
 }
 
 bool FrameThreads::col_ready(const PictureJob& job, bool pending_only) {
@@ -219,12 +234,7 @@ bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
     l.unlock();
     derive_picture(*job, true);
     l.lock();
-    job->done = true;
-    while (!jobs_.empty() && jobs_.front()->done) {
-      jobs_.pop_front();
-      --next_parse_;
-    }
-    work_cv_.notify_all();  // waiters
+    mark_done(*job);
   } else if (!helps_.empty()) {
     std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
     helps_.pop_front();
@@ -238,8 +248,7 @@ bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
     // them, is derived as it is parsed, while each PU is in cache, as with no workers: CTB row
     // by CTB row behind the collocated picture's (the oldest waits on nothing). Others are
     // parsed now and derived later.
-    bool inline_motion = true;
-    for (size_t k = 0; k < next_parse_ && inline_motion; ++k) inline_motion = jobs_[k]->deriving;
+    bool inline_motion = deriving_before(next_parse_);
     std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
     job->deriving = inline_motion;
     count_work();
@@ -253,18 +262,10 @@ bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
     job->parsed = true;
     job->deriving = inline_motion;
     if (inline_motion) {
-      job->done = true;
-      while (!jobs_.empty() && jobs_.front()->done) {
-        jobs_.pop_front();
-        --next_parse_;
-      }
-      work_cv_.notify_all();
+      mark_done(*job);
     } else {
-      for (size_t i = 0; i < next_parse_; ++i)
-        if (jobs_[i] == job) {
-          if (derivable(i)) work_cv_.notify_all();
-          break;
-        }
+      const size_t i = (size_t)(std::find(jobs_.begin(), jobs_.end(), job) - jobs_.begin());
+      if (derivable(i)) work_cv_.notify_all();
     }
   } else {
     return false;

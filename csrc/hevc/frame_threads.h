@@ -100,7 +100,9 @@ class FrameThreads : public RowHelpers {
   // Runs one task (a derivation, an offered row task, a picture to parse) with `l` released;
   // false when there is none.
   bool run_one(std::unique_lock<std::mutex>& l);
-  bool derivable(size_t i) const;  // jobs_[i] may begin its motion derivation (mu_ held)
+  bool derivable(size_t i) const;        // jobs_[i] may begin its motion derivation (mu_ held)
+  bool deriving_before(size_t i) const;  // every job before jobs_[i] is being derived or done
+  void mark_done(PictureJob& job);       // then drops the done jobs at the front and wakes all
   // The collocated pictures of `job` (of its slices with PUs pending) are derived or are
   // being derived from parsed motion.
   static bool col_ready(const PictureJob& job, bool pending_only = true);
