@@ -14,12 +14,16 @@ Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {
   if (opts_.threads < 0 || opts_.threads > 256) throw std::invalid_argument("threads must be in [0, 256]");
   if (opts_.max_in_flight < 0) throw std::invalid_argument("max_in_flight must be >= 0");
   max_in_flight_ = opts_.max_in_flight ? opts_.max_in_flight : 3 * opts_.threads + 4;
-  if (opts_.threads > 0) pool_ = std::make_unique<FrameThreads>(opts_.threads);
+  if (opts_.threads > 0) pool_ = FrameThreads::start(opts_.threads);
 }
 Decoder::~Decoder() {
-  // In a forked child the workers do not exist: joining them, or destroying a condition
-  // variable they waited on in the parent, would hang. The pool is left as it is.
-  if (pool_ && pool_->forked()) (void)pool_.release();
+  if (!pool_) return;
+  // In a forked child the workers do not exist: waiting for their tasks, or destroying a
+  // condition variable they waited on in the parent, would hang. The pool is left as it is.
+  if (pool_->forked())
+    new std::shared_ptr<FrameThreads>(std::move(pool_));  // never freed, on purpose
+  else
+    pool_->stop();
 }
 
 int Decoder::num_threads() const { return pool_ ? pool_->size() : 0; }
@@ -669,6 +673,7 @@ void Decoder::end_access_unit() {
 
 void Decoder::flush() {
   finish_picture();
+  if (pool_) pool_->drain();
   std::deque<PicturePtr> out;
   dpb_.flush(out);
   queue_output(out);

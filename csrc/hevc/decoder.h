@@ -161,7 +161,7 @@ class Decoder : private ParamSetLookup {
   size_t pending_cut_ = 0;        // last start code found in pending_ (0: none)
   size_t pending_begin_ = 0;      // unprocessed data starts here (after an early stop)
   std::vector<uint32_t> epb_;
-  std::unique_ptr<FrameThreads> pool_;  // last: destroyed (joined) first
+  std::shared_ptr<FrameThreads> pool_;  // stopped by the destructor, before the rest goes
 };
 
 }  // namespace bitsr

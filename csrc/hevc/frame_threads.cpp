@@ -105,37 +105,34 @@ void derive_picture(PictureJob& job, bool concurrent) {
   job.state.reset();
 }
 
-FrameThreads::FrameThreads(int threads) : pid_(getpid()) {
+std::shared_ptr<FrameThreads> FrameThreads::start(int threads) {
+  std::shared_ptr<FrameThreads> pool(new FrameThreads);
+  pool->pid_ = getpid();
   try {
-    for (; workers_ < threads; ++workers_) {
-      stopped_.add();
-      try {
-        // `after` is the last touch: once stop_all() sees it (it takes the latch's mutex after
-        // done() unlocks it), `this` may be gone; the parked thread touches nothing of it after.
-        run_parked([this] { worker(); }, [this] { stopped_.done(); });
-      } catch (...) {
-        stopped_.done();
-        throw;
-      }
-    }
+    for (; pool->workers_ < threads; ++pool->workers_) pool->tickets_.push_back(run_parked([pool] { pool->worker(); }));
   } catch (...) {  // no thread could be made: stop the loops started
-    stop_all();
+    pool->stop();
     throw;
   }
+  return pool;
 }
 
-void FrameThreads::stop_all() {
+void FrameThreads::stop() {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     stop_ = true;
+    stopping_.store(true, std::memory_order_relaxed);
+    work_cv_.notify_all();  // (no system call when no worker sleeps)
+    idle_cv_.wait(l, [this] { return running_ == 0; });
+    jobs_.clear();  // (in this thread: the pool itself may go in a worker's)
+    helps_.clear();
+    next_parse_ = 0;
+    count_work();
   }
-  work_cv_.notify_all();
-  stopped_.wait();
+  for (auto& t : tickets_) returning(*t);
 }
 
 bool FrameThreads::forked() const { return getpid() != pid_; }
-
-FrameThreads::~FrameThreads() { stop_all(); }
 
 void FrameThreads::submit(std::shared_ptr<PictureJob> job) {
   {
@@ -143,7 +140,7 @@ void FrameThreads::submit(std::shared_ptr<PictureJob> job) {
     jobs_.push_back(std::move(job));
     count_work();
   }
-  work_cv_.notify_one();
+  wake(false);
 }
 
 void FrameThreads::offer(const std::shared_ptr<std::function<void()>>& task, int copies) {
@@ -154,10 +151,7 @@ void FrameThreads::offer(const std::shared_ptr<std::function<void()>>& task, int
     for (int i = 0; i < copies; ++i) helps_.push_back(task);
     count_work();
   }
-  if (copies == 1)
-    work_cv_.notify_one();
-  else
-    work_cv_.notify_all();
+  wake(copies > 1);
 }
 
 namespace {
@@ -177,14 +171,68 @@ void FrameThreads::wait(const PictureJob& job) {
   std::unique_lock<std::mutex> l(mu_);
   tl_decoder_waiting = true;
   while (!job.done)
-    if (!run_one(l)) work_cv_.wait(l);
+    if (!run_one(l)) {
+      decoder_sleeping_ = true;
+      work_cv_.wait(l);
+      decoder_sleeping_ = false;
+    }
   tl_decoder_waiting = false;
 }
 
 void FrameThreads::worker() {
   std::unique_lock<std::mutex> l(mu_);
-  while (!stop_)
-    if (!run_one(l)) work_cv_.wait(l);
+  bool fresh = true;
+  while (!stop_) {
+    if (run_one(l)) continue;
+    if (fresh || draining_) {
+      // The first picture comes some tens of microseconds after the pool starts (parameter
+      // sets, two slice headers), and the pool is stopped soon after the stream ends: poll
+      // for a while rather than sleep, a wake-up costs the waking thread and this one tens of
+      // microseconds on a VM. Not in between: there, a polling worker would take a core from
+      // the FFmpeg threads of bitsr.open.
+      fresh = false;
+      if (!poll(l) && draining_) {
+        ++sleeping_;
+        work_cv_.wait(l);
+        --sleeping_;
+      }
+      continue;
+    }
+    ++sleeping_;
+    work_cv_.wait(l);
+    --sleeping_;
+  }
+}
+
+bool FrameThreads::poll(std::unique_lock<std::mutex>& l) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kPollUs);
+  for (;;) {
+    const int seen = wakes_.load(std::memory_order_relaxed);  // (with mu_ held: no wake() missed)
+    l.unlock();
+    bool late = false;
+    for (int i = 1; wakes_.load(std::memory_order_relaxed) == seen && !stopping_.load(std::memory_order_relaxed); ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if (i % 32 == 0 && (late = std::chrono::steady_clock::now() >= until)) break;
+    }
+    l.lock();
+    if (stop_ || runnable()) return true;
+    if (late) return false;
+  }
+}
+
+void FrameThreads::wake(bool all) {
+  wakes_.fetch_add(1, std::memory_order_relaxed);
+  if (all)
+    work_cv_.notify_all();
+  else
+    work_cv_.notify_one();
+}
+
+void FrameThreads::drain() {
+  std::lock_guard<std::mutex> g(mu_);
+  draining_ = true;
 }
 
 bool FrameThreads::derivable(size_t i) const {
@@ -208,7 +256,22 @@ void FrameThreads::mark_done(PictureJob& job) {
     jobs_.pop_front();
     --next_parse_;
   }
-  work_cv_.notify_all();  // waiters, and threads for what the job held back
+  // The decoder's thread may wait for it; sleeping workers, for what it held back. A wake-up
+  // for nothing costs the waking thread tens of microseconds on a VM.
+  if (decoder_sleeping_ || (sleeping_ && runnable()))
+    wake(true);
+  else
+    wakes_.fetch_add(1, std::memory_order_relaxed);  // for a polling worker
+}
+
+size_t FrameThreads::next_derivation() const {
+  size_t d = 0;
+  while (d < next_parse_ && jobs_[d]->deriving) ++d;
+  return d;
+}
+
+bool FrameThreads::runnable() const {
+  return derivable(next_derivation()) || !helps_.empty() || next_parse_ < jobs_.size();
 }
 
 bool FrameThreads::col_ready(const PictureJob& job, bool pending_only) {
@@ -221,28 +284,35 @@ bool FrameThreads::col_ready(const PictureJob& job, bool pending_only) {
   return true;
 }
 
+void FrameThreads::task_ended() {
+  if (--running_ == 0 && stop_) idle_cv_.notify_all();
+}
+
 bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
   // Motion derivation first, in decoding order; several pictures' run at once, each behind
   // its collocated picture's progress (Picture::motion), so that it is no sequential chain.
-  size_t d = 0;
-  while (d < next_parse_ && jobs_[d]->deriving) ++d;
+  const size_t d = next_derivation();
   if (derivable(d)) {
     std::shared_ptr<PictureJob> job = jobs_[d];
     job->deriving = true;
     job->pic->motion.set_state(MotionProgress::kDeriving);  // (derivable() of the next reads it)
-    if (derivable(d + 1)) work_cv_.notify_one();
+    if (derivable(d + 1)) wake(false);
+    ++running_;
     l.unlock();
     derive_picture(*job, true);
     l.lock();
+    task_ended();
     mark_done(*job);
   } else if (!helps_.empty()) {
     std::shared_ptr<std::function<void()>> task = std::move(helps_.front());
     helps_.pop_front();
     count_work();
+    ++running_;
     l.unlock();
     (*task)();
     task.reset();
     l.lock();
+    task_ended();
   } else if (next_parse_ < jobs_.size()) {
     // A picture behind pictures all being derived (or done), its collocated picture among
     // them, is derived as it is parsed, while each PU is in cache, as with no workers: CTB row
@@ -252,6 +322,7 @@ bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
     std::shared_ptr<PictureJob> job = jobs_[next_parse_++];
     job->deriving = inline_motion;
     count_work();
+    ++running_;
     l.unlock();
     parse_picture(*job, false, inline_motion);
     // Left PUs pending (parsed by rows, or it would have waited too long): derived here only
@@ -259,13 +330,14 @@ bool FrameThreads::run_one(std::unique_lock<std::mutex>& l) {
     if (inline_motion && !(inline_motion = col_ready(*job))) job->pic->motion.set_state(MotionProgress::kIdle);
     if (inline_motion) derive_picture(*job, true);
     l.lock();
+    task_ended();
     job->parsed = true;
     job->deriving = inline_motion;
     if (inline_motion) {
       mark_done(*job);
     } else {
       const size_t i = (size_t)(std::find(jobs_.begin(), jobs_.end(), job) - jobs_.begin());
-      if (derivable(i)) work_cv_.notify_all();
+      if (derivable(i)) wake(true);
     }
   } else {
     return false;

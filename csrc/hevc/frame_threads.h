@@ -12,6 +12,7 @@
 //    derived from parsed motion, so that no derivation holds a thread for long.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -73,10 +74,17 @@ void derive_picture(PictureJob& job, bool concurrent = false);
 // Workers also take rows of a WPP slice segment that another thread is parsing
 // (RowHelpers, wpp_rows.h). Offered rows go before new pictures: the picture parsed by rows
 // is one that the derivation, and so the output, waits for.
-class FrameThreads : public RowHelpers {
+class FrameThreads : public RowHelpers, public std::enable_shared_from_this<FrameThreads> {
  public:
-  explicit FrameThreads(int threads);
-  ~FrameThreads();  // waits for the tasks running; drops the others; the threads park
+  // Starts `threads` worker loops on parked threads (thread_park.h); each holds the pool.
+  static std::shared_ptr<FrameThreads> start(int threads);
+  // Waits for the tasks running and drops the others. The loops return to the park on their
+  // own, when they next wake: nobody waits for a sleeping thread to wake up (tens of
+  // microseconds on a VM, as long as parsing a small picture takes).
+  void stop();
+  // The stream has ended: no picture comes after those submitted. Idle workers poll for a
+  // while before they sleep, so that stop() soon after wakes nobody.
+  void drain();
   FrameThreads(const FrameThreads&) = delete;
   FrameThreads& operator=(const FrameThreads&) = delete;
 
@@ -95,14 +103,20 @@ class FrameThreads : public RowHelpers {
   bool forked() const;
 
  private:
+  FrameThreads() = default;
   void worker();
-  void stop_all();  // stops the worker loops and waits for them to return
   // Runs one task (a derivation, an offered row task, a picture to parse) with `l` released;
   // false when there is none.
   bool run_one(std::unique_lock<std::mutex>& l);
   bool derivable(size_t i) const;        // jobs_[i] may begin its motion derivation (mu_ held)
   bool deriving_before(size_t i) const;  // every job before jobs_[i] is being derived or done
   void mark_done(PictureJob& job);       // then drops the done jobs at the front and wakes all
+  void task_ended();                     // a task of run_one returned (mu_ held)
+  size_t next_derivation() const;        // the first job not being derived (mu_ held)
+  bool runnable() const;                 // run_one would run a task (mu_ held)
+  void wake(bool all);                   // notifies work_cv_ and polling workers
+  // Polls for kPollUs (mu_ held, released meanwhile) for work or stop(); true if it came.
+  bool poll(std::unique_lock<std::mutex>& l);
   // The collocated pictures of `job` (of its slices with PUs pending) are derived or are
   // being derived from parsed motion.
   static bool col_ready(const PictureJob& job, bool pending_only = true);
@@ -113,14 +127,22 @@ class FrameThreads : public RowHelpers {
   size_t next_parse_ = 0;                                     // jobs_[next_parse_] is the next to parse
   std::deque<std::shared_ptr<std::function<void()>>> helps_;  // offered copies of row tasks
   int workers_ = 0;                                           // worker loops started on parked threads (thread_park.h)
-  Latch stopped_;                                             // counts the worker loops running
+  std::vector<std::shared_ptr<ParkTicket>> tickets_;          // theirs
+  int running_ = 0;                                           // tasks running (mu_ released)
+  int sleeping_ = 0;                                          // workers waiting on work_cv_
+  bool decoder_sleeping_ = false;                             // the decoder's thread waits on work_cv_
+  std::condition_variable idle_cv_;                           // running_ fell to 0 after stop_
   bool stop_ = false;
+  bool draining_ = false;
+  std::atomic<bool> stopping_{false};  // stop_, for polling workers
+  std::atomic<int> wakes_{0};          // counts wake()s and finished jobs, for polling workers
+  static constexpr int kPollUs = 300;
   std::atomic<int64_t> row_segments_{0};  // segments parsed by rows
   std::atomic<int> waiting_work_{0};      // pictures not begun and offered tasks (count_work)
   void count_work() {
     waiting_work_.store((int)(jobs_.size() - next_parse_ + helps_.size()), std::memory_order_relaxed);
   }
-  int pid_;  // of the process that started the threads
+  int pid_ = 0;  // of the process that started the threads
 };
 
 }  // namespace bitsr

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <thread>
@@ -14,15 +15,19 @@ namespace {
 constexpr auto kIdle = std::chrono::seconds(10);
 
 struct Task {
-  std::function<void()> fn, after;
+  std::function<void()> fn;
+  std::shared_ptr<ParkTicket> ticket;
 };
 
 struct Park {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Task> tasks;
-  int idle = 0;     // threads waiting for a task
-  int threads = 0;  // threads alive
+  int idle = 0;                // threads waiting for a task
+  int returning = 0;           // threads whose task will return soon (returning())
+  int polling = 0;             // threads polling for a task before they wait
+  int threads = 0;             // threads alive
+  std::atomic<int> queued{0};  // tasks.size(), for polling threads
 };
 
 // Never destroyed: at exit, parked threads may still wait on it. A forked child gets a fresh
@@ -42,9 +47,28 @@ Park& park() {
   return *g_park;
 }
 
-void thread_main(Park* p) {
+// How long a thread back from a task polls for the next before it waits: the next file's
+// decoder (bitsr.extract over many files) then takes it over without a wake-up, which costs
+// both threads tens of microseconds on a VM.
+constexpr auto kPoll = std::chrono::microseconds(300);
+
+void thread_main(Park* p, bool from_task = false) {
   std::unique_lock<std::mutex> l(p->mu);
   for (;;) {
+    if (p->tasks.empty() && from_task) {
+      ++p->polling;
+      l.unlock();
+      const auto until = std::chrono::steady_clock::now() + kPoll;
+      for (int i = 1; p->queued.load(std::memory_order_relaxed) == 0; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (i % 32 == 0 && std::chrono::steady_clock::now() >= until) break;
+      }
+      l.lock();
+      --p->polling;
+    }
+    from_task = false;
     if (p->tasks.empty()) {
       ++p->idle;
       const bool got = p->cv.wait_for(l, kIdle, [p] { return !p->tasks.empty(); });
@@ -56,33 +80,51 @@ void thread_main(Park* p) {
     }
     Task t = std::move(p->tasks.front());
     p->tasks.pop_front();
+    p->queued.store((int)p->tasks.size(), std::memory_order_relaxed);
     l.unlock();
     t.fn();
     t.fn = nullptr;  // the task's captures go before the thread parks
     l.lock();
-    // With the park's mutex held: whoever `after` releases can only reach run_parked once
-    // this thread waits as idle (or has taken the next task), so it is reused, never doubled.
-    if (t.after) t.after();
+    // With the park's mutex held: a pool started meanwhile counted on this thread (returning()),
+    // and finds it idle, or it takes that pool's task next.
+    if (t.ticket->counted) --p->returning;
+    t.ticket->running = false;
+    from_task = true;
   }
 }
 
 }  // namespace
 
-void run_parked(std::function<void()> fn, std::function<void()> after) {
+std::shared_ptr<ParkTicket> run_parked(std::function<void()> fn) {
   Park& p = park();
+  auto ticket = std::make_shared<ParkTicket>();
   std::lock_guard<std::mutex> g(p.mu);
-  p.tasks.push_back(Task{std::move(fn), std::move(after)});
-  if (p.idle >= (int)p.tasks.size()) {
-    p.cv.notify_one();
-    return;
+  p.tasks.push_back(Task{std::move(fn), ticket});
+  p.queued.store((int)p.tasks.size(), std::memory_order_relaxed);
+  // Polling and returning threads look for a task before they wait.
+  const int coming = p.polling + p.returning;
+  if (coming + p.idle >= (int)p.tasks.size()) {
+    if (coming < (int)p.tasks.size()) p.cv.notify_one();
+    return ticket;
   }
   try {
-    std::thread(thread_main, &p).detach();
+    std::thread(thread_main, &p, false).detach();
   } catch (...) {  // std::system_error: no thread can be made; the task never runs
     p.tasks.pop_back();
+    p.queued.store((int)p.tasks.size(), std::memory_order_relaxed);
     throw;
   }
   ++p.threads;
+  return ticket;
+}
+
+void returning(ParkTicket& t) {
+  Park& p = park();
+  std::lock_guard<std::mutex> g(p.mu);
+  if (t.running && !t.counted) {
+    t.counted = true;
+    ++p.returning;
+  }
 }
 
 int parked_threads() {

@@ -5,42 +5,28 @@
 #pragma once
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 
 namespace bitsr {
 
-// Runs `fn` on an idle parked thread, or on a new one when none is idle, then `after` (if
-// given) with the park's mutex held, as the thread goes back to the park: a caller that
-// waits for `after` (a Latch) and then asks for a thread gets this one, not a new one. A
+// A task handed to the park, for its owner to say that it is about to return.
+struct ParkTicket {
+  bool running = true;   // guarded by the park's mutex
+  bool counted = false;  // counted as returning (returning())
+};
+
+// Runs `fn` on an idle parked thread, or on a new one when none is idle (or returning). A
 // thread parks for a while after its task returns, then exits. Fork-safe: a forked child
 // starts with no parked threads (the parent's do not exist there).
-void run_parked(std::function<void()> fn, std::function<void()> after = nullptr);
+std::shared_ptr<ParkTicket> run_parked(std::function<void()> fn);
+
+// The task of `t` has been told to return and will soon: until it has, run_parked counts its
+// thread as idle, so a pool started right after takes it over without waiting for it, and
+// without a new thread.
+void returning(ParkTicket& t);
 
 // Threads alive in the park (running a task or idle), for tests.
 int parked_threads();
-
-// Counts running tasks: add() as one starts, done() as it ends; wait() returns once none
-// runs. done() notifies with the mutex held, so wait() returns only after the last done()
-// has let go of the latch: its owner may then destroy it.
-class Latch {
- public:
-  void add() {
-    std::lock_guard<std::mutex> g(mu_);
-    ++n_;
-  }
-  void done() {
-    std::lock_guard<std::mutex> g(mu_);
-    if (--n_ == 0) cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return n_ <= 0; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int n_ = 0;
-};
 
 }  // namespace bitsr
