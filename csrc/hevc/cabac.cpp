@@ -24,16 +24,12 @@ const uint8_t kTransIdxLps[64] = {0,  0,  1,  2,  2,  4,  4,  5,  6,  7,  8,  9,
                                   24, 25, 26, 26, 27, 27, 28, 29, 29, 30, 30, 30, 31, 32, 32, 33,
                                   33, 33, 34, 34, 35, 35, 35, 36, 36, 36, 37, 37, 37, 38, 38, 63};
 
-// Renormalisation shift after an LPS, indexed by rLPS >> 3.
-const uint8_t kRenormTable[32] = {6, 5, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
-                                  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-
 CabacTables::CabacTables() {
   for (int st = 0; st < 128; ++st) {
     const int p = st >> 1, mps = st & 1;
     for (int q = 0; q < 4; ++q) lps[st][q] = kRangeTabLps[p][q];
-    next_mps[st] = (uint8_t)((std::min(p + 1, 62) << 1) | mps);
-    next_lps[st] = (uint8_t)((kTransIdxLps[p] << 1) | (p == 0 ? !mps : mps));
+    next[0][st] = (uint8_t)((std::min(p + 1, 62) << 1) | mps);
+    next[1][st] = (uint8_t)((kTransIdxLps[p] << 1) | (p == 0 ? !mps : mps));
   }
 }
 const CabacTables kCabac;

@@ -247,14 +247,14 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
       }
       ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
       for (int n = n_start; n > 0; --n) {
-        if (eng_.decode(sig_ctx[ctx_of[n]])) {
+        if (eng_.decode_flat(sig_ctx[ctx_of[n]])) {
           sig |= 1u << n;
           infer_dc = false;
         }
       }
       if (n_start >= 0) {
         if (!infer_dc) {
-          if (eng_.decode(sig_ctx[ctx_of[0]])) sig |= 1u;
+          if (eng_.decode_flat(sig_ctx[ctx_of[0]])) sig |= 1u;
         } else {
           sig |= 1u;  // inferred DC of a coded sub-block with no other significant coefficient
         }

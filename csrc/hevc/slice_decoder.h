@@ -140,7 +140,10 @@ class SliceDecoder {
     pr_.recs[sink_->rec_next] = r;
     return (uint32_t)sink_->rec_next++;
   }
-  int dec(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
+  // Bins decode branch-free (CabacEngine::decode_flat), but for the few that are nearly always
+  // the MPS in the skipped areas of low-bitrate video, where the branches predict well.
+  int dec(int ctx_idx) { return eng_.decode_flat(cc_.m[ctx_idx]); }
+  int dec_likely(int ctx_idx) { return eng_.decode(cc_.m[ctx_idx]); }
 
   PictureState& st_;
   PendingRange* derive_now_ = nullptr;

@@ -320,12 +320,12 @@ void SliceDecoder::sao(int rx, int ry) {
   if (rx > 0) {
     bool in_slice = ctb_addr_rs_ > slice_addr_rs_;  // CtbAddrInRs - 1 >= SliceAddrRs
     bool in_tile = maps_.tile_id[ctb_addr_ts_] == maps_.tile_id[maps_.ctb_rs_to_ts[ctb_addr_rs_ - 1]];
-    if (in_slice && in_tile) merge_left = dec(ctx::SAO_MERGE);
+    if (in_slice && in_tile) merge_left = dec_likely(ctx::SAO_MERGE);
   }
   if (ry > 0 && !merge_left) {
     bool in_slice = ctb_addr_rs_ - W >= slice_addr_rs_;
     bool in_tile = maps_.tile_id[ctb_addr_ts_] == maps_.tile_id[maps_.ctb_rs_to_ts[ctb_addr_rs_ - W]];
-    if (in_slice && in_tile) merge_up = dec(ctx::SAO_MERGE);
+    if (in_slice && in_tile) merge_up = dec_likely(ctx::SAO_MERGE);
   }
   if (merge_left || merge_up) return;
   int type[3] = {0, 0, 0};
@@ -363,7 +363,7 @@ void SliceDecoder::coding_quadtree(int x0, int y0, int log2_cb, int depth) {
     int inc = 0;
     if (available_zs(x0, y0, x0 - 1, y0) && (log2_ctb_ - rec(x0 - 1, y0).cu_log2) > depth) inc++;
     if (available_zs(x0, y0, x0, y0 - 1) && (log2_ctb_ - rec(x0, y0 - 1).cu_log2) > depth) inc++;
-    split = dec(ctx::SPLIT_CU_FLAG + inc);
+    split = dec_likely(ctx::SPLIT_CU_FLAG + inc);
   } else {
     split = log2_cb > sps_.log2_min_cb;
   }
@@ -418,7 +418,7 @@ void SliceDecoder::coding_unit(int x0, int y0, int log2_cb) {
     int inc = 0;
     if (available_zs(x0, y0, x0 - 1, y0) && rec(x0 - 1, y0).pred_mode == PM_SKIP) inc++;
     if (available_zs(x0, y0, x0, y0 - 1) && rec(x0, y0 - 1).pred_mode == PM_SKIP) inc++;
-    skip = dec(ctx::CU_SKIP_FLAG + inc);
+    skip = dec_likely(ctx::CU_SKIP_FLAG + inc);
   }
   int pcm = 0;
   part_mode_ = PART_2Nx2N;
@@ -671,14 +671,14 @@ void SliceDecoder::mvd_coding(Mv& mvd) {
 void SliceDecoder::prediction_unit(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx,
                                    bool skip) {
   int merge = skip;
-  if (!skip) merge = dec(ctx::MERGE_FLAG);
+  if (!skip) merge = dec_likely(ctx::MERGE_FLAG);
   if (part_idx == 0) merge_flag_2nx2n_ = merge;
   int merge_idx = 0;
   int ref_idx[2] = {-1, -1}, mvp[2] = {0, 0};
   Mv mvd[2] = {{0, 0}, {0, 0}};
   if (merge) {
     if (sh_.max_num_merge_cand > 1) {
-      if (dec(ctx::MERGE_IDX)) {
+      if (dec_likely(ctx::MERGE_IDX)) {
         merge_idx = 1;
         while (merge_idx < sh_.max_num_merge_cand - 1 && eng_.bypass()) ++merge_idx;
       }
