@@ -246,12 +246,11 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
         if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB (scan position 0): sigCtx 0
       }
       ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
-      for (int n = n_start; n > 0; --n) {
-        if (eng_.decode_flat(sig_ctx[ctx_of[n]])) {
-          sig |= 1u << n;
-          infer_dc = false;
-        }
-      }
+      // (no branch on the flag either: it is as unpredictable)
+      uint32_t found = 0;
+      for (int n = n_start; n > 0; --n) found |= (uint32_t)eng_.decode_flat(sig_ctx[ctx_of[n]]) << n;
+      sig |= found;
+      if (found) infer_dc = false;
       if (n_start >= 0) {
         if (!infer_dc) {
           if (eng_.decode_flat(sig_ctx[ctx_of[0]])) sig |= 1u;
@@ -274,21 +273,20 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     const int nsig = popcount16(sig);
     const int last_sig = 31 - __builtin_clz(sig), first_sig = __builtin_ctz(sig);
     if (nsig > 8) escape = true;
-    for (uint32_t rest = sig; rest && num_g1 < 8;) {
+    // greater1Ctx after each flag: 0 once a flag was 1, else one more, up to 3 (9.3.4.2.6);
+    // a table rather than branches on the flag, which is about as unpredictable.
+    static constexpr uint8_t kNextC1[2][4] = {{0, 2, 3, 3}, {0, 0, 0, 0}};
+    ContextModel* g1_ctx = &cc_.m[ctx::GREATER1_FLAG + ctx_set * 4 + (c ? 16 : 0)];
+    for (uint32_t rest = sig; rest && num_g1 < 8; ++num_g1) {
       const int n = 31 - __builtin_clz(rest);
       rest &= ~(1u << n);
-      const int f = dec(ctx::GREATER1_FLAG + ctx_set * 4 + c1 + (c ? 16 : 0));
-      ++num_g1;
-      if (f) {
-        g1 |= 1u << n;
-        c1 = 0;
-        if (first_g1 == -1)
-          first_g1 = n;
-        else
-          escape = true;
-      } else if (c1 > 0 && c1 < 3) {
-        c1++;
-      }
+      const int f = eng_.decode_flat(g1_ctx[c1]);
+      g1 |= (uint32_t)f << n;
+      c1 = kNextC1[f][c1];
+    }
+    if (g1) {
+      first_g1 = 31 - __builtin_clz(g1);  // the first in reverse scan order
+      if (g1 & (g1 - 1)) escape = true;
     }
     int g2 = 0;
     if (first_g1 != -1) {
