@@ -158,11 +158,8 @@ def test_starts_with_non_irap(tmp_path):
         assert video.num_skipped_pictures == lead
 
 
-def test_several_sequences_with_parameter_changes(tmp_path):
-    """Five coded video sequences in one raw stream: changes of picture size, of bit depth
-    and of chroma format (4:2:2 10-bit, then 4:0:0), and two EOS NAL units: one before an
-    IDR picture, one before a sequence that starts at a CRA picture (the EOS makes that CRA
-    start a new CVS, so its RASL pictures are skipped)."""
+def _several_sequences(tmp_path):
+    """Five CVSs in one raw stream (see the test below) and their sources by CVS index."""
     a, src_a = make("cvs_a", 10, 176, 144, params="scenecut=0:bframes=3")
     b, src_b = make("cvs_b", 8, 128, 96, params="scenecut=0:bframes=2")
     c, src_c = make("cvs_c", 8, 160, 128, pix_fmt="yuv422p10le", params="scenecut=0")
@@ -174,8 +171,17 @@ def test_several_sequences_with_parameter_changes(tmp_path):
     path = tmp_path / "multi.hevc"
     eos = join([eos_nal()])
     path.write_bytes(a.read_bytes() + eos + b.read_bytes() + c.read_bytes() + eos + d_cut + e.read_bytes())
+    return path, {0: src_a, 1: src_b, 2: src_c, 3: src_d, 4: src_e}
+
+
+def test_several_sequences_with_parameter_changes(tmp_path):
+    """Five coded video sequences in one raw stream: changes of picture size, of bit depth
+    and of chroma format (4:2:2 10-bit, then 4:0:0), and two EOS NAL units: one before an
+    IDR picture, one before a sequence that starts at a CRA picture (the EOS makes that CRA
+    start a new CVS, so its RASL pictures are skipped)."""
+    path, sources = _several_sequences(tmp_path)
     assert EOS in nal_types(path)
-    frames = check_stream(path, {0: src_a, 1: src_b, 2: src_c, 3: src_d, 4: src_e})
+    frames = check_stream(path, sources)
     by_cvs = {}
     for f in frames:
         by_cvs.setdefault(f.priors.cvs_index, []).append(f)
@@ -191,6 +197,36 @@ def test_several_sequences_with_parameter_changes(tmp_path):
     assert len(by_cvs[4][0].yuv()) == 1
     assert by_cvs[3][0].nal_type == 21 and all(f.nal_type not in RASL or f.poc > by_cvs[3][0].poc
                                                for f in by_cvs[3])
+
+
+@pytest.mark.parametrize("name", ["bpyramid", "several"])
+def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_path, monkeypatch):
+    """bitsr.open lets FFmpeg's frames wait for the parser's workers (hevc.FRAMES_AHEAD):
+    frames paired at once, after up to 8 waited, or after every frame waited until the end of
+    the stream, are the same frames with the same priors, and the warnings are the same."""
+    from bitsr.io import hevc
+
+    if name == "several":
+        path, _ = _several_sequences(tmp_path)
+    else:
+        path, _ = make("bpyramid", 24, params="bframes=4:b-pyramid=1:scenecut=0")
+
+    def run(ahead):
+        monkeypatch.setattr(hevc, "FRAMES_AHEAD", ahead)
+        with bitsr.open(path, threads=2) as video:
+            out = [(f.poc, f.decode_index, f.priors.cvs_index, f.pts, f.priors.arrays["mv"].tobytes(),
+                    f.yuv()[0].tobytes()) for f in video]
+            return out, list(video.warnings)
+
+    not_ready = []
+    ready = hevc.HevcSource._ready
+    monkeypatch.setattr(hevc.HevcSource, "_ready", lambda self, f: ready(self, f) or not_ready.append(f) or False)
+    now = run(0)
+    assert len(now[0]) > 20
+    assert run(8) == now
+    not_ready.clear()
+    assert run(10**6) == now
+    assert not_ready, "some frame waited for its priors"
 
 
 @pytest.mark.parametrize("container", ["mp4", "mkv", "mov"])

@@ -16,6 +16,11 @@ outputs for which the parser has no picture are skipped with a warning (``strict
 raises instead). Both sides drop pictures before the first IRAP picture and the RASL
 pictures of a CRA picture that starts decoding; pictures still waiting for output when a CRA
 picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requires.
+
+Overlap. The parser's workers run at the lowest scheduling priority, so FFmpeg's threads,
+which bound the pass, are never kept waiting for a core; the parser takes the time they
+leave. A frame whose picture the workers have not finished waits (at most ``FRAMES_AHEAD``
+frames) while FFmpeg goes on with the next packets; past that, the calling thread parses.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from .demux import decode, iter_packets, named_errors, open_container, packet_of
 from .formats import is_raw
 
 CRA_NUT = 21
+# FFmpeg frames that may wait for their priors (HevcSource): 8 frames of 1080p are 24 MB.
+FRAMES_AHEAD = 8
 
 # Parser limits accepted by make_decoder, bitsr.extract() and bitsr.open(); defaults in
 # _core.Decoder.default_limits (csrc/hevc/limits.h, README "Hostile input").
@@ -56,12 +63,14 @@ def parse_workers(threads: int) -> int:
     return min(threads, 256) - 1 if threads > 1 else 0
 
 
-def make_decoder(strict: bool = False, *, workers: int = 0, max_in_flight: int = 0, **limits) -> "_core.Decoder":
+def make_decoder(strict: bool = False, *, workers: int = 0, max_in_flight: int = 0, background: bool = False,
+                 **limits) -> "_core.Decoder":
     """The parser with resource limits (see LIMITS; 0 or None keeps the default). ``workers``
     threads parse slice data in the background (0: in the calling thread); ``max_in_flight``
-    bounds the pictures they hold (0: the default, 3 * workers + 4)."""
+    bounds the pictures they hold (0: the default, 3 * workers + 4); ``background`` runs them
+    at the lowest scheduling priority, so that they take only the CPU time FFmpeg leaves."""
     check_limits(limits)
-    return _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight,
+    return _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight, background=background,
                          **{k: v for k, v in limits.items() if v})
 
 
@@ -160,7 +169,7 @@ class HevcSource:
     def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None]):
         self.path, self.strict, self._warn = path, strict, warn
         # The parser works in the background (at least one worker) while FFmpeg decodes.
-        self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), **limits)
+        self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), background=True, **limits)
         self.is_raw = is_raw(path, "hevc")
         self.container = open_container(path, "hevc" if self.is_raw else None)
         try:
@@ -197,6 +206,7 @@ class HevcSource:
 
     def _pass(self):
         dec, cc = self._decoder, self.stream.codec_context
+        waiting: collections.deque = collections.deque()  # FFmpeg's frames, in its output order
         for n, packet in enumerate(iter_packets(self.container, self.stream, self.path)):
             first = dec.num_pictures_started
             dec.push_packet(packet, length_size=self._length_size, offset=packet_offset(packet))
@@ -207,18 +217,35 @@ class HevcSource:
             # A fresh object per packet: PyAV keys opaque values by id(), so a shared small
             # int would be released by whichever frame holding it dies first.
             packet.opaque = (n,)
-            yield from self._paired(decode(cc, packet, self.path, self.strict, self._warn))
+            waiting.extend(decode(cc, packet, self.path, self.strict, self._warn))
+            yield from self._paired(waiting, FRAMES_AHEAD)
         dec.flush()
         self._take_pictures()
-        yield from self._paired(decode(cc, None, self.path, self.strict, self._warn))
+        waiting.extend(decode(cc, None, self.path, self.strict, self._warn))
+        yield from self._paired(waiting, 0)
         for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
             self._drop(d, "FFmpeg did not output it")
 
-    def _paired(self, av_frames):
-        for f in av_frames:
-            fr = self._pair(f)
+    def _paired(self, waiting: collections.deque, keep: int):
+        """Pairs the waiting frames, in order, while their pictures are ready, and the rest
+        beyond ``keep`` waiting ones however long the parser takes."""
+        while waiting:
+            if len(waiting) <= keep and not self._ready(waiting[0]):
+                self._take_pictures()
+                if not self._ready(waiting[0]):
+                    return
+            fr = self._pair(waiting.popleft())
             if fr is not None:
                 yield fr
+
+    def _ready(self, f: "av.VideoFrame") -> bool:
+        """_pair(f) would not wait for the parser: the pictures of f's packet are parsed and in
+        the parser's output order (or the packet has none, which _pair reports)."""
+        packet = f.opaque[0] if f.opaque is not None else None
+        ids = self._by_packet.get(packet)
+        if not ids:
+            return packet is None or all(p != packet for p, _ in self._packet_of.values())
+        return all(d in self._in_order for d in ids)
 
     def _take_pictures(self) -> None:
         # Output order first: with workers, a picture the parser output before a CRA that

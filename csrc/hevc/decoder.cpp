@@ -14,7 +14,7 @@ Decoder::Decoder(const DecoderOptions& opts) : opts_(opts) {
   if (opts_.threads < 0 || opts_.threads > 256) throw std::invalid_argument("threads must be in [0, 256]");
   if (opts_.max_in_flight < 0) throw std::invalid_argument("max_in_flight must be >= 0");
   max_in_flight_ = opts_.max_in_flight ? opts_.max_in_flight : 3 * opts_.threads + 4;
-  if (opts_.threads > 0) pool_ = FrameThreads::start(opts_.threads);
+  if (opts_.threads > 0) pool_ = FrameThreads::start(opts_.threads, opts_.background);
 }
 Decoder::~Decoder() {
   if (!pool_) return;

@@ -31,6 +31,10 @@ struct DecoderOptions {
   // rows parsed by several workers (wpp_rows.h); smaller ones cost more to share than to parse.
   // -1: never. (Tests set 0 so that every WPP segment goes through it.)
   int64_t wpp_min_bytes = 4096;
+  // The workers run at the lowest scheduling priority (SCHED_IDLE), on threads of their own:
+  // beside another decoder (bitsr.open's FFmpeg threads) they take only the CPU time it
+  // leaves, and the caller parses what they have not reached when it needs it.
+  bool background = false;
   Limits limits;
 };
 

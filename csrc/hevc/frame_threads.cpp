@@ -105,11 +105,15 @@ void derive_picture(PictureJob& job, bool concurrent) {
   job.state.reset();
 }
 
-std::shared_ptr<FrameThreads> FrameThreads::start(int threads) {
+std::shared_ptr<FrameThreads> FrameThreads::start(int threads, bool background) {
   std::shared_ptr<FrameThreads> pool(new FrameThreads);
   pool->pid_ = getpid();
   try {
-    for (; pool->workers_ < threads; ++pool->workers_) pool->tickets_.push_back(run_parked([pool] { pool->worker(); }));
+    for (; pool->workers_ < threads; ++pool->workers_)
+      if (background)
+        run_idle([pool] { pool->worker(); });
+      else
+        pool->tickets_.push_back(run_parked([pool] { pool->worker(); }));
   } catch (...) {  // no thread could be made: stop the loops started
     pool->stop();
     throw;

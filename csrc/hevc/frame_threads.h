@@ -76,8 +76,9 @@ void derive_picture(PictureJob& job, bool concurrent = false);
 // is one that the derivation, and so the output, waits for.
 class FrameThreads : public RowHelpers, public std::enable_shared_from_this<FrameThreads> {
  public:
-  // Starts `threads` worker loops on parked threads (thread_park.h); each holds the pool.
-  static std::shared_ptr<FrameThreads> start(int threads);
+  // Starts `threads` worker loops on parked threads (thread_park.h), or with `background`
+  // on threads of their own at the lowest priority (run_idle); each loop holds the pool.
+  static std::shared_ptr<FrameThreads> start(int threads, bool background = false);
   // Waits for the tasks running and drops the others. The loops return to the park on their
   // own, when they next wake: nobody waits for a sleeping thread to wake up (tens of
   // microseconds on a VM, as long as parsing a small picture takes).

@@ -1,6 +1,7 @@
 #include "hevc/thread_park.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -125,6 +126,16 @@ void returning(ParkTicket& t) {
     t.counted = true;
     ++p.returning;
   }
+}
+
+void run_idle(std::function<void()> fn) {
+  std::thread([fn = std::move(fn)] {
+#ifdef SCHED_IDLE
+    sched_param param{};
+    (void)sched_setscheduler(0, SCHED_IDLE, &param);  // this thread only (Linux); best effort
+#endif
+    fn();
+  }).detach();
 }
 
 int parked_threads() {

@@ -26,6 +26,11 @@ std::shared_ptr<ParkTicket> run_parked(std::function<void()> fn);
 // without a new thread.
 void returning(ParkTicket& t);
 
+// Runs `fn` on a new thread at the lowest scheduling priority (Linux SCHED_IDLE; elsewhere
+// the normal one), which ends with it: it is not parked, as an unprivileged thread cannot
+// raise its priority again.
+void run_idle(std::function<void()> fn);
+
 // Threads alive in the park (running a task or idle), for tests.
 int parked_threads();
 
