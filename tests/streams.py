@@ -186,6 +186,15 @@ def _write(codec, options, tmp, container, frames, width, height, pix_fmt, fps, 
             vf.pts = i
             vf.time_base = Fraction(1, fps)
             for pkt in st.encode(vf):
-                out.mux(pkt)
+                _mux(out, pkt)
         for pkt in st.encode(None):
-            out.mux(pkt)
+            _mux(out, pkt)
+
+
+def _mux(out, pkt) -> None:
+    # libx265 through FFmpeg 8 now and then gives a packet of a very short clip a garbage dts
+    # on a loaded machine (-9e13 seen, about one 2-frame encode in three under load), which
+    # the MP4/MOV muxer rejects ("patches welcome"); the muxer derives a missing one.
+    if pkt.dts is not None and pkt.pts is not None and not 0 <= (pkt.pts - pkt.dts) * pkt.time_base < 60:
+        pkt.dts = None
+    out.mux(pkt)

@@ -184,7 +184,7 @@ def test_worker_threads_are_reused_across_decoders_and_forks():
     stream = make_hevc("park", frames=8, width=128, height=96, x265_params="bframes=2")
     code = """
 import os, sys
-sys.path.insert(0, %r)
+sys.path[:0] = [%r, %r]  # this process's bitsr (a sanitizer build under tools/test_sanitized.py) first
 from test_threads import parse
 from bitsr import _core
 from bitsr.priors import BLOCK_ARRAYS
@@ -208,6 +208,6 @@ if "libtsan" not in os.environ.get("LD_PRELOAD", ""):  # TSan does not start thr
     assert os.WEXITSTATUS(status) == 7, status
     assert _core.parked_threads() == n
 print("ok")
-""" % (str(Path(__file__).parent), str(stream))
+""" % (str(Path(_core.__file__).parent.parent), str(Path(__file__).parent), str(stream))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -74,7 +74,7 @@ void derive_picture(PictureJob& job, bool concurrent = false);
 // Workers also take rows of a WPP slice segment that another thread is parsing
 // (RowHelpers, wpp_rows.h). Offered rows go before new pictures: the picture parsed by rows
 // is one that the derivation, and so the output, waits for.
-class FrameThreads : public RowHelpers, public std::enable_shared_from_this<FrameThreads> {
+class FrameThreads : public RowHelpers {
  public:
   // Starts `threads` worker loops on parked threads (thread_park.h), or with `background`
   // on threads of their own at the lowest priority (run_idle); each loop holds the pool.
