@@ -203,7 +203,8 @@ def test_several_sequences_with_parameter_changes(tmp_path):
 def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_path, monkeypatch):
     """bitsr.open lets FFmpeg's frames wait for the parser's workers (hevc.FRAMES_AHEAD):
     frames paired at once, after up to 8 waited, or after every frame waited until the end of
-    the stream, are the same frames with the same priors, and the warnings are the same."""
+    the stream, are the same frames with the same priors, and the warnings are the same; so
+    are they with the parser at normal priority (idle_parser=False)."""
     from bitsr.io import hevc
 
     if name == "several":
@@ -211,9 +212,9 @@ def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_p
     else:
         path, _ = make("bpyramid", 24, params="bframes=4:b-pyramid=1:scenecut=0")
 
-    def run(ahead):
+    def run(ahead, idle=True):
         monkeypatch.setattr(hevc, "FRAMES_AHEAD", ahead)
-        with bitsr.open(path, threads=2) as video:
+        with bitsr.open(path, threads=2, idle_parser=idle) as video:
             out = [(f.poc, f.decode_index, f.priors.cvs_index, f.pts, f.priors.arrays["mv"].tobytes(),
                     f.yuv()[0].tobytes()) for f in video]
             return out, list(video.warnings)
@@ -224,6 +225,7 @@ def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_p
     now = run(0)
     assert len(now[0]) > 20
     assert run(8) == now
+    assert run(8, idle=False) == now  # the parser at normal priority (the upscaling pipeline)
     not_ready.clear()
     assert run(10**6) == now
     assert not_ready, "some frame waited for its priors"

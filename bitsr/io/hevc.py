@@ -17,9 +17,9 @@ raises instead). Both sides drop pictures before the first IRAP picture and the 
 pictures of a CRA picture that starts decoding; pictures still waiting for output when a CRA
 picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requires.
 
-Overlap. The parser's workers run at the lowest scheduling priority, so FFmpeg's threads,
-which bound the pass, are never kept waiting for a core; the parser takes the time they
-leave. A frame whose picture the workers have not finished waits (at most ``FRAMES_AHEAD``
+Overlap. The parser's workers run at the lowest scheduling priority (``idle_parser``, the
+default), so FFmpeg's threads, which bound the pass, are never kept waiting for a core; the
+parser takes the time they leave. A frame whose picture the workers have not finished waits (at most ``FRAMES_AHEAD``
 frames) while FFmpeg goes on with the next packets; past that, the calling thread parses.
 """
 from __future__ import annotations
@@ -166,10 +166,11 @@ class HevcSource:
 
     codec = "hevc"
 
-    def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None]):
+    def __init__(self, path: str, *, strict: bool, threads: int, limits: dict, warn: Callable[[str], None],
+                 idle_parser: bool = True):
         self.path, self.strict, self._warn = path, strict, warn
         # The parser works in the background (at least one worker) while FFmpeg decodes.
-        self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), background=True, **limits)
+        self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), background=idle_parser, **limits)
         self.is_raw = is_raw(path, "hevc")
         self.container = open_container(path, "hevc" if self.is_raw else None)
         try:

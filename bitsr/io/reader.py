@@ -194,7 +194,7 @@ class Reader:
     MAX_WARNINGS = 100  # a long damaged stream must not grow memory
 
     def __init__(self, path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,
-                 any_codec: bool = False, **limits):
+                 any_codec: bool = False, idle_parser: bool = True, **limits):
         if not 0 <= int(lookahead) <= 16:
             raise ValueError(f"lookahead must be in 0..16, got {lookahead}")
         self.lookahead = int(lookahead)
@@ -210,8 +210,9 @@ class Reader:
         self.codec = detect_codec(self.path)
         warn = _weak_callback(self._warn)
         try:
+            extra = {"idle_parser": idle_parser} if self.codec == "hevc" else {}
             self._source = SOURCES[self.codec][0](self.path, strict=strict, threads=threads, limits=limits,
-                                                  warn=warn)
+                                                  warn=warn, **extra)
         except _core.UnsupportedStreamError:
             if not any_codec:
                 raise
@@ -360,7 +361,7 @@ def _weak_callback(method) -> Callable[[str], None]:
 
 
 def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, lookahead: int = 2,  # noqa: A001
-         any_codec: bool = False, **limits) -> Reader:
+         any_codec: bool = False, idle_parser: bool = True, **limits) -> Reader:
     """Opens an HEVC or H.264 file (raw Annex B .hevc/.265/.h265/.h264/.264, MP4, MOV, MKV) for
     reading frames with priors.
 
@@ -373,7 +374,10 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, loo
     ...         frame.rgb, frame.priors.mv, frame.time
 
     ``threads``: FFmpeg's decoding threads and, for HEVC, the parser's (0 = one per core): the
-    parser reads the priors in the background while FFmpeg decodes. ``strict=True`` raises
+    parser reads the priors in the background while FFmpeg decodes, at the lowest scheduling
+    priority (``idle_parser=True``: FFmpeg's threads never wait for a core; a frame waits for
+    its priors). ``idle_parser=False`` runs it at normal priority instead, sharing the cores
+    with whatever else runs (the same speed for ``bitsr.upscale`` on the demo sample). ``strict=True`` raises
     :class:`bitsr.BitstreamError` on the first damaged NAL unit, FFmpeg decoding error or
     disagreement between FFmpeg and the parser, instead of concealing or skipping.
     ``limits`` (``max_luma_samples``, ``max_dimension``, ...) go to the parser, which sees
@@ -385,7 +389,8 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, loo
     a file without HEVC or H.264 video, and :class:`bitsr.BitstreamError` for anything else
     that is not a readable stream (directory, empty or damaged file, no decodable picture).
     """
-    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, any_codec=any_codec, **limits)
+    return Reader(path, strict=strict, threads=threads, lookahead=lookahead, any_codec=any_codec,
+                  idle_parser=idle_parser, **limits)
 
 
 def extract(path: str | os.PathLike, *, strict: bool = False, threads: Optional[int] = None,
