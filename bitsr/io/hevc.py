@@ -19,8 +19,9 @@ picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requi
 
 Overlap. The parser's workers run at the lowest scheduling priority (``idle_parser``, the
 default), so FFmpeg's threads, which bound the pass, are never kept waiting for a core; the
-parser takes the time they leave. A frame whose picture the workers have not finished waits (at most ``FRAMES_AHEAD``
-frames) while FFmpeg goes on with the next packets; past that, the calling thread parses.
+parser takes the time they leave. A frame whose picture the workers have not finished waits
+(at most ``FRAMES_AHEAD`` frames) while FFmpeg goes on with the next packets; past that, the
+calling thread parses.
 """
 from __future__ import annotations
 
@@ -245,8 +246,12 @@ class HevcSource:
         packet = f.opaque[0] if f.opaque is not None else None
         ids = self._by_packet.get(packet)
         if not ids:
-            return packet is None or all(p != packet for p, _ in self._packet_of.values())
+            return packet is None or not self._parsing(packet)
         return all(d in self._in_order for d in ids)
+
+    def _parsing(self, packet: int) -> bool:
+        """A picture of this packet is begun and not yet handed out by the parser's workers."""
+        return any(p == packet for p, _ in self._packet_of.values())
 
     def _take_pictures(self) -> None:
         # Output order first: with workers, a picture the parser output before a CRA that
@@ -276,7 +281,7 @@ class HevcSource:
         tag = f.opaque
         packet = tag[0] if tag is not None else None
         ids = self._by_packet.get(packet)
-        if not ids and packet is not None and any(p == packet for p, _ in self._packet_of.values()):
+        if not ids and packet is not None and self._parsing(packet):
             self._decoder.sync()  # FFmpeg is ahead of the parser's workers: wait for them
             self._take_pictures()
             ids = self._by_packet.get(packet)

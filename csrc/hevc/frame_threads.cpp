@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "hevc/ps.h"
+#include "hevc/spin.h"
 
 #include <unistd.h>
 
@@ -213,13 +214,9 @@ bool FrameThreads::poll(std::unique_lock<std::mutex>& l) {
   for (;;) {
     const int seen = wakes_.load(std::memory_order_relaxed);  // (with mu_ held: no wake() missed)
     l.unlock();
-    bool late = false;
-    for (int i = 1; wakes_.load(std::memory_order_relaxed) == seen && !stopping_.load(std::memory_order_relaxed); ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-      if (i % 32 == 0 && (late = std::chrono::steady_clock::now() >= until)) break;
-    }
+    const bool late = !spin_until(
+        [&] { return wakes_.load(std::memory_order_relaxed) != seen || stopping_.load(std::memory_order_relaxed); },
+        until);
     l.lock();
     if (stop_ || runnable()) return true;
     if (late) return false;

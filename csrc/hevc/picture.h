@@ -21,6 +21,7 @@
 
 #include "hevc/ps.h"
 #include "hevc/slice_header.h"
+#include "hevc/spin.h"
 
 namespace bitsr {
 
@@ -237,13 +238,7 @@ class MotionProgress {
   // Polls for up to `us` microseconds (added to `waited`); true once `need` CTBs are final.
   bool spin(int need, int us, int& n, int& waited) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 1;; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-      if ((n = get()) >= need) break;
-      if (i % 32 == 0 && (!live() || std::chrono::steady_clock::now() - t0 >= std::chrono::microseconds(us))) break;
-    }
+    spin_until([&] { return (n = get()) >= need || !live(); }, t0 + std::chrono::microseconds(us));
     waited += (int)std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
     return n >= need;
   }

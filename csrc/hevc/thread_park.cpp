@@ -8,6 +8,8 @@
 #include <deque>
 #include <thread>
 
+#include "hevc/spin.h"
+
 namespace bitsr {
 
 namespace {
@@ -59,13 +61,8 @@ void thread_main(Park* p, bool from_task = false) {
     if (p->tasks.empty() && from_task) {
       ++p->polling;
       l.unlock();
-      const auto until = std::chrono::steady_clock::now() + kPoll;
-      for (int i = 1; p->queued.load(std::memory_order_relaxed) == 0; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-        if (i % 32 == 0 && std::chrono::steady_clock::now() >= until) break;
-      }
+      spin_until([p] { return p->queued.load(std::memory_order_relaxed) != 0; },
+                 std::chrono::steady_clock::now() + kPoll);
       l.lock();
       --p->polling;
     }

@@ -7,18 +7,9 @@
 #include <thread>
 
 #include "hevc/slice_decoder.h"
+#include "hevc/spin.h"
 
 namespace bitsr {
-
-namespace {
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-}  // namespace
 
 RowJob::RowJob(PictureState& st_, const SliceDataInput& in_, int first_row_, int nrows_, int rows_total_)
     : st(st_),
