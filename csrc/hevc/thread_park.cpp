@@ -29,6 +29,7 @@ struct Park {
   int idle = 0;                // threads waiting for a task
   int returning = 0;           // threads whose task will return soon (returning())
   int polling = 0;             // threads polling for a task before they wait
+  int starting = 0;            // threads made but not yet looking for a task
   int threads = 0;             // threads alive
   std::atomic<int> queued{0};  // tasks.size(), for polling threads
 };
@@ -55,8 +56,10 @@ Park& park() {
 // both threads tens of microseconds on a VM.
 constexpr auto kPoll = std::chrono::microseconds(300);
 
-void thread_main(Park* p, bool from_task = false) {
+void thread_main(Park* p) {
   std::unique_lock<std::mutex> l(p->mu);
+  --p->starting;
+  bool from_task = false;
   for (;;) {
     if (p->tasks.empty() && from_task) {
       ++p->polling;
@@ -99,20 +102,22 @@ std::shared_ptr<ParkTicket> run_parked(std::function<void()> fn) {
   std::lock_guard<std::mutex> g(p.mu);
   p.tasks.push_back(Task{std::move(fn), ticket});
   p.queued.store((int)p.tasks.size(), std::memory_order_relaxed);
-  // Polling and returning threads look for a task before they wait.
-  const int coming = p.polling + p.returning;
+  // Polling, returning and starting threads look for a task before they wait. (A thread just
+  // made may not run for a while on a loaded machine: counted, it is not made again.)
+  const int coming = p.polling + p.returning + p.starting;
   if (coming + p.idle >= (int)p.tasks.size()) {
     if (coming < (int)p.tasks.size()) p.cv.notify_one();
     return ticket;
   }
   try {
-    std::thread(thread_main, &p, false).detach();
+    std::thread(thread_main, &p).detach();
   } catch (...) {  // std::system_error: no thread can be made; the task never runs
     p.tasks.pop_back();
     p.queued.store((int)p.tasks.size(), std::memory_order_relaxed);
     throw;
   }
   ++p.threads;
+  ++p.starting;
   return ticket;
 }
 
