@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from typing import Iterator, Optional, Union
 
 import av
@@ -15,13 +16,15 @@ from .. import _core
 def check_path(path: Union[str, os.PathLike]) -> str:
     """The path as str; FileNotFoundError if missing, BitstreamError if not a non-empty file."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "no such file", path)
-    if os.path.isdir(path):
+    try:
+        st = os.stat(path)  # (one system call: this runs for every file of a data set)
+    except (OSError, ValueError):
+        raise FileNotFoundError(2, "no such file", path) from None
+    if stat.S_ISDIR(st.st_mode):
         raise _core.BitstreamError(f"{path}: is a directory, not a video file")
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(st.st_mode):
         raise _core.BitstreamError(f"{path}: not a regular file")
-    if os.path.getsize(path) == 0:
+    if st.st_size == 0:
         raise _core.BitstreamError(f"{path}: empty file")
     return path
 

@@ -124,6 +124,7 @@ def iter_pictures(decoder: "_core.Decoder", chunks) -> Iterator["_core.Picture"]
 
 def _file_chunks(path, size=1 << 20):
     with open(path, "rb") as f:
+        size = max(1, min(size, os.fstat(f.fileno()).st_size + 1))  # (a small file: no 1 MB buffer)
         while True:
             b = f.read(size)
             if not b:
