@@ -197,3 +197,31 @@ def test_pairing_keeps_a_picture_output_before_a_new_sequence_in_the_same_batch(
     src._take_pictures()
     assert 1 in src._pending and list(src._order) == [1]
     assert 0 not in src._pending  # discarded by design, silently
+
+
+def test_raw_stream_without_container_matches_ffmpeg_demuxer():
+    """A raw stream is decoded without FFmpeg's container (no stream probe): the same access
+    units at the same byte offsets as its raw demuxer, the same frames, size, frame rate and
+    time base."""
+    import av
+
+    from bitsr.io.hevc import RawHevcFile
+
+    path = str(make_hevc("reader_raw", frames=14, x265_params=PARAMS, source="bikes", fps=24))
+    with av.open(path, format="hevc") as c:
+        s = c.streams.video[0]
+        units = [(p.pos, bytes(p)) for p in c.demux(s) if p.size]
+    with av.open(path, format="hevc") as c:
+        s = c.streams.video[0]
+        pixels = [f.to_ndarray(format="yuv420p").tobytes() for f in c.decode(s)]
+        meta = (s.codec_context.width, s.codec_context.height, s.codec_context.framerate, s.time_base)
+    raw = RawHevcFile(path)
+    try:
+        assert [(off, bytes(p)) for p, off in raw.packets()] == units
+    finally:
+        raw.close()
+    with bitsr.open(path, threads=2) as video:
+        assert (video.width, video.height, video.fps, video.time_base) == meta
+        frames = list(video)
+    assert [f.av_frame.to_ndarray(format="yuv420p").tobytes() for f in frames] == pixels
+    assert [f.time for f in frames] == [i / 24 for i in range(14)]

@@ -4,7 +4,9 @@
 directly, containers are demuxed by PyAV). :class:`HevcSource` is the HEVC half of
 :class:`bitsr.Reader`: one pass over the container's packets feeds both the parser (priors)
 and FFmpeg's decoder (pixels); the parser gets each packet first, so its limits also protect
-FFmpeg.
+FFmpeg. A raw Annex B file has no container: :class:`RawHevcFile` splits it into access units
+with FFmpeg's HEVC parser, as FFmpeg's raw demuxer would, for a codec context of our own,
+which spares the stream probe of ``av.open`` (it decodes the first pictures).
 
 Pairing. Every packet is numbered and the number rides through FFmpeg on the packet's
 ``opaque`` field (``copy_opaque``), so each output frame names the access unit it was
@@ -27,13 +29,14 @@ from __future__ import annotations
 
 import collections
 import os
+from fractions import Fraction
 from typing import Callable, Iterator, Optional
 
 import av
 
 from .. import _core
 from ..priors import PicturePriors
-from .demux import decode, iter_packets, named_errors, open_container, packet_offset, select_stream
+from .demux import av_errors, decode, iter_packets, named_errors, open_container, packet_offset, select_stream
 from .formats import is_raw
 
 CRA_NUT = 21
@@ -162,6 +165,62 @@ def _extract(path: str, dec: "_core.Decoder") -> Iterator[PicturePriors]:
         raise _core.BitstreamError(f"{path}: no decodable HEVC picture found" + warning_summary(dec))
 
 
+class _RawStream:
+    """What Reader reads of a PyAV stream, for a raw stream decoded without a container: the
+    values FFmpeg's raw demuxer gives (time base 1/1200000, nominal rate 25 when the stream
+    signals none, no duration); size and frame rate are the parser's, from the first SPS."""
+
+    index = 0
+    time_base = Fraction(1, 1200000)
+    average_rate = guessed_rate = Fraction(25)
+    duration = None
+    frames = 0
+
+    def __init__(self, codec_context: "av.CodecContext"):
+        self.codec_context = codec_context
+
+
+class RawHevcFile:
+    """A raw Annex B HEVC file as FFmpeg's HEVC parser splits it into access units: the
+    packets (and byte offsets) its raw demuxer makes, for a codec context of our own."""
+
+    CHUNK = 1 << 20
+    duration = None  # (as Reader reads it of a container)
+
+    def __init__(self, path: str):
+        self.path = path
+        self._f = open(path, "rb")
+        try:
+            self.stream = _RawStream(av.CodecContext.create("hevc", "r"))
+            self._queue: collections.deque = collections.deque()
+            self._eof = False
+            self._fill()  # the first chunk: the parser reads the size and frame rate from its SPS
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _fill(self) -> None:
+        b = self._f.read(self.CHUNK)
+        self._eof = not b
+        with av_errors(self.path, "cannot split into access units"):
+            self._queue.extend(self.stream.codec_context.parse(b or None))
+
+    def packets(self) -> Iterator[tuple["av.Packet", int]]:
+        """(packet, byte offset in the file), in file order."""
+        pos = 0
+        while self._queue or not self._eof:
+            if not self._queue:
+                self._fill()
+                continue
+            p = self._queue.popleft()
+            if p.size:
+                yield p, pos
+            pos += p.size
+
+    def close(self) -> None:
+        self._f.close()
+
+
 class HevcSource:
     """The HEVC half of :class:`bitsr.Reader`: (priors, FFmpeg frame, pts) in display order.
     See the module doc for the pairing; ``warn(message)`` receives the disagreements."""
@@ -174,9 +233,12 @@ class HevcSource:
         # The parser works in the background (at least one worker) while FFmpeg decodes.
         self._decoder = make_decoder(strict, workers=max(1, parse_workers(threads)), background=idle_parser, **limits)
         self.is_raw = is_raw(path, "hevc")
-        self.container = open_container(path, "hevc" if self.is_raw else None)
+        # A raw stream is split into access units and decoded without a container: FFmpeg's
+        # stream probe (avformat_find_stream_info) would decode its first pictures first, 2-16
+        # ms on one core that the parser cannot use, as no packet is read yet.
+        self.container = RawHevcFile(path) if self.is_raw else open_container(path)
         try:
-            self.stream = select_stream(self.container, "hevc")
+            self.stream = self.container.stream if self.is_raw else select_stream(self.container, "hevc")
             cc = self.stream.codec_context
             cc.thread_type = "AUTO"
             cc.thread_count = int(threads)  # 0: FFmpeg picks
@@ -210,9 +272,11 @@ class HevcSource:
     def _pass(self):
         dec, cc = self._decoder, self.stream.codec_context
         waiting: collections.deque = collections.deque()  # FFmpeg's frames, in its output order
-        for n, packet in enumerate(iter_packets(self.container, self.stream, self.path)):
+        packets = self.container.packets() if self.is_raw else (
+            (p, packet_offset(p)) for p in iter_packets(self.container, self.stream, self.path))
+        for n, (packet, offset) in enumerate(packets):
             first = dec.num_pictures_started
-            dec.push_packet(packet, length_size=self._length_size, offset=packet_offset(packet))
+            dec.push_packet(packet, length_size=self._length_size, offset=offset)
             # Pictures begun by this packet are its own, whenever the workers hand them out.
             for d in range(first, dec.num_pictures_started):
                 self._packet_of[d] = (n, packet.pts)
