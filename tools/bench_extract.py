@@ -4,7 +4,9 @@ full decode of the same streams.
 For each stream: frames/s of
   - bitsr.extract with 1 and 2 threads (and all cores where there are more than 2), priors
     consumed in C++ only; 1 thread + NumPy views of every schema array (what a Python user sees)
-  - PyAV/FFmpeg decode, 1 thread, 2 threads and all threads (no pixel conversion)
+  - PyAV/FFmpeg decode, 1 thread, 2 threads and all threads (no pixel conversion); and at 1
+    and 2 threads without av.open's stream probe (np: a raw stream split into access units by
+    FFmpeg's parser, as bitsr.open reads it), the baseline for the priors' own cost
   - bitsr.open with 1 and 2 threads: FFmpeg's decode at that thread count plus the priors,
     parsed in the background, paired with each frame (no pixel conversion either)
 as the median of repeated runs, plus peak resident memory of each in a fresh process, on the
@@ -78,6 +80,28 @@ def run_ffmpeg(path: str, threads: int) -> int:
         return sum(1 for _ in c.decode(s))
 
 
+def run_ffmpeg_noprobe(path: str, threads: int) -> int:
+    """FFmpeg's decode as bitsr.open runs it: a raw Annex B stream split into access units by
+    FFmpeg's HEVC parser for a codec context, without av.open's stream probe (which decodes the
+    first pictures); containers as run_ffmpeg."""
+    import av
+
+    from bitsr.io.formats import is_raw
+
+    if not is_raw(path, "hevc"):
+        return run_ffmpeg(path, threads)
+    cc = av.CodecContext.create("hevc", "r")
+    cc.thread_type = "NONE" if threads == 1 else "AUTO"
+    cc.thread_count = threads
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            n += sum(len(cc.decode(p)) for p in cc.parse(b or None) if p.size)
+            if not b:
+                return n + len(cc.decode(None))
+
+
 def run_open(path: str, threads: int) -> int:
     import bitsr
 
@@ -93,6 +117,8 @@ MODES = {
     "ffmpeg-1t": lambda p: run_ffmpeg(p, 1),
     "ffmpeg-2t": lambda p: run_ffmpeg(p, 2),
     "ffmpeg-mt": lambda p: run_ffmpeg(p, 0),
+    "ffmpeg-np-1t": lambda p: run_ffmpeg_noprobe(p, 1),
+    "ffmpeg-np-2t": lambda p: run_ffmpeg_noprobe(p, 2),
     "open-1t": lambda p: run_open(p, 1),
     "open-2t": lambda p: run_open(p, 2),
 }
@@ -212,7 +238,8 @@ def main() -> int:
     results = []
     hdr = (f"{'stream':30s} {'frames':>6s} {'bitsr':>7s} {'2t':>7s} {'2t/1t':>6s} {'+arrays':>7s} "
            f"{'ff-1t':>6s} {'ff-2t':>6s} {'x ff1':>6s} {'2t/ff2':>6s} {'open1':>6s} {'open2':>6s} "
-           f"{'o1/ff1':>6s} {'o2/ff2':>6s} {'RSS':>6s} {'growth':>6s}")
+           f"{'o1/ff1':>6s} {'o2/ff2':>6s} {'np-1t':>6s} {'np-2t':>6s} {'2t/np2':>6s} {'o1/np1':>6s} "
+           f"{'o2/np2':>6s} {'RSS':>6s} {'growth':>6s}")
     print(hdr)
     print("-" * len(hdr))
     for p in paths:
@@ -229,6 +256,9 @@ def main() -> int:
             "speedup_2t_vs_ffmpeg_2t": round(fps["bitsr-2t"] / fps["ffmpeg-2t"], 2),
             "open_1t_vs_ffmpeg_1t": round(fps["open-1t"] / fps["ffmpeg-1t"], 2),
             "open_2t_vs_ffmpeg_2t": round(fps["open-2t"] / fps["ffmpeg-2t"], 2),
+            "speedup_2t_vs_ffmpeg_noprobe_2t": round(fps["bitsr-2t"] / fps["ffmpeg-np-2t"], 2),
+            "open_1t_vs_ffmpeg_noprobe_1t": round(fps["open-1t"] / fps["ffmpeg-np-1t"], 2),
+            "open_2t_vs_ffmpeg_noprobe_2t": round(fps["open-2t"] / fps["ffmpeg-np-2t"], 2),
         }
         if "bitsr-all" in ms:
             row["speedup_all_vs_ffmpeg_mt"] = round(fps["bitsr-all"] / fps["ffmpeg-mt"], 2)
@@ -237,7 +267,9 @@ def main() -> int:
               f"{row['speedup_2t_vs_1t']:6.2f} {fps['bitsr+arrays']:7.0f} {fps['ffmpeg-1t']:6.0f} "
               f"{fps['ffmpeg-2t']:6.0f} {row['speedup_vs_ffmpeg_1t']:6.2f} {row['speedup_2t_vs_ffmpeg_2t']:6.2f} "
               f"{fps['open-1t']:6.0f} {fps['open-2t']:6.0f} {row['open_1t_vs_ffmpeg_1t']:6.2f} "
-              f"{row['open_2t_vs_ffmpeg_2t']:6.2f} {r['bitsr']['peak_rss_mb']:5.0f}M "
+              f"{row['open_2t_vs_ffmpeg_2t']:6.2f} {fps['ffmpeg-np-1t']:6.0f} {fps['ffmpeg-np-2t']:6.0f} "
+              f"{row['speedup_2t_vs_ffmpeg_noprobe_2t']:6.2f} {row['open_1t_vs_ffmpeg_noprobe_1t']:6.2f} "
+              f"{row['open_2t_vs_ffmpeg_noprobe_2t']:6.2f} {r['bitsr']['peak_rss_mb']:5.0f}M "
               f"{row['bitsr+arrays_rss_growth_mb']:5.1f}M")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
@@ -247,7 +279,8 @@ def main() -> int:
           f"for {WARMUP_S} s, then "
           f"at least {args.repeats} timed runs and {MIN_TIMED_S} s of them; modes alternate between processes); "
           f"x ff1 = bitsr (1 thread) / FFmpeg 1 thread; 2t/ff2 = bitsr 2 threads / FFmpeg 2 threads; "
-          f"o1/ff1, o2/ff2 = bitsr.open / FFmpeg decode alone at 1 and 2 threads; "
+          f"o1/ff1, o2/ff2 = bitsr.open / FFmpeg decode alone at 1 and 2 threads; np = FFmpeg's decode "
+          f"without av.open's stream probe (raw streams split by its parser, as bitsr.open reads them); "
           f"RSS = peak resident size of the process (Python, NumPy and PyAV included); growth = resident size "
           f"change over the second half of a bitsr+arrays run. JSON: {args.out}")
     return 0
