@@ -494,6 +494,7 @@ void Decoder::handle_slice(const uint8_t* data, size_t size, int nal_type, int t
     in.data = sj->data.data();
     in.helpers = pool_.get();
     in.rows_min_bytes = opts_.wpp_min_bytes;
+    in.rows_inter_min_bytes = opts_.wpp_inter_min_bytes;
     items_.push_back(Item{Item::kSlice, {}, nullptr, job_, sj});
     return;
   }

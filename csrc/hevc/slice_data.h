@@ -36,7 +36,8 @@ struct SliceDataInput {
   // Parses the CTB rows of a WPP slice segment on several threads (wpp_rows.cpp); never
   // together with derive_now.
   RowHelpers* helpers = nullptr;
-  int64_t rows_min_bytes = -1;  // DecoderOptions::wpp_min_bytes
+  int64_t rows_min_bytes = -1;        // DecoderOptions::wpp_min_bytes
+  int64_t rows_inter_min_bytes = -1;  // DecoderOptions::wpp_inter_min_bytes
 };
 
 struct PictureStateImpl;

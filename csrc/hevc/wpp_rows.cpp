@@ -100,7 +100,8 @@ bool can_parse_rows(const PictureState& st, const SliceDataInput& in) {
   if (!in.helpers || in.helpers->helpers() < 2) return false;  // (before derive_now: rows leave PUs pending)
   // A small segment parses in well under a millisecond: sharing it out costs more than it
   // saves (the rows' records are joined at the end), and other pictures keep the threads busy.
-  if (in.rows_min_bytes < 0 || (int64_t)in.size < in.rows_min_bytes) return false;
+  const int64_t min_bytes = sh.slice_type == SLICE_I ? in.rows_min_bytes : in.rows_inter_min_bytes;
+  if (min_bytes < 0 || (int64_t)in.size < min_bytes) return false;
   if (!pps.entropy_coding_sync_enabled_flag || pps.tiles_enabled_flag || in.entry_points.empty()) return false;
   const int W = sps.PicWidthInCtbsY;
   if (sh.slice_segment_address < 0 || sh.slice_segment_address >= sps.PicSizeInCtbsY ||

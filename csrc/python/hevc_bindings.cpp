@@ -208,7 +208,8 @@ void bind_hevc(py::module_& m) {
   py::class_<Decoder>(m, "Decoder", "Parse-only HEVC decoder fed with NAL units in decoding order.")
       .def(py::init([](bool strict, bool parse_ctu, int64_t max_luma_samples, int max_dimension, int max_slice_segments,
                        int max_dpb_pictures, int64_t max_nal_size, int max_entry_points, int64_t max_queued_bytes,
-                       int threads, int max_in_flight, int64_t wpp_min_bytes, bool background) {
+                       int threads, int max_in_flight, int64_t wpp_min_bytes, int64_t wpp_inter_min_bytes,
+                       bool background) {
              // Ceilings keep every derived size inside the parser's integer types (16-bit
              // block coordinates of PU records, int CTB counts).
              if (max_dimension > 65535 || max_luma_samples > (int64_t(1) << 32))
@@ -220,6 +221,7 @@ void bind_hevc(py::module_& m) {
              o.threads = threads;
              o.max_in_flight = max_in_flight;
              o.wpp_min_bytes = wpp_min_bytes;
+             o.wpp_inter_min_bytes = wpp_inter_min_bytes;
              o.background = background;
              o.parse_ctu = parse_ctu;
              if (max_luma_samples > 0) o.limits.max_luma_samples = max_luma_samples;
@@ -235,12 +237,13 @@ void bind_hevc(py::module_& m) {
            py::arg("max_dimension") = 0, py::arg("max_slice_segments") = 0, py::arg("max_dpb_pictures") = 0,
            py::arg("max_nal_size") = 0, py::arg("max_entry_points") = 0, py::arg("max_queued_bytes") = 0,
            py::arg("threads") = 0, py::arg("max_in_flight") = 0, py::arg("wpp_min_bytes") = 4096,
-           py::arg("background") = false,
+           py::arg("wpp_inter_min_bytes") = -1, py::arg("background") = false,
            "Limits (0 = default, see csrc/hevc/limits.h and README 'Hostile input') raise LimitError when exceeded. "
            "threads: worker threads parsing slice data in the background (0: in the calling thread); "
            "max_in_flight: pictures handed to them and not yet popped from the decoding-order queue "
-           "(0: 3 * threads + 4); wpp_min_bytes: with 2+ threads, WPP slice segments this large have their CTB rows "
-           "parsed by several threads (-1: never); background: the workers run at the lowest scheduling priority "
+           "(0: 3 * threads + 4); wpp_min_bytes: with 2+ threads, WPP segments of I slices this large have their CTB "
+           "rows parsed by several threads (-1: never); wpp_inter_min_bytes: the same for P and B slices (-1, the "
+           "default: never); background: the workers run at the lowest scheduling priority "
            "(SCHED_IDLE), beside another decoder. Pictures, arrays and warnings are the same whatever the threads.")
       .def_property_readonly_static("default_limits",
                                     [](py::object) {

@@ -48,6 +48,7 @@ Run run(const uint8_t* data, size_t size, bool strict, size_t chunk, int threads
   o.threads = threads;
   o.max_in_flight = threads ? 1 + (int)(size % 5) : 0;
   o.wpp_min_bytes = 0;  // every WPP segment with entry points has its rows parsed in parallel
+  o.wpp_inter_min_bytes = 0;
   bitsr::Decoder dec(o);
   Run r;
   auto take = [&] {
