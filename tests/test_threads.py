@@ -20,13 +20,12 @@ MALFORMED = sorted((CORPUS / "malformed").glob("*")) if CORPUS is not None and C
 
 
 def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int = 0, chunk: int = 1 << 14,
-          wpp_min_bytes: int = 4096, rows: list | None = None, wpp_inter_min_bytes: int | None = None):
+          wpp_min_bytes: int = 4096, rows: list | None = None):
     """Everything the decoder hands out, fed in chunks and popped as a streaming reader does.
     ``rows`` receives the number of slice segments parsed by rows."""
-    # wpp_min_bytes=0 forces rows on every WPP segment, inter ones included
-    inter = (0 if wpp_min_bytes == 0 else -1) if wpp_inter_min_bytes is None else wpp_inter_min_bytes
+    # wpp_min_bytes=0 forces rows on every WPP segment, inter ones included; else the defaults
     d = _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight, wpp_min_bytes=wpp_min_bytes,
-                      wpp_inter_min_bytes=inter)
+                      wpp_inter_min_bytes=0 if wpp_min_bytes == 0 else -1)
     pics, order = [], []
 
     def pop():

@@ -187,23 +187,22 @@ class RawHevcFile:
     """A raw Annex B HEVC file as FFmpeg's HEVC parser splits it into access units: the
     packets (and byte offsets) its raw demuxer makes, for a codec context of our own."""
 
-    CHUNK = 1 << 20
     duration = None  # (as Reader reads it of a container)
 
     def __init__(self, path: str):
         self.path = path
-        self._f = open(path, "rb")
+        self._chunks = _file_chunks(path)
         try:
             self.stream = _RawStream(av.CodecContext.create("hevc", "r"))
             self._queue: collections.deque = collections.deque()
             self._eof = False
             self._fill()  # the first chunk: the parser reads the size and frame rate from its SPS
         except BaseException:
-            self._f.close()
+            self._chunks.close()
             raise
 
     def _fill(self) -> None:
-        b = self._f.read(self.CHUNK)
+        b = next(self._chunks, b"")
         self._eof = not b
         with av_errors(self.path, "cannot split into access units"):
             self._queue.extend(self.stream.codec_context.parse(b or None))
@@ -221,7 +220,7 @@ class RawHevcFile:
             pos += p.size
 
     def close(self) -> None:
-        self._f.close()
+        self._chunks.close()  # (closes the file)
 
 
 class HevcSource:
