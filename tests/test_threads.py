@@ -20,9 +20,11 @@ MALFORMED = sorted((CORPUS / "malformed").glob("*")) if CORPUS is not None and C
 
 
 def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int = 0, chunk: int = 1 << 14,
-          wpp_min_bytes: int = 4096, rows: list | None = None):
+          wpp_min_bytes: int = 4096, rows: list | None = None, early_flush: bool = False):
     """Everything the decoder hands out, fed in chunks and popped as a streaming reader does.
-    ``rows`` receives the number of slice segments parsed by rows."""
+    ``rows`` receives the number of slice segments parsed by rows. ``early_flush``: the end of
+    the stream is told without waiting (flush(wait=False), as bitsr.open does while FFmpeg
+    decodes the last packets), then the rest is waited for."""
     # wpp_min_bytes=0 forces rows on every WPP segment, inter ones included; else the defaults
     d = _core.Decoder(strict=strict, threads=workers, max_in_flight=max_in_flight, wpp_min_bytes=wpp_min_bytes,
                       wpp_inter_min_bytes=0 if wpp_min_bytes == 0 else -1)
@@ -40,6 +42,11 @@ def parse(data: bytes, workers: int, *, strict: bool = False, max_in_flight: int
                 more = d.push_annexb(b"", yield_pictures=1)
                 pop()
         while d.push_annexb(b"", final=True, yield_pictures=1):
+            pop()
+        if early_flush:
+            d.flush(wait=False)
+            pop()
+            d.sync()
             pop()
         d.flush()
         pop()
@@ -87,6 +94,7 @@ def test_threads_give_what_one_thread_gives(stream):
     for workers in (1, 2, 4):
         assert_same(one, parse(data, workers))
     assert_same(one, parse(data, 2, max_in_flight=1))  # the smallest window: waits at every picture
+    assert_same(one, parse(data, 2, early_flush=True))
     # every WPP segment with entry points parsed by rows, however small
     for workers in (2, 4):
         assert_same(one, parse(data, workers, wpp_min_bytes=0))

@@ -672,13 +672,13 @@ void Decoder::end_access_unit() {
   retire(false);
 }
 
-void Decoder::flush() {
+void Decoder::flush(bool wait) {
   finish_picture();
   if (pool_) pool_->drain();
   std::deque<PicturePtr> out;
   dpb_.flush(out);
   queue_output(out);
-  retire(true);
+  retire(wait);
 }
 
 bool Decoder::bump_one() {

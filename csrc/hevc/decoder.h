@@ -69,8 +69,9 @@ class Decoder : private ParamSetLookup {
   int push_hvcc(const uint8_t* data, size_t size);
   // Marks the end of an access unit (a container packet): finishes the current picture.
   void end_access_unit();
-  // End of input: finishes the current picture and outputs everything left.
-  void flush();
+  // End of input: finishes the current picture and outputs everything left; with `wait`
+  // false, as far as the workers have parsed (the rest comes with sync() or flush()).
+  void flush(bool wait = true);
   // Outputs the next picture in output order even if the DPB would still hold it
   // (used to follow a decoder that outputs earlier than the bumping process requires).
   bool bump_one();

@@ -305,11 +305,15 @@ void bind_hevc(py::module_& m) {
              py::gil_scoped_release nogil;
              d.end_access_unit();
            })
-      .def("flush",
-           [](Decoder& d) {
-             py::gil_scoped_release nogil;
-             d.flush();
-           })
+      .def(
+          "flush",
+          [](Decoder& d, bool wait) {
+            py::gil_scoped_release nogil;
+            d.flush(wait);
+          },
+          py::arg("wait") = true,
+          "End of input: finishes the current picture and outputs every picture left; with "
+          "wait=False, as far as the worker threads have parsed (sync() or flush() give the rest).")
       .def(
           "bump_one",
           [](Decoder& d) {
