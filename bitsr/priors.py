@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import heapq
-from typing import Iterable, Iterator, Mapping, Optional, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 
@@ -178,29 +178,51 @@ class Window:
 F = TypeVar("F")
 
 
-def windowed(frames: Iterable[F], size: int) -> Iterator[F]:
+def windowed(frames: Iterable[F], size: int, peek: Optional[Callable[[int], Optional[PicturePriors]]] = None
+             ) -> Iterator[F]:
     """Delays frames (objects with ``priors`` and a ``window`` slot) by ``size`` so each one
     carries the :class:`Window` of the ``size`` frames before and after it in display order.
-    Holds at most ``size`` frames ahead and ``size`` earlier priors."""
+    Holds at most ``size`` frames ahead and ``size`` earlier priors. ``peek(k)``, where the
+    source knows it, gives the priors of the k-th frame after the last one ``frames`` gave
+    (None while unknown): a frame then goes as soon as its window is known, without waiting
+    for the later frames themselves (for bitsr.open: their pixels, which FFmpeg decodes later
+    than the parser reads their priors)."""
     history: collections.deque = collections.deque(maxlen=size)
     pending: collections.deque = collections.deque()
 
-    def release():
+    def release(later=()):
         fr = pending.popleft()
         win = {0: fr.priors}
         for j, p in enumerate(reversed(history)):
             win[-1 - j] = p
         for j, nxt in enumerate(pending):
             win[1 + j] = nxt.priors
+        for j, p in enumerate(later, start=len(pending)):
+            win[1 + j] = p
         fr.window = Window(size, win)
         if size:
             history.append(fr.priors)
         return fr
 
+    def known_later():
+        """Priors of the frames after those pending that the head's window needs, or None."""
+        out = []
+        for k in range(1, size - len(pending) + 2):
+            p = peek(k)
+            if p is None:
+                return None
+            out.append(p)
+        return out
+
     for fr in frames:
         pending.append(fr)
-        if len(pending) > size:
+        while len(pending) > size:
             yield release()
+        while pending and peek is not None:
+            later = known_later()
+            if later is None:
+                break
+            yield release(later)
     while pending:
         yield release()
 

@@ -94,6 +94,32 @@ def test_neighbour_priors_window(lookahead):
         bitsr.open(path, lookahead=17)
 
 
+@pytest.mark.parametrize("params", [PARAMS, "bframes=4:b-pyramid=1:scenecut=0"])
+def test_window_from_the_parsers_output_order(params, monkeypatch):
+    """bitsr.open gives a frame as soon as the parser's output order knows the priors of the
+    frames after it (HevcSource.peek_priors), without holding FFmpeg's later frames: the
+    windows are the same as when each frame waits for the later frames themselves, and hold
+    the very priors objects of those frames."""
+    from bitsr.io import hevc
+
+    path = make_hevc("reader" if params == PARAMS else "reader_bpyr", frames=20, x265_params=params,
+                     source="bikes")
+
+    def windows():
+        with bitsr.open(path, lookahead=2, threads=2) as video:
+            frames = list(video)
+        assert all(f.window[k] is frames[f.display_index + k].priors for f in frames for k in f.window.offsets())
+        return [[(k, f.window[k].decode_index) for k in f.window.offsets()] for f in frames]
+
+    known = []
+    peek = hevc.HevcSource.peek_priors
+    monkeypatch.setattr(hevc.HevcSource, "peek_priors", lambda self, k: known.append(peek(self, k)) or known[-1])
+    early = windows()
+    assert any(p is not None for p in known), "no window was known from the parser"
+    monkeypatch.setattr(hevc.HevcSource, "peek_priors", lambda self, k: None)
+    assert windows() == early
+
+
 def test_lifetime():
     """A Reader is one pass over the file, like a file object."""
     path = make_hevc("reader", frames=20, x265_params=PARAMS, source="bikes")
@@ -187,7 +213,7 @@ def test_pairing_keeps_a_picture_output_before_a_new_sequence_in_the_same_batch(
     src.strict, src._warn = True, lambda m: pytest.fail(m)
     src._decoder = Parser()
     src._pending, src._by_packet, src._order = {}, {}, collections.deque()
-    src._in_order, src._cvs_starts = set(), collections.deque(maxlen=8)
+    src._in_order, src._cvs_starts, src._peeked = set(), collections.deque(maxlen=8), {}
     src._packet_of = {d: (d, d) for d in range(3)}  # decode index -> (packet, pts)
     a, b, cra = pic(0, 0, 19), pic(1, 0, 1), pic(2, 1, CRA_NUT)
     src._decoder.decoded = [a, b]

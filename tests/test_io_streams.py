@@ -201,10 +201,12 @@ def test_several_sequences_with_parameter_changes(tmp_path):
 
 @pytest.mark.parametrize("name", ["bpyramid", "several"])
 def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_path, monkeypatch):
-    """bitsr.open lets FFmpeg's frames wait for the parser's workers (hevc.FRAMES_AHEAD):
-    frames paired at once, after up to 8 waited, or after every frame waited until the end of
-    the stream, are the same frames with the same priors, and the warnings are the same; so
-    are they with the parser at normal priority (idle_parser=False)."""
+    """bitsr.open lets FFmpeg's frames wait for the parser's workers (hevc.FRAMES_AHEAD, and
+    the pixels they may hold, FRAMES_AHEAD_BYTES), and gives the parser packets before FFmpeg
+    (PARSE_AHEAD): frames paired at once, after up to 2 or 8 waited, or after every frame
+    waited until the end of the stream, with the parser 0, 4 or more packets ahead, are the
+    same frames with the same priors, and the warnings are the same; so are they with the
+    parser at normal priority (idle_parser=False)."""
     from bitsr.io import hevc
 
     if name == "several":
@@ -212,8 +214,10 @@ def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_p
     else:
         path, _ = make("bpyramid", 24, params="bframes=4:b-pyramid=1:scenecut=0")
 
-    def run(ahead, idle=True):
+    def run(ahead, idle=True, parse_ahead=4, ahead_bytes=48 << 20):
         monkeypatch.setattr(hevc, "FRAMES_AHEAD", ahead)
+        monkeypatch.setattr(hevc, "PARSE_AHEAD", parse_ahead)
+        monkeypatch.setattr(hevc, "FRAMES_AHEAD_BYTES", ahead_bytes)
         with bitsr.open(path, threads=2, idle_parser=idle) as video:
             out = [(f.poc, f.decode_index, f.priors.cvs_index, f.pts, f.priors.arrays["mv"].tobytes(),
                     f.yuv()[0].tobytes()) for f in video]
@@ -222,12 +226,16 @@ def test_frames_waiting_for_their_priors_pair_as_when_paired_at_once(name, tmp_p
     not_ready = []
     ready = hevc.HevcSource._ready
     monkeypatch.setattr(hevc.HevcSource, "_ready", lambda self, f: ready(self, f) or not_ready.append(f) or False)
-    now = run(0)
+    now = run(0, parse_ahead=0)
     assert len(now[0]) > 20
+    assert run(0) == now
     assert run(8) == now
+    assert run(8, parse_ahead=0) == now
+    assert run(8, parse_ahead=100) == now  # every packet parsed before FFmpeg gets the first
+    assert run(8, ahead_bytes=1) == now  # the byte bound: 2 frames
     assert run(8, idle=False) == now  # the parser at normal priority (the upscaling pipeline)
     not_ready.clear()
-    assert run(10**6) == now
+    assert run(10**6, parse_ahead=0, ahead_bytes=1 << 40) == now  # (the parser not ahead: frames wait)
     assert not_ready, "some frame waited for its priors"
 
 

@@ -21,8 +21,11 @@ picture starts a new CVS (after an EOS NAL unit) are discarded, as C.5.2.2 requi
 
 Overlap. The parser's workers run at the lowest scheduling priority (``idle_parser``, the
 default), so FFmpeg's threads, which bound the pass, are never kept waiting for a core; the
-parser takes the time they leave. A frame whose picture the workers have not finished waits
-(at most ``FRAMES_AHEAD`` frames) while FFmpeg goes on with the next packets; past that, the
+parser takes the time they leave. It gets each packet ``PARSE_AHEAD`` packets before FFmpeg
+does, so that it has a picture to parse whenever FFmpeg's threads leave a core idle (they
+wait for their reference pictures' rows, or for the calling thread). A frame whose picture
+the workers have not finished waits (at most ``FRAMES_AHEAD`` frames, and
+``FRAMES_AHEAD_BYTES`` of pixels) while FFmpeg goes on with the next packets; past that, the
 calling thread parses.
 """
 from __future__ import annotations
@@ -40,11 +43,19 @@ from .demux import av_errors, decode, iter_packets, named_errors, open_container
 from .formats import is_raw
 
 CRA_NUT = 21
-# FFmpeg frames that may wait for their priors (HevcSource): 4 frames of 1080p are 12 MB. Each
-# frame held is a buffer FFmpeg must allocate and fault in afresh (per file): 8 cost short
-# clips more than the waiting saved (bitsr.open / FFmpeg on 10-50 frame 1080p streams, fresh
-# processes: worst 0.75 with 8, 0.81 with 4; a 300-frame stream 0.87 and 0.84).
-FRAMES_AHEAD = 4
+# Packets the parser gets before FFmpeg (HevcSource). With none, the parser's workers idled
+# whenever the calling thread was blocked in FFmpeg's decode (it hands both their packets),
+# and the parse was left to the end of the file (bitsr.open / FFmpeg at 2 threads, fresh
+# processes: realworld_720p 0.76 -> 0.82, a 60-frame 7.5 Mbit/s 1080p stream 0.87 -> 0.90);
+# 8 or more delay FFmpeg's first packets behind the parser's work on them.
+PARSE_AHEAD = 4
+# FFmpeg frames that may wait for their priors (HevcSource), and the pixels they may hold.
+# Each frame held is a buffer FFmpeg allocates and faults in afresh (per file), but waiting
+# lets the idle workers parse where the calling thread would take a core from FFmpeg: with
+# PARSE_AHEAD, 16 beat 4 on the short 1080p streams (1080p.h265 0.83 -> 0.94). The byte bound
+# keeps 4K frames (12-25 MB each) to a few.
+FRAMES_AHEAD = 16
+FRAMES_AHEAD_BYTES = 48 << 20
 
 # Parser limits accepted by make_decoder, bitsr.extract() and bitsr.open(); defaults in
 # _core.Decoder.default_limits (csrc/hevc/limits.h, README "Hostile input").
@@ -257,6 +268,8 @@ class HevcSource:
         self._in_order: set[int] = set()
         self._cvs_starts: collections.deque = collections.deque(maxlen=8)  # (cvs_index, nal_type)
         self._packet_of: dict[int, tuple] = {}  # decode_index -> (packet number, pts), until parsed
+        self._keep: Optional[int] = None  # frames that may wait (FRAMES_AHEAD), set by the first frame
+        self._peeked: dict[int, PicturePriors] = {}  # decode_index -> its priors, given by peek_priors
 
     @property
     def num_skipped_pictures(self) -> int:
@@ -265,6 +278,21 @@ class HevcSource:
     def empty_message(self) -> str:
         """Why no frame came out (for the error when none did)."""
         return f"{self.path}: no decodable HEVC picture found" + warning_summary(self._decoder)
+
+    def peek_priors(self, k: int) -> Optional[PicturePriors]:
+        """Priors of the k-th frame after the last one ``frames()`` gave, as far as the
+        parser's output order knows them already (None otherwise): a frame's window of later
+        priors then needs no later frame from FFmpeg, whose frames come after the parser's
+        pictures (the Reader's ``lookahead``). Should FFmpeg not output that picture after all
+        (it failed to decode it: a warning says so), the frames beside it still had it in
+        their windows."""
+        if k > len(self._order):
+            return None
+        d = self._order[k - 1]
+        pp = self._peeked.get(d)
+        if pp is None:
+            pp = self._peeked[d] = PicturePriors(self._pending[d][0])
+        return pp
 
     # -- one pass: parser first, then FFmpeg --------------------------------------------
     def frames(self) -> Iterator[tuple[PicturePriors, "av.VideoFrame", Optional[int]]]:
@@ -276,6 +304,7 @@ class HevcSource:
         waiting: collections.deque = collections.deque()  # FFmpeg's frames, in its output order
         packets = self.container.packets() if self.is_raw else (
             (p, packet_offset(p)) for p in iter_packets(self.container, self.stream, self.path))
+        ahead: collections.deque = collections.deque()  # packets parsed, not yet given to FFmpeg
         for n, (packet, offset) in enumerate(packets):
             first = dec.num_pictures_started
             dec.push_packet(packet, length_size=self._length_size, offset=offset)
@@ -286,14 +315,31 @@ class HevcSource:
             # A fresh object per packet: PyAV keys opaque values by id(), so a shared small
             # int would be released by whichever frame holding it dies first.
             packet.opaque = (n,)
-            waiting.extend(decode(cc, packet, self.path, self.strict, self._warn))
-            yield from self._paired(waiting, FRAMES_AHEAD)
+            ahead.append(packet)
+            if len(ahead) > PARSE_AHEAD:
+                yield from self._decode(ahead.popleft(), waiting)
+        # The parser has the whole stream: its last pictures go to its output order now (as
+        # far as parsed), for the windows of the frames FFmpeg is still to give.
+        dec.flush(wait=False)
+        self._take_pictures()
+        while ahead:
+            yield from self._decode(ahead.popleft(), waiting)
         dec.flush()
         self._take_pictures()
         waiting.extend(decode(cc, None, self.path, self.strict, self._warn))
         yield from self._paired(waiting, 0)
         for d in list(self._order) + [d for d in self._pending if d not in self._in_order]:
             self._drop(d, "FFmpeg did not output it")
+
+    def _decode(self, packet, waiting: collections.deque):
+        """FFmpeg decodes the packet; its frames join those waiting, which are paired as far as
+        their priors are ready, and beyond the frames that may wait however long that takes."""
+        frames = decode(self.stream.codec_context, packet, self.path, self.strict, self._warn)
+        if frames and self._keep is None:
+            size = sum(p.buffer_size for p in frames[0].planes)
+            self._keep = min(FRAMES_AHEAD, max(2, FRAMES_AHEAD_BYTES // max(1, size)))
+        waiting.extend(frames)
+        yield from self._paired(waiting, FRAMES_AHEAD if self._keep is None else self._keep)
 
     def _paired(self, waiting: collections.deque, keep: int):
         """Pairs the waiting frames, in order, while their pictures are ready, and the rest
@@ -375,13 +421,15 @@ class HevcSource:
         else:
             self._problem(f"FFmpeg output picture decode_index {d} that the parser does not output")
         pic, _, pts = self._pending.pop(d)
-        return PicturePriors(pic), f, (f.pts if f.pts is not None else pts)
+        pp = self._peeked.pop(d, None) or PicturePriors(pic)
+        return pp, f, (f.pts if f.pts is not None else pts)
 
     def _drop(self, d: int, why: str) -> None:
         if d in self._in_order:
             self._order.remove(d)
             self._in_order.discard(d)
         pic, packet, _ = self._pending.pop(d)
+        self._peeked.pop(d, None)
         ids = self._by_packet.get(packet)
         if ids is not None:
             ids.remove(d)

@@ -317,7 +317,7 @@ class Reader:
         if self._iter is None:
             if self._container is None:
                 raise ValueError("I/O operation on a closed bitsr.Reader")
-            self._iter = windowed(self._frames(), self.lookahead)
+            self._iter = windowed(self._frames(), self.lookahead, getattr(self._source, "peek_priors", None))
         return next(self._iter)
 
     def _frames(self) -> Iterator[Frame]:
@@ -365,9 +365,10 @@ def open(path: str | os.PathLike, *, strict: bool = False, threads: int = 0, loo
     """Opens an HEVC or H.264 file (raw Annex B .hevc/.265/.h265/.h264/.264, MP4, MOV, MKV) for
     reading frames with priors.
 
-    ``lookahead`` frames are decoded ahead (and as many priors kept behind) so that each
-    frame carries its neighbours' priors (``Frame.window``, for ``Frame.flow(k)`` with
-    |k| <= lookahead).
+    Each frame carries the priors of ``lookahead`` neighbours on each side (``Frame.window``,
+    for ``Frame.flow(k)`` with |k| <= lookahead): for HEVC from the parser's output order,
+    which knows them before FFmpeg decodes those frames; otherwise the frames are decoded
+    ahead.
 
     >>> with bitsr.open("clip.mp4") as video:
     ...     for frame in video:                 # display order
