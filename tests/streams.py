@@ -7,8 +7,10 @@ temporary directory, keyed by everything that goes into them, the content's orig
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import inspect
+import multiprocessing
 import os
 import tempfile
 from fractions import Fraction
@@ -159,17 +161,35 @@ def _encode(codec, options, name, key, frames, width, height, container, pix_fmt
         return path
     tmp = path.with_suffix(f".{os.getpid()}.part.{container}")  # pytest-xdist workers may race
     # libx265 on a loaded machine now and then returns a packet without timestamps, which the
-    # MP4/MOV muxer rejects ("pts/dts pair unsupported"): encode again.
+    # MP4/MOV muxer rejects ("pts/dts pair unsupported"), and once crashed (SIGSEGV) encoding
+    # a 64x48 clip while two test workers loaded both cores: encode in a helper process, and
+    # again after either.
     for attempt in range(5):
         try:
-            _write(codec, options, tmp, container, frames, width, height, pix_fmt, fps, source, fade)
+            _in_helper(_write, codec, options, tmp, container, frames, width, height, pix_fmt, fps, source, fade)
             break
-        except av.FFmpegError:
+        except (av.FFmpegError, concurrent.futures.process.BrokenProcessPool):
             tmp.unlink(missing_ok=True)
             if attempt == 4:
                 raise
     os.replace(tmp, path)
     return path
+
+
+_HELPER: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _in_helper(fn, *args):
+    """fn(*args) in this test worker's encoding process (started once, by spawn: the test
+    worker has threads), which a crash of the encoder takes down instead of the test worker."""
+    global _HELPER
+    if _HELPER is None:
+        _HELPER = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return _HELPER.submit(fn, *args).result()
+    except concurrent.futures.process.BrokenProcessPool:
+        _HELPER = None  # the next call starts another
+        raise
 
 
 def _write(codec, options, tmp, container, frames, width, height, pix_fmt, fps, source, fade) -> None:
