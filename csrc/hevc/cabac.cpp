@@ -27,9 +27,13 @@ const uint8_t kTransIdxLps[64] = {0,  0,  1,  2,  2,  4,  4,  5,  6,  7,  8,  9,
 CabacTables::CabacTables() {
   for (int st = 0; st < 128; ++st) {
     const int p = st >> 1, mps = st & 1;
-    for (int q = 0; q < 4; ++q) lps[st][q] = kRangeTabLps[p][q];
-    next[0][st] = (uint8_t)((std::min(p + 1, 62) << 1) | mps);
-    next[1][st] = (uint8_t)((kTransIdxLps[p] << 1) | (p == 0 ? !mps : mps));
+    const uint32_t next_mps = (uint32_t)((std::min(p + 1, 62) << 1) | mps);
+    const uint32_t next_lps = (uint32_t)((kTransIdxLps[p] << 1) | (p == 0 ? !mps : mps));
+    for (int q = 0; q < 4; ++q) {
+      lps[q][st] = kRangeTabLps[p][q];
+      const uint32_t nb = (uint32_t)__builtin_clz((uint32_t)lps[q][st]) - 23;  // to range >= 256
+      trans[q][st] = next_mps | next_lps << 8 | nb << 16;
+    }
   }
 }
 const CabacTables kCabac;
@@ -109,7 +113,7 @@ void CabacContexts::init(int init_type, int qp) {
       int n = ((v & 15) << 3) - 16;
       int pre = std::clamp(((m * q) >> 4) + n, 1, 126);
       const int mps = pre <= 63 ? 0 : 1;
-      this->m[e.offset + i].s = (uint8_t)(((mps ? pre - 64 : 63 - pre) << 1) | mps);
+      this->m[e.offset + i].s = (CtxState)(((mps ? pre - 64 : 63 - pre) << 1) | mps);
     }
   }
   for (int& s : stat_coeff) s = 0;

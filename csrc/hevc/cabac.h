@@ -51,9 +51,12 @@ enum : int {
 };
 }  // namespace ctx
 
-// (pStateIdx << 1) | valMps in one byte, so a bin needs one table lookup per transition.
+// (pStateIdx << 1) | valMps in one byte, so a bin needs one table lookup per transition. An
+// enum rather than uint8_t: stores through a char type may alias anything, so the compiler
+// would reload the engine's offset and range from memory after every bin.
+enum class CtxState : uint8_t {};
 struct ContextModel {
-  uint8_t s;
+  CtxState s;
 };
 
 // Everything that WPP and dependent slice segments save and restore (9.3.2.3/9.3.2.4).
@@ -65,11 +68,14 @@ struct CabacContexts {
 
 extern const uint8_t kRangeTabLps[64][4];
 extern const uint8_t kTransIdxLps[64];
-// Indexed by ContextModel::s: rLPS per quantised range, and the next state after an MPS
-// (next[0]) or an LPS (next[1], including the valMps switch at pStateIdx 0).
+// Indexed by (the quantised range, ContextModel::s), laid out so that the index is
+// st + 2 * (range & 0xC0): rLPS alone in `lps` (a bin's critical path: range -> index -> rLPS
+// -> comparison), and beside it the next state after an MPS (bits 0..7) and after an LPS
+// (bits 8..15, including the valMps switch at pStateIdx 0) and the renormalising shift after
+// an LPS (bits 16..23), loaded in parallel.
 struct CabacTables {
-  uint8_t lps[128][4];
-  uint8_t next[2][128];
+  uint8_t lps[4][128];
+  uint32_t trans[4][128];
   CabacTables();
 };
 extern const CabacTables kCabac;
@@ -87,12 +93,14 @@ class CabacEngine {
   }
 
   int decode(ContextModel& m) {
-    const unsigned st = m.s;
-    const uint32_t lps = kCabac.lps[st][(range_ >> 6) & 3];
+    const unsigned st = (unsigned)m.s;
+    const size_t i = st + ((range_ & 0xC0) << 1);
+    const uint32_t lps = (&kCabac.lps[0][0])[i];
+    const uint32_t t = (&kCabac.trans[0][0])[i];
     range_ -= lps;
     const uint64_t scaled = (uint64_t)range_ << kFrac;
     if (value_ < scaled) {
-      m.s = kCabac.next[0][st];
+      m.s = (CtxState)(t & 0xff);
       if (range_ < 256) {
         range_ <<= 1;
         value_ <<= 1;
@@ -101,10 +109,10 @@ class CabacEngine {
       return st & 1;
     }
     value_ -= scaled;
-    const int nb = __builtin_clz(lps) - 23;
+    const int nb = (int)(t >> 16);
     value_ <<= nb;
     range_ = lps << nb;
-    m.s = kCabac.next[1][st];
+    m.s = (CtxState)((t >> 8) & 0xff);
     bits_needed_ += nb;
     if (bits_needed_ >= 0) refill();
     return !(st & 1);
@@ -115,20 +123,53 @@ class CabacEngine {
   // than computing both paths (7-10% of a high-bitrate parse). Elsewhere bins are mostly
   // MPS and the branches predict well.
   int decode_flat(ContextModel& m) {
-    const unsigned st = m.s;
-    const uint32_t lps = kCabac.lps[st][(range_ >> 6) & 3];
+    unsigned st = (unsigned)m.s;
+    const int bin = decode_state(st);
+    m.s = (CtxState)st;
+    return bin;
+  }
+
+  // decode_flat on a state the caller holds (in a register, in the coefficient loops, where
+  // the state would otherwise go through memory between consecutive bins of one context).
+  int decode_state(unsigned& st) {
+    const size_t i = st + ((range_ & 0xC0) << 1);
+    const uint32_t lps = (&kCabac.lps[0][0])[i];
+    const uint32_t t = (&kCabac.trans[0][0])[i];
     const uint32_t rmps = range_ - lps;
     const uint64_t scaled = (uint64_t)rmps << kFrac;
-    const unsigned is_lps = value_ >= scaled;
-    value_ -= scaled & ((uint64_t)0 - is_lps);
-    const uint32_t r = is_lps ? lps : rmps;
-    m.s = kCabac.next[is_lps][st];
-    const int nb = __builtin_clz(r) - 23;  // renormalise: range back to [256, 510] (r >= 2)
-    range_ = r << nb;
-    value_ <<= nb;
-    bits_needed_ += nb;
+    // Both outcomes are prepared before the comparison, so only selects wait on it: after
+    // an MPS the range needs at most one shift (rMPS >= 128), after an LPS the table has it.
+    uint32_t nb = (rmps >> 8) ^ 1;
+    uint32_t r = rmps << nb;
+    uint32_t next = t & 0xff;
+    const uint32_t nb_lps = t >> 16, r_lps = lps << nb_lps, next_lps = (t >> 8) & 0xff;
+    uint64_t sub = 0;
+    const int bin = (int)((st & 1) ^ (value_ >= scaled));
+#if defined(__x86_64__)
+    // conditional moves: GCC would branch on some of these selects, and the outcome is
+    // close to a coin flip here
+    __asm__(
+        "cmp %[sc], %[v]\n\t"
+        "cmovae %[rl], %[r]\n\t"
+        "cmovae %[nl], %[nx]\n\t"
+        "cmovae %[bl], %[nb]\n\t"
+        "cmovae %[sc], %[sub]"
+        : [r] "+r"(r), [nx] "+r"(next), [nb] "+r"(nb), [sub] "+r"(sub)
+        : [v] "r"(value_), [sc] "r"(scaled), [rl] "r"(r_lps), [nl] "r"(next_lps), [bl] "r"(nb_lps)
+        : "cc");
+#else
+    const uint32_t m32 = 0u - (uint32_t)(value_ >= scaled);
+    r ^= (r ^ r_lps) & m32;
+    next ^= (next ^ next_lps) & m32;
+    nb ^= (nb ^ nb_lps) & m32;
+    sub = scaled & ((uint64_t)0 - (value_ >= scaled));
+#endif
+    st = next;
+    range_ = r;
+    value_ = (value_ - sub) << nb;
+    bits_needed_ += (int)nb;
     if (bits_needed_ >= 0) refill();
-    return (int)((st & 1) ^ is_lps);
+    return bin;
   }
 
   int bypass() {

@@ -85,8 +85,10 @@ struct SigPattern {
 };
 const SigPattern kSigPattern;
 
-// The same contexts in coefficient scan order, so the sig_coeff_flag loop indexes by n:
-// [scanIdx][prevCsbf][n], and the 4x4-TB map [scanIdx][n].
+// The same contexts in coefficient scan order, as bit shifts into 8 consecutive context states
+// loaded as one word (the sig_coeff_flag loop keeps them in a register): [scanIdx][prevCsbf][n]
+// for the pattern of a TB larger than 4x4 (sigCtx 0..2 above its base), and [scanIdx][n] for
+// a 4x4 TB (ctxIdxMap 1..8 for n >= 1; n = 0 is the DC, decoded on its own).
 struct SigScan {
   uint8_t pat[3][4][16];
   uint8_t map4[3][16];
@@ -95,16 +97,18 @@ struct SigScan {
       for (int n = 0; n < 16; ++n) {
         const int pos = kScan.pos[2][sc][n];
         const int idx = ((pos >> 4) << 2) + (pos & 15);
-        map4[sc][n] = kCtxIdxMap[idx];
-        for (int pc = 0; pc < 4; ++pc) pat[sc][pc][n] = kSigPattern.v[pc][idx];
+        map4[sc][n] = (uint8_t)(n == 0 ? 0 : (kCtxIdxMap[idx] - 1) * 8);
+        for (int pc = 0; pc < 4; ++pc) pat[sc][pc][n] = (uint8_t)(kSigPattern.v[pc][idx] * 8);
       }
   }
 };
 const SigScan kSigScan;
+const uint8_t kNoShift[16] = {};
 
 }  // namespace
 
-int SliceDecoder::coeff_abs_level_remaining(int rice) {
+// Inline on the caller's local engine, so the engine stays in registers across escapes.
+__attribute__((always_inline)) inline int coeff_abs_level_remaining(CabacEngine& eng_, const Sps& sps_, int rice) {
   int prefix = 0;
   if (!sps_.extended_precision_processing_flag) {
     while (prefix < 32 && eng_.bypass()) ++prefix;
@@ -208,6 +212,9 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
                                explicit_rdpcm;
   const int sb_type = (c == 0 ? 2 : 0) + ((ts || bypass) ? 1 : 0);
   int c1 = 1;  // greater1Ctx carried between sub-blocks
+  // The engine as a local for the sub-block loop: its offset and range stay in registers
+  // rather than being stored and reloaded around every bin (eng_ is a member).
+  CabacEngine e = eng_;
   for (int i = last_sb; i >= 0; --i) {
     const int xs = sb_scan[i] & 15, ys = sb_scan[i] >> 4;
     bool infer_dc = false;
@@ -216,7 +223,7 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
       int cctx = 0;
       if (xs < sbw - 1) cctx += csbf[xs + 1][ys];
       if (ys < sbw - 1) cctx += csbf[xs][ys + 1];
-      coded = dec(ctx::CODED_SUB_BLOCK_FLAG + std::min(cctx, 1) + (c ? 2 : 0));
+      coded = e.decode_flat(cc_.m[ctx::CODED_SUB_BLOCK_FLAG + std::min(cctx, 1) + (c ? 2 : 0)]);
       infer_dc = true;
     }
     csbf[xs][ys] = (uint8_t)coded;
@@ -228,32 +235,55 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     }
     if (coded) {
       const int prev_csbf = ((xs < sbw - 1) ? csbf[xs + 1][ys] : 0) | (((ys < sbw - 1) ? csbf[xs][ys + 1] : 0) << 1);
-      // Context index of every scan position of this sub-block, computed once (9.3.4.2.5).
-      uint8_t ctx_of[16];
-      if (ts_ctx) {
-        std::memset(ctx_of, c == 0 ? 42 : 27 + 16, 16);
-      } else if (log2_size == 2) {
-        const uint8_t* m4 = kSigScan.map4[scan_idx];
-        for (int n = 0; n < 16; ++n) ctx_of[n] = (uint8_t)(m4[n] + (c ? 27 : 0));
-      } else {
-        int add;
-        if (c == 0)
-          add = ((xs > 0 || ys > 0) ? 3 : 0) + (log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21);
-        else
-          add = 27 + (log2_size == 3 ? 9 : 12);
-        const uint8_t* pat = kSigScan.pat[scan_idx][prev_csbf];
-        for (int n = 0; n < 16; ++n) ctx_of[n] = (uint8_t)(pat[n] + add);
-        if (xs == 0 && ys == 0) ctx_of[0] = c ? 27 : 0;  // DC of the TB (scan position 0): sigCtx 0
-      }
+      // The contexts of this sub-block's positions (9.3.4.2.5): up to 8 consecutive states
+      // from `lo`, held in one register through the loop (a state stored and loaded again
+      // by the next bin of the same context would sit on the decoding's critical path),
+      // and the DC's context.
       ContextModel* sig_ctx = &cc_.m[ctx::SIG_COEFF_FLAG];
+      int lo, ctx0;
+      const uint8_t* shift;
+      if (ts_ctx) {
+        lo = ctx0 = c == 0 ? 42 : 27 + 16;
+        shift = kNoShift;
+      } else if (log2_size == 2) {
+        ctx0 = c ? 27 : 0;
+        lo = ctx0 + 1;
+        shift = kSigScan.map4[scan_idx];
+      } else {
+        if (c == 0)
+          lo = ((xs > 0 || ys > 0) ? 3 : 0) + (log2_size == 3 ? (scan_idx == 0 ? 9 : 15) : 21);
+        else
+          lo = 27 + (log2_size == 3 ? 9 : 12);
+        shift = kSigScan.pat[scan_idx][prev_csbf];
+        ctx0 = (xs == 0 && ys == 0) ? (c ? 27 : 0) : lo + (shift[0] >> 3);  // DC of the TB: sigCtx 0
+      }
+      static_assert(ctx::SIG_COEFF_FLAG + 43 + 8 <= ctx::NUM, "8 states from the last base");
+      uint64_t states;
+      std::memcpy(&states, sig_ctx + lo, 8);
       // (no branch on the flag either: it is as unpredictable)
       uint32_t found = 0;
-      for (int n = n_start; n > 0; --n) found |= (uint32_t)eng_.decode_flat(sig_ctx[ctx_of[n]]) << n;
+      if (n_start > 0) {
+        int k = shift[n_start];
+        unsigned st = (unsigned)(states >> k) & 0xff;
+        for (int n = n_start;; --n) {
+          found |= (uint32_t)e.decode_state(st) << n;
+          const uint64_t before = states;  // without this bin's new state
+          states = (before & ~((uint64_t)0xff << k)) | ((uint64_t)st << k);
+          if (n == 1) break;
+          // The next bin's state: this one's if it shares the context, else taken from
+          // `before`, which does not wait on this bin.
+          const int kn = shift[n - 1];
+          const uint32_t same = 0u - (uint32_t)(kn == k);
+          st = (st & same) | ((unsigned)(before >> kn) & 0xffu & ~same);
+          k = kn;
+        }
+      }
+      std::memcpy(sig_ctx + lo, &states, 8);
       sig |= found;
       if (found) infer_dc = false;
       if (n_start >= 0) {
         if (!infer_dc) {
-          if (eng_.decode_flat(sig_ctx[ctx_of[0]])) sig |= 1u;
+          if (e.decode_flat(sig_ctx[ctx0])) sig |= 1u;
         } else {
           sig |= 1u;  // inferred DC of a coded sub-block with no other significant coefficient
         }
@@ -265,48 +295,56 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
     if (c1 == 0) ctx_set++;
     c1 = 1;
     uint32_t g1 = 0;
-    int first_g1 = -1;
+    uint32_t first8 = 0;  // the (up to) 8 coefficients with a greater1 flag
     int num_g1 = 0;
-    bool escape = false;
     // Only the first 8 significant coefficients (in reverse scan) carry a greater1 flag; loops
     // visit set bits of `sig` only.
     const int nsig = popcount16(sig);
     const int last_sig = 31 - __builtin_clz(sig), first_sig = __builtin_ctz(sig);
-    if (nsig > 8) escape = true;
-    // greater1Ctx after each flag: 0 once a flag was 1, else one more, up to 3 (9.3.4.2.6);
-    // a table rather than branches on the flag, which is about as unpredictable.
-    static constexpr uint8_t kNextC1[2][4] = {{0, 2, 3, 3}, {0, 0, 0, 0}};
+    // greater1Ctx after each flag: 0 once a flag was 1, else one more, up to 3 (9.3.4.2.6),
+    // computed rather than branched on (the flag is about as unpredictable); the set's 4
+    // states are held in a register, as in the sig_coeff_flag loop.
     ContextModel* g1_ctx = &cc_.m[ctx::GREATER1_FLAG + ctx_set * 4 + (c ? 16 : 0)];
+    uint32_t g1_states;
+    std::memcpy(&g1_states, g1_ctx, 4);
     for (uint32_t rest = sig; rest && num_g1 < 8; ++num_g1) {
       const int n = 31 - __builtin_clz(rest);
       rest &= ~(1u << n);
-      const int f = eng_.decode_flat(g1_ctx[c1]);
+      const int k = c1 * 8;
+      unsigned st = (g1_states >> k) & 0xff;
+      const int f = e.decode_state(st);
+      g1_states = (g1_states & ~(0xffu << k)) | (st << k);
       g1 |= (uint32_t)f << n;
-      c1 = kNextC1[f][c1];
+      first8 |= 1u << n;
+      const int up = c1 + ((unsigned)(c1 - 1) < 2u);  // 0 stays 0, 1 -> 2, 2 -> 3, 3 -> 3
+      c1 = up & (f - 1);
     }
+    std::memcpy(g1_ctx, &g1_states, 4);
+    // Coefficients with a coeff_abs_level_remaining, where baseLevel reaches its threshold:
+    // those past the first 8 (baseLevel 1), those with greater1 = 1 but the first (2), and
+    // the first if its greater2 is 1 (3). As masks, so the loop below visits only escapes.
+    uint32_t esc = sig & ~first8;
+    uint32_t g2_bit = 0;
     if (g1) {
-      first_g1 = 31 - __builtin_clz(g1);  // the first in reverse scan order
-      if (g1 & (g1 - 1)) escape = true;
+      g2_bit = 1u << (31 - __builtin_clz(g1));  // the first in reverse scan order
+      esc |= g1 & ~g2_bit;
+      if (!e.decode_flat(cc_.m[ctx::GREATER2_FLAG + ctx_set + (c ? 4 : 0)])) g2_bit = 0;
+      esc |= g2_bit;
     }
-    int g2 = 0;
-    if (first_g1 != -1) {
-      g2 = dec(ctx::GREATER2_FLAG + ctx_set + (c ? 4 : 0));
-      if (g2) escape = true;
-    }
+    const bool escape = esc != 0;
     const bool sign_hidden = !sign_hiding_off && pps_.sign_data_hiding_enabled_flag && (last_sig - first_sig > 3);
-    if (sps_.cabac_bypass_alignment_enabled_flag && escape) eng_.align_bypass();
-    eng_.bypass_bits(nsig - (sign_hidden ? 1 : 0));
+    if (sps_.cabac_bypass_alignment_enabled_flag && escape) e.align_bypass();
+    e.bypass_bits(nsig - (sign_hidden ? 1 : 0));
     // coeff_abs_level_remaining
     int rice = sps_.persistent_rice_adaptation_enabled_flag ? cc_.stat_coeff[sb_type] / 4 : 0;
     bool first_rem = true;
-    int num_sig = 0;
-    for (uint32_t rest = sig; rest;) {
+    for (uint32_t rest = esc; rest;) {
       const int n = 31 - __builtin_clz(rest);
       rest &= ~(1u << n);
-      const int base = 1 + ((g1 >> n) & 1) + (n == first_g1 ? g2 : 0);
-      const int thr = num_sig < 8 ? (n == first_g1 ? 3 : 2) : 1;
-      if (base == thr) {
-        const int rem = coeff_abs_level_remaining(rice);
+      const uint32_t bit = 1u << n;
+      const int base = (first8 & bit) ? ((g2_bit & bit) ? 3 : 2) : 1;
+      {
+        const int rem = coeff_abs_level_remaining(e, sps_, rice);
         if (sps_.persistent_rice_adaptation_enabled_flag && first_rem) {
           int& s = cc_.stat_coeff[sb_type];
           if (rem >= (3 << (s / 4)))
@@ -317,11 +355,14 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
         }
         if (base + rem > ((int64_t)3 << rice))
           rice = sps_.persistent_rice_adaptation_enabled_flag ? rice + 1 : std::min(rice + 1, 4);
-        if (rice > 30) fail("coeff_abs_level_remaining", "Rice parameter out of range");
+        if (rice > 30) {
+          eng_ = e;
+          fail("coeff_abs_level_remaining", "Rice parameter out of range");
+        }
       }
-      ++num_sig;
     }
   }
+  eng_ = e;
 }
 
 }  // namespace bitsr

@@ -90,7 +90,6 @@ class SliceDecoder {
 
   // residual.cpp
   void residual_coding(int x0, int y0, int log2_size, int c_idx);
-  int coeff_abs_level_remaining(int rice);
 
   // motion.cpp
   void derive_merge(int xCb, int yCb, int nCbS, int xPb, int yPb, int w, int h, int part_idx, int merge_idx,
