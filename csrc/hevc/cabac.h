@@ -186,11 +186,12 @@ class CabacEngine {
   // n bypass bins, first one most significant (n <= 32).
   uint32_t bypass_bits(int n) {
     uint32_t v = 0;
-    while (n > 8) {
-      v = (v << 8) | bypass_group(8);
-      n -= 8;
+    while (n > 16) {
+      v = (v << 16) | bypass_div(16);
+      n -= 16;
     }
-    if (n > 0) v = (v << n) | bypass_group(n);
+    if (n > 1) return (v << n) | bypass_div(n);
+    if (n == 1) v = (v << 1) | (uint32_t)bypass();
     return v;
   }
 
@@ -236,22 +237,17 @@ class CabacEngine {
     value_ |= (uint64_t)next16() << bits_needed_;
     bits_needed_ -= 16;
   }
-  uint32_t bypass_group(int n) {  // n <= 8
+  // n <= 16 bypass bins at once: they are the binary digits of offset / range, so one
+  // division (the offset shifted by n, its low bits exact after the refill) replaces n
+  // compare-and-subtract steps; measured faster from 2 bins on (sign bits, escape suffixes).
+  uint32_t bypass_div(int n) {
     value_ <<= n;
     bits_needed_ += n;
     if (bits_needed_ >= 0) refill();
     const uint64_t scaled = (uint64_t)range_ << kFrac;
-    uint32_t v = 0;
-    // long division of value_ by scaled, n quotient bits
-    for (int i = n - 1; i >= 0; --i) {
-      const uint64_t s = scaled << i;
-      v <<= 1;
-      if (value_ >= s) {
-        value_ -= s;
-        v |= 1;
-      }
-    }
-    return v;
+    const uint64_t q = value_ / scaled;
+    value_ -= q * scaled;
+    return (uint32_t)q;
   }
   uint8_t byte_at(size_t i) const { return i < len_ ? begin_[i] : 0; }  // zeros past the end
   uint32_t next16() {
