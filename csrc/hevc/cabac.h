@@ -247,7 +247,9 @@ class CabacEngine {
     const uint64_t scaled = (uint64_t)range_ << kFrac;
     const uint64_t q = value_ / scaled;
     value_ -= q * scaled;
-    return (uint32_t)q;
+    // q < 2^n while offset < range, which a conforming slice keeps from its first 9 bits on
+    // (ivlOffset != 510, 511); a damaged one may not, and callers index tables by the bins.
+    return (uint32_t)q & ((1u << n) - 1);
   }
   uint8_t byte_at(size_t i) const { return i < len_ ? begin_[i] : 0; }  // zeros past the end
   uint32_t next16() {
