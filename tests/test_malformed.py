@@ -3,6 +3,7 @@ in the hardening pass. Each must end in a clear error (strict) or a concealed re
 from __future__ import annotations
 
 import copy
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -264,8 +265,6 @@ def test_arithmetic_offset_out_of_range_keeps_priors_in_the_schema():
     # must not be either), so several bypass bins decoded at once (one division) could give
     # more bits than asked, and rem_intra_luma_pred_mode / intra_chroma_pred_mode index
     # tables. Random tails after such a start: every picture's priors stay in the schema.
-    import random
-
     rng = random.Random(5)
     head = parameter_sets(SMALL)
     seen_intra = 0

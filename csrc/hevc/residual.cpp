@@ -213,7 +213,8 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
   const int sb_type = (c == 0 ? 2 : 0) + ((ts || bypass) ? 1 : 0);
   int c1 = 1;  // greater1Ctx carried between sub-blocks
   // The engine as a local for the sub-block loop: its offset and range stay in registers
-  // rather than being stored and reloaded around every bin (eng_ is a member).
+  // rather than being stored and reloaded around every bin (eng_ is a member). A fail()
+  // below leaves eng_ behind; nothing reads it once a slice's parse has thrown.
   CabacEngine e = eng_;
   for (int i = last_sb; i >= 0; --i) {
     const int xs = sb_scan[i] & 15, ys = sb_scan[i] >> 4;
@@ -343,23 +344,18 @@ void SliceDecoder::residual_coding(int x0, int y0, int log2_size, int c) {
       rest &= ~(1u << n);
       const uint32_t bit = 1u << n;
       const int base = (first8 & bit) ? ((g2_bit & bit) ? 3 : 2) : 1;
-      {
-        const int rem = coeff_abs_level_remaining(e, sps_, rice);
-        if (sps_.persistent_rice_adaptation_enabled_flag && first_rem) {
-          int& s = cc_.stat_coeff[sb_type];
-          if (rem >= (3 << (s / 4)))
-            s++;
-          else if (2 * (int64_t)rem < (1 << (s / 4)) && s > 0)
-            s--;
-          first_rem = false;
-        }
-        if (base + rem > ((int64_t)3 << rice))
-          rice = sps_.persistent_rice_adaptation_enabled_flag ? rice + 1 : std::min(rice + 1, 4);
-        if (rice > 30) {
-          eng_ = e;
-          fail("coeff_abs_level_remaining", "Rice parameter out of range");
-        }
+      const int rem = coeff_abs_level_remaining(e, sps_, rice);
+      if (sps_.persistent_rice_adaptation_enabled_flag && first_rem) {
+        int& s = cc_.stat_coeff[sb_type];
+        if (rem >= (3 << (s / 4)))
+          s++;
+        else if (2 * (int64_t)rem < (1 << (s / 4)) && s > 0)
+          s--;
+        first_rem = false;
       }
+      if (base + rem > ((int64_t)3 << rice))
+        rice = sps_.persistent_rice_adaptation_enabled_flag ? rice + 1 : std::min(rice + 1, 4);
+      if (rice > 30) fail("coeff_abs_level_remaining", "Rice parameter out of range");
     }
   }
   eng_ = e;
