@@ -123,7 +123,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
             crf: Optional[int] = None, preset: Optional[str] = None, threads: int = 0, tile: int = 0,
             quiet: bool = False, max_frames: Optional[int] = None,
             on_frame: Optional[Callable[[int, np.ndarray], None]] = None, overwrite: bool = True,
-            strict: bool = False, compute: str = "auto", streaming: bool = False) -> Path:
+            strict: bool = False, compute: str = "auto", streaming: bool = False,
+            precision: str = "auto") -> Path:
     """Upscales a compressed video file and writes the result; returns the output path.
 
     ``src``: HEVC (raw Annex B, MP4, MOV, MKV) or H.264 - whatever :func:`bitsr.open` reads.
@@ -139,6 +140,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
     ``quiet``: no progress bar. ``max_frames``: stop after that many frames.
     ``on_frame(i, hr)``: called after HR frame ``i`` is written.
     ``compute``: ``"auto"``, ``"saving"`` or ``"uniform"`` (see :class:`bitsr.Upscaler`).
+    ``precision`` on the CPU: ``"auto"`` (bf16 where the CPU computes it natively), ``"fp32"``
+    or ``"bf16"`` (see :class:`bitsr.Upscaler`).
     ``streaming``: causal mode, each frame from the frames before it only (what a live source
     allows); by default a bidirectional model also uses the frames after it (file mode).
     ``overwrite=False``: FileExistsError if ``dst`` exists. The output path is checked before
@@ -173,7 +176,8 @@ def upscale(src: str | os.PathLike, dst: str | os.PathLike | None = None, scale:
                       f"{'OpenCV DIS optical flow' if Upscaler.fallback_align() == 'dis' else 'no'} alignment "
                       "and uniform compute", StreamNote, stacklevel=2)
     try:
-        upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile, compute=compute)
+        upscaler = Upscaler(scale=scale, device=device, model=model, tile=tile, compute=compute,
+                            precision=precision)
     except BaseException:
         reader.close()
         raise

@@ -26,6 +26,7 @@ import torch
 from .data.inputs import frame_inputs, to_tensors, window_arrays
 from .models import build_model
 from .models.checkpoint import load_checkpoint
+from .models.precision import use_cpu_bf16
 from .models.spec import FILE_CHUNK, FILE_LOOKAHEAD
 from .tiling import run_tiled
 
@@ -53,8 +54,12 @@ def resolve_weights(model: str | os.PathLike, scale: int) -> Path:
                             + _HOW_TO_TRAIN.format(s=scale, dst=dst), str(dst))
 
 
-def load_model(model: str | os.PathLike, scale: int, device="cpu"):
-    """(network in eval mode, training config) from a checkpoint written by ``bitsr train``."""
+def load_model(model: str | os.PathLike, scale: int, device="cpu", precision: str = "auto"):
+    """(network in eval mode, training config) from a checkpoint written by ``bitsr train``.
+    ``precision`` on the CPU: ``"auto"`` runs the convolutions in bf16 where the CPU computes
+    it natively (AVX-512 BF16, AMX), ``"fp32"`` / ``"bf16"`` force one
+    (:mod:`bitsr.models.precision`)."""
+    bf16 = use_cpu_bf16(precision, device)
     path = resolve_weights(model, scale)
     ck = load_checkpoint(path, map_location="cpu")
     cfg = ck["config"]
@@ -63,6 +68,8 @@ def load_model(model: str | os.PathLike, scale: int, device="cpu"):
     net = build_model(cfg["model"])
     net.load_state_dict(ck["model"])
     net.eval().to(device)
+    if hasattr(net, "cpu_bf16"):
+        net.cpu_bf16 = bf16
     if torch.device(device).type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     return net, cfg
@@ -89,19 +96,26 @@ class Upscaler:
     and scattering tiles cost about 40% of the FLOPs on this network, so a smaller saving is
     slower than uniform compute, and routing costs some quality. ``compute_mode`` says which
     policy runs; :meth:`compute_summary` what it did.
+
+    ``precision`` (CPU): ``"auto"`` (default) runs the convolutions in bf16 where the CPU
+    computes it natively, about 1.7x faster (the bicubic base, warps and output stay fp32;
+    +0.002 dB against fp32 on calendar + city, x4 CRF 25), else fp32; ``"fp32"``/``"bf16"``
+    force one. On CUDA, :func:`bitsr.upscale` runs fp16 autocast.
     """
 
     COMPUTE = ("auto", "saving", "uniform")
     AUTO_MIN_SAVING = 0.5
 
     def __init__(self, scale: int = 4, device: str = "cpu", model: str | os.PathLike = "default", *,
-                 tile: int = 0, chunk: int = FILE_CHUNK, lookahead: int = FILE_LOOKAHEAD, compute: str = "auto"):
+                 tile: int = 0, chunk: int = FILE_CHUNK, lookahead: int = FILE_LOOKAHEAD, compute: str = "auto",
+                 precision: str = "auto"):
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
         if compute not in self.COMPUTE:
             raise ValueError(f"compute must be one of {', '.join(self.COMPUTE)}, got {compute!r}")
         self.scale, self.device = scale, torch.device(device)
-        self.net, self.config = load_model(model, scale, self.device)
+        self.net, self.config = load_model(model, scale, self.device, precision)
+        self.precision = "bf16" if getattr(self.net, "cpu_bf16", False) else "fp32"  # on the CPU
         if compute == "auto" and self.device.type == "cuda":
             compute = "uniform"
         self.compute_mode = compute

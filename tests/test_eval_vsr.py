@@ -78,7 +78,7 @@ def test_quick_subset_end_to_end(tmp_path):
     r = json.loads(out.read_text())
     res = r["results"]["4"]
     cell = res["cells"]["x264-default/crf30"]
-    assert set(cell) == set(res["rows"]) and res["rows"][:2] == ["bicubic", ev.MODEL] and len(res["rows"]) == 8
+    assert set(cell) == set(res["rows"]) and res["rows"][:2] == ["bicubic", ev.MODEL] and len(res["rows"]) == 9
     assert cell["bicubic"]["per_clip"]["calendar"]["frames"] == 3
     assert cell[ev.MODEL]["gain_psnr"] > 0.1  # the shipped model beats bicubic on compressed H.264 too
     assert cell[ev.MODEL]["gflops_per_frame"] > 0 and "flops_saved" in cell[ev.MODEL]["vs_uniform"]

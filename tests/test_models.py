@@ -348,3 +348,36 @@ def test_x4_weights_start_an_x2_model_at_the_box_downscaled_x4_output():
         want = torch.nn.functional.avg_pool2d(x4.upsample(feat), 2)
         assert torch.allclose(x2.upsample(feat), want, atol=1e-5)
         assert torch.equal(x2.conv_first.weight, x4.conv_first.weight)
+
+
+def test_warp_samples_at_the_flow_precision_under_bf16_autocast():
+    """Features in bf16 (CPU autocast) are sampled where fp32 would sample them: a bf16 grid
+    would misplace samples by up to ~0.35 px across a 180-pixel row."""
+    cols = torch.arange(180, dtype=torch.float32)
+    x = torch.sin(cols * 0.5).expand(1, 4, 16, 180).contiguous()
+    flow = torch.zeros(1, 2, 16, 180)
+    flow[:, 0] = 0.3
+    ref = flow_warp(x, flow)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = flow_warp(x.bfloat16(), flow)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.02  # bf16 rounding of the values only
+
+
+def test_cpu_bf16_inference_keeps_the_base_exact_and_follows_fp32():
+    torch.manual_seed(3)
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2), condition=True).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = random_inputs(t=3, h=32, w=32, seed=3)
+    with torch.no_grad():
+        ref, _ = m(**x)
+        m.cpu_bf16 = True
+        out, state = m(**x)
+        assert out.dtype == torch.float32 and state[0].dtype == torch.bfloat16
+        assert 0 < (out - ref).abs().max() < 0.03
+        m.upsample.conv.weight.zero_()
+        m.upsample.conv.bias.zero_()
+        base, _ = m(**x)  # the residual is zero: the output is the fp32 bicubic base, exactly
+        m.cpu_bf16 = False
+        assert torch.equal(base, m(**x)[0])

@@ -190,3 +190,22 @@ def test_routing_saving_counts_branch_costs(tmp_path):
     assert net.routing_saving(torch.tensor([2, 2, 2, 2])) == pytest.approx(0.0)
     assert net.routing_saving(torch.tensor([-1, -1])) == pytest.approx(1.0)  # all reused
     assert net.routing_saving(torch.tensor([2, 0, 1, -1])) == pytest.approx(1 - (c[2] + c[0] + c[1]) / (4 * c[2]))
+
+
+def test_precision(tmp_path):
+    """bf16 convolutions on the CPU where it computes them natively (auto), or forced; the
+    output follows fp32 within a few levels."""
+    from bitsr.models.precision import cpu_bf16
+
+    stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
+    path, net = _weights(tmp_path)
+    assert Upscaler(scale=2, model=path).net.cpu_bf16 == cpu_bf16()
+    fp32 = Upscaler(scale=2, model=path, precision="fp32", compute="saving")
+    bf16 = Upscaler(scale=2, model=path, precision="bf16", compute="saving")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    a, b = list(fp32.frames(stream)), list(bf16.frames(stream))
+    assert _close(a, _reference(net, stream))
+    d = [np.abs(x.astype(int) - y.astype(int)) for x, y in zip(a, b)]
+    assert len(d) == 5 and max(e.max() for e in d) <= 8 and any(e.any() for e in d)
+    with pytest.raises(ValueError, match="precision"):
+        Upscaler(scale=2, model=path, precision="fp16")

@@ -59,6 +59,7 @@ from bitsr.data.encode import EncodeSpec  # noqa: E402
 from bitsr.data.imresize import imresize  # noqa: E402
 from bitsr.data.inputs import to_tensors  # noqa: E402
 from bitsr.data.prepare import item_key, prepare  # noqa: E402
+from bitsr.models.precision import PRECISIONS  # noqa: E402
 from bitsr.models.spec import FILE_CHUNK, clip_windows  # noqa: E402
 from bitsr.train.metrics import psnr_y, ssim_y, to_uint8  # noqa: E402
 from bitsr.upscaler import Upscaler, load_model  # noqa: E402
@@ -84,11 +85,12 @@ SWITCHES = [
     ("  - no alignment", {"reuse": False}, "none"),
     ("  - DIS alignment", {}, "dis"),
     ("  - single frame", {"propagate": False, "reuse": False}, None),
+    ("  - auto compute, fp32", {"min_saving": Upscaler.AUTO_MIN_SAVING, "cpu_bf16": False}, None),
 ]
 # and on bidirectional weights: the same run causally, as Upscaler.frames(..., streaming=True)
 STREAMING = ("  - streaming (causal)", {"eval_streaming": True}, None)
 # --rows names of the switch rows
-ROW_NAMES = dict(zip(("model", "no-reuse", "uniform", "auto", "no-align", "dis", "single", "streaming"),
+ROW_NAMES = dict(zip(("model", "no-reuse", "uniform", "auto", "no-align", "dis", "single", "auto-fp32", "streaming"),
                      [label for label, _, _ in SWITCHES] + [STREAMING[0]]))
 
 
@@ -174,15 +176,16 @@ def parse_weights(items) -> tuple[dict, list]:
 
 
 def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: list,
-                     rows: list | None = None) -> tuple[list, dict, list]:
+                     rows: list | None = None, precision: str = "auto") -> tuple[list, dict, list]:
     """[(label, net, align)], {label: params}, [notes] of one scale. ``rows``: the names
-    (ROW_NAMES) of the test-time rows of the model to score (None: all)."""
+    (ROW_NAMES) of the test-time rows of the model to score (None: all); ``precision``: as
+    :func:`bitsr.upscaler.load_model` (the 'auto-fp32' row forces fp32)."""
     keep = None if rows is None else {ROW_NAMES[r] for r in rows}
     models, notes, loaded = [], [], None
     cands = [per_scale[scale]] if scale in per_scale else anyscale
     for w in cands:
         try:
-            loaded = (w, *load_model(w, scale))
+            loaded = (w, *load_model(w, scale, precision=precision))
             break
         except (ValueError, FileNotFoundError) as e:
             notes.append(f"x{scale}: {w} skipped ({' '.join(str(e).split())[:160]})")
@@ -202,7 +205,7 @@ def models_for_scale(scale: int, per_scale: dict, anyscale: list, ablations: lis
     for spec in ablations:
         name, _, path = spec.partition("=")
         try:
-            net, cfg = load_model(path, scale)
+            net, cfg = load_model(path, scale, precision=precision)
         except (ValueError, FileNotFoundError) as e:
             notes.append(f"x{scale}: ablation {name} skipped ({' '.join(str(e).split())[:160]})")
             continue
@@ -432,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-frames", type=int, default=0, help="frames per clip (0: all)")
     ap.add_argument("--rows", nargs="+", choices=list(ROW_NAMES), default=None,
                     help="test-time rows of the model to score (default all; streaming only for bidirectional weights)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="CPU arithmetic of the networks, as bitsr.Upscaler's (default auto: bf16 where the "
+                         "CPU computes it natively)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see above)")
     ap.add_argument("--flops-frames", type=int, default=12,
                     help="count FLOPs on the first N frames of each clip (0: skip)")
@@ -459,14 +465,16 @@ def main(argv=None) -> int:
     results, notes = {}, []
     t0 = time.time()
     for scale in args.scale:
-        models, params, n = models_for_scale(scale, per_scale, anyscale, args.ablation, args.rows)
+        models, params, n = models_for_scale(scale, per_scale, anyscale, args.ablation, args.rows,
+                                                 args.precision)
         notes += n
         for line in n:
             print(line, file=sys.stderr)
         results[str(scale)] = evaluate_scale(scale, args, sh, models, params)
         print(results[str(scale)]["table"] + "\n", flush=True)
     out = {"command": " ".join(sys.argv), "scales": args.scale, "crf": args.crf, "clips": args.clips,
-           "encodings": args.encodings, "threads": args.threads, "max_frames": args.max_frames,
+           "encodings": args.encodings, "threads": args.threads, "precision": args.precision,
+           "max_frames": args.max_frames,
            "weights": args.weights, "ablations": args.ablation, "notes": notes, "seconds": time.time() - t0,
            "results": results}
     Path(args.json).write_text(json.dumps(out, indent=1, default=float))

@@ -57,6 +57,9 @@ def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
                     help="saving: route tiles by CU size and reuse what the codec copied, on every frame; uniform: "
                          "the full network everywhere; auto (default): on the CPU, saving on the frames where it "
                          "saves at least half the FLOPs and uniform on the others; uniform on CUDA")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="CPU arithmetic of the network: auto (default) is bf16 where the CPU computes it natively "
+                         "(AVX-512 BF16, AMX; about 1.7x faster), else fp32")
     ap.add_argument("--streaming", action="store_true",
                     help="causal mode: each frame from the frames before it only, written as soon as it is decoded "
                          "(live input); by default a bidirectional model also looks ahead (file mode)")
@@ -88,7 +91,7 @@ def _one(args, src: Path, dst: Path) -> str | None:
             out = upscale(src, dst, scale=args.scale, model=args.model, device=args.device,
                           encoder=args.encoder, crf=args.crf, preset=args.preset, threads=args.threads,
                           tile=args.tile, quiet=args.quiet, max_frames=args.max_frames or None, strict=args.strict,
-                          compute=args.compute, streaming=args.streaming)
+                          compute=args.compute, streaming=args.streaming, precision=args.precision)
         except KeyboardInterrupt:
             if os.path.exists(dst):
                 print(f"{args.prog}: interrupted; {dst} holds the frames done so far", file=sys.stderr)

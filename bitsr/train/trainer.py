@@ -25,18 +25,9 @@ from torch.utils.data import DataLoader, Sampler
 from ..data.dataset import VSRClipDataset, VSRTrainDataset
 from ..models import build_model
 from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, load_grown, save_checkpoint
+from ..models.precision import cpu_bf16
 from .losses import CharbonnierLoss
 from .validate import score_clip
-
-
-def cpu_bf16() -> bool:
-    """True when this CPU has native bf16 arithmetic (where CPU autocast pays)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class IterationSampler(Sampler):
