@@ -40,10 +40,11 @@ def test_shapes(scale, bidirectional):
             m(**x)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_routing_with_identical_branches_equals_uniform(bidirectional):
+@pytest.mark.parametrize("bidirectional,hr_feedback", [(False, False), (True, False), (False, True)])
+def test_routing_with_identical_branches_equals_uniform(bidirectional, hr_feedback):
     torch.manual_seed(1)
-    m = _same_branches(BitVSR(scale=4, channels=8, branch_blocks=(2, 2, 2), reuse=False, bidirectional=bidirectional))
+    m = _same_branches(BitVSR(scale=4, channels=8, branch_blocks=(2, 2, 2), reuse=False, bidirectional=bidirectional,
+                              hr_feedback=hr_feedback))
     x = random_inputs(b=2, t=3, h=40, w=56, seed=1)
     if bidirectional:
         x = dict(x, flow_next=-x["flow"], conf_next=x["conf"])
@@ -203,9 +204,10 @@ def test_single_frame_baseline_ignores_the_past():
         assert not torch.allclose(a[:, 1], b[:, 1])
 
 
-def test_streaming_state_equals_one_window():
+@pytest.mark.parametrize("hr_feedback", [False, True])
+def test_streaming_state_equals_one_window(hr_feedback):
     torch.manual_seed(6)
-    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 2, 2)).eval()
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 2, 2), hr_feedback=hr_feedback).eval()
     x = random_inputs(t=4, h=32, w=32, seed=6)
     with torch.no_grad():
         whole, _ = m(**x)
@@ -309,15 +311,16 @@ def test_grown_bidirectional_model_starts_its_backward_pass_from_the_forward_one
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_wider_model_grown_from_weights_starts_as_them_and_can_use_its_new_channels(bidirectional):
+@pytest.mark.parametrize("hr_feedback", [False, True])
+def test_wider_model_grown_from_weights_starts_as_them_and_can_use_its_new_channels(bidirectional, hr_feedback):
     torch.manual_seed(10)
     x = random_inputs(b=1, t=3, h=16, w=32, seed=10)
     x["flow_next"], x["conf_next"] = torch.zeros_like(x["flow"]), torch.ones_like(x["conf"])
     kw = dict(scale=2, branch_blocks=(1, 1, 2), condition=True)
-    narrow = BitVSR(channels=32, bidirectional=bidirectional, **kw).eval()  # as wide as the conditioning
+    narrow = BitVSR(channels=32, bidirectional=bidirectional, hr_feedback=hr_feedback, **kw).eval()
     for p in narrow.parameters():  # trained-like weights, heads included
         torch.nn.init.normal_(p, std=0.1)
-    wide = BitVSR(channels=40, bidirectional=bidirectional, **kw)
+    wide = BitVSR(channels=40, bidirectional=bidirectional, hr_feedback=hr_feedback, **kw)
     from bitsr.models.checkpoint import load_grown
 
     g = load_grown(wide, narrow.state_dict())
@@ -381,3 +384,39 @@ def test_cpu_bf16_inference_keeps_the_base_exact_and_follows_fp32():
         base, _ = m(**x)  # the residual is zero: the output is the fp32 bicubic base, exactly
         m.cpu_bf16 = False
         assert torch.equal(base, m(**x)[0])
+
+
+def test_hr_feedback_feeds_the_warped_previous_output_and_grows_from_weights_without_it():
+    """The previous HR output, warped by the flow at HR and folded onto the LR grid, reaches the
+    fuse; a model grown from weights without it starts as them (its fuse columns at zero)."""
+    from bitsr.models.checkpoint import load_grown
+
+    torch.manual_seed(12)
+    x = random_inputs(t=3, h=16, w=24, seed=12)
+    old = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2), condition=True).eval()
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    m = BitVSR(scale=2, channels=8, branch_blocks=(1, 1, 2), condition=True, hr_feedback=True)
+    g = load_grown(m, old.state_dict())
+    assert g["grown"] == ["fuse.weight"] and not g["missing"] and m.fuse.weight.shape[1] == 2 * 8 + 1 + 12
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(m(**x)[0], old(**x)[0], atol=1e-6)
+        torch.nn.init.normal_(m.fuse.weight[:, 17:], std=0.1)
+        y, (h, out) = m(**x)
+        # the feedback of frame 1 is frame 0's output: change that output (through the state)
+        y1, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h.new_zeros(h.shape), out.new_zeros(out.shape)))
+        y1b, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h.new_zeros(h.shape), out + 0.5))
+        assert not torch.allclose(y1, y1b)
+        m.propagate = False  # the single-frame baseline ignores it
+        a, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h, out))
+        b, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h, out + 0.5))
+        assert torch.equal(a, b)
+        m.propagate = True
+        # zero flow and full confidence: the feedback is exactly the previous output minus the base
+        z = dict(x, flow=torch.zeros_like(x["flow"]), conf=torch.ones_like(x["conf"]))
+        seen = {}
+        m.fuse.register_forward_hook(lambda mod, inp, o: seen.update(x=inp[0]))
+        m(**{k: v[:, 1:2] for k, v in z.items()}, state=(h, out))
+        fb = torch.nn.functional.pixel_unshuffle(out - m.base_up(z["lr"][:, 1]), 2)
+        assert torch.allclose(seen["x"][:, 17:], fb, atol=1e-4)

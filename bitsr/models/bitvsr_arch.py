@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from .blocks import CodecCondition, LightResBlock, MatlabBicubicUp, Upsampler, act
 from .registry import register_arch
 from .routing import TileLayout, route_tiles, run_branches
-from .warp import flow_warp
+from .warp import flow_warp, upscale_flow
 
 
 def _hr_chunk_ids(lay: TileLayout, tiles: torch.Tensor, st: int) -> torch.Tensor:
@@ -80,7 +80,8 @@ class BitVSR(nn.Module):
     def __init__(self, scale: int = 4, channels: int = 32, branch_blocks=(1, 3, 6), tile: int = 16,
                  cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
                  propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2,
-                 condition: bool = False, back_dropout: float = 0.0, demote_clean: bool = True):
+                 condition: bool = False, back_dropout: float = 0.0, demote_clean: bool = True,
+                 hr_feedback: bool = False):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -107,7 +108,12 @@ class BitVSR(nn.Module):
         self.condition = CodecCondition(channels) if condition else None
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
-        self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0), c, 1)
+        # hr_feedback: the previous HR output warped to t at HR (MV flow upscaled), minus this
+        # frame's bicubic base, folded onto the LR grid (pixel unshuffle: 3 s^2 channels) - the
+        # detail already reconstructed, which a 32-channel LR state cannot carry whole (FRVSR).
+        self.hr_feedback = bool(hr_feedback)
+        self.feedback_channels = 3 * scale * scale if hr_feedback else 0
+        self.fuse = nn.Conv2d(2 * c + 1 + (c if bidirectional else 0) + self.feedback_channels, c, 1)
         self.branches = nn.ModuleList(nn.ModuleList(LightResBlock(c) for _ in range(n)) for n in branch_blocks)
         self.upsample = Upsampler(c, scale)
         self.base_up = MatlabBicubicUp(scale)
@@ -132,6 +138,8 @@ class BitVSR(nn.Module):
         the body's output (before upsampling; the hidden state passed on stays unmodulated)."""
         s = self.scale
         b, _, hh, ww = x.shape
+        with torch.autocast(x.device.type, enabled=False):  # fp32: bf16/fp16 would round the base
+            base = self.base_up(x.float().contiguous(memory_format=torch.channels_last))
         if prev is not None and self.propagate:
             hw = flow_warp(prev[0], flow)
             c = conf
@@ -139,12 +147,16 @@ class BitVSR(nn.Module):
             hw = torch.zeros_like(feat)
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
+        if self.hr_feedback:
+            if prev is not None and self.propagate:
+                d = flow_warp(prev[1], upscale_flow(flow, s)) - base
+                parts.append(F.pixel_unshuffle(d, s).to(feat.dtype) * c)
+            else:
+                parts.append(feat.new_zeros(b, self.feedback_channels, hh, ww))
         fused = act(self.fuse(torch.cat(parts, 1)))
         mods = self.condition(maps, hh, ww) if self.condition is not None else None
         if mods is not None:
             fused = fused * (1 + mods[0][0]) + mods[0][1]
-        with torch.autocast(x.device.type, enabled=False):  # fp32: bf16/fp16 would round the base
-            base = self.base_up(x.float().contiguous(memory_format=torch.channels_last))
         self.stats["frames"] += 1
         uniform = not self.routing
         if uniform:
@@ -279,7 +291,8 @@ class BitVSR(nn.Module):
         if c0 > c:
             raise ValueError(f"cannot narrow {c0} channels to {c}")
         C = "c"
-        special = {"fuse.weight": [C, C, 1] + ([C] if self.bidirectional else []), "fuse_back.weight": [C, C, 1]}
+        fuse = [C, C, 1] + ([C] if self.bidirectional else []) + ([self.feedback_channels] if self.hr_feedback else [])
+        special = {"fuse.weight": fuse, "fuse_back.weight": [C, C, 1]}
         head = [C, C] * (self.condition.points if self.condition is not None else 0)
 
         def index(segs, n_old, n_new):
