@@ -11,6 +11,8 @@ Input: the shared Big Buck Bunny clip (720p H.264 with AAC) re-encoded here to 6
   mv, routing + reuse     bitsr with motion-vector alignment and partition-guided compute
   mv, routing             reuse of residual-free tiles off
   mv, uniform             routing and reuse off: the deepest branch everywhere
+  mv, uniform, fp32       the same in fp32 (the rows above run bf16 convolutions where the
+                          CPU computes bf16 natively: bitsr.Upscaler's precision="auto")
   dis, routing + reuse    OpenCV DIS optical flow instead of the bitstream's motion vectors
 
 Per row: end-to-end frames/s of ``bitsr.upscale`` (decode + priors + flow + network + encode +
@@ -51,11 +53,12 @@ from bitsr.io.writer import StreamNote  # noqa: E402
 from bitsr.samples import default_source, make_sample  # noqa: E402
 
 OUT = ROOT / "build" / "bench"
-VARIANTS = [  # name, model overrides, alignment
-    ("mv, routing + reuse", {"routing": True, "reuse": True}, "mv"),
-    ("mv, routing", {"routing": True, "reuse": False}, "mv"),
-    ("mv, uniform", {"routing": False, "reuse": False}, "mv"),
-    ("dis, routing + reuse", {"routing": True, "reuse": True}, "dis"),
+VARIANTS = [  # name, model overrides, alignment, CPU precision (bitsr.Upscaler)
+    ("mv, routing + reuse", {"routing": True, "reuse": True}, "mv", "auto"),
+    ("mv, routing", {"routing": True, "reuse": False}, "mv", "auto"),
+    ("mv, uniform", {"routing": False, "reuse": False}, "mv", "auto"),
+    ("mv, uniform, fp32", {"routing": False, "reuse": False}, "mv", "fp32"),
+    ("dis, routing + reuse", {"routing": True, "reuse": True}, "dis", "auto"),
 ]
 
 
@@ -76,7 +79,7 @@ def checkpoints(scale: int) -> tuple[dict, str]:
         ck = {"format": CKPT_FORMAT, "config": cfg, "model": build_model(cfg["model"]).state_dict()}
         origin = "default architecture, random weights (no shipped weights found)"
     out = {}
-    for name, over, align in VARIANTS:
+    for name, over, align, _ in VARIANTS:
         cfg = json.loads(json.dumps(ck["config"]))
         cfg["model"].update(over)
         cfg["data"]["align"] = align
@@ -112,11 +115,11 @@ def timed(fn):
     return n, time.perf_counter() - w0, time.process_time() - c0
 
 
-def sr_only(src: Path, ckpt: Path, scale: int, frames: int, count_flops: bool):
+def sr_only(src: Path, ckpt: Path, scale: int, frames: int, count_flops: bool, precision: str = "auto"):
     """(frames, wall, cpu, flops per frame or None, routing stats) of the network alone."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    up = bitsr.Upscaler(scale=scale, device="cpu", model=str(ckpt))
+    up = bitsr.Upscaler(scale=scale, device="cpu", model=str(ckpt), precision=precision)
     up.net.reset_stats()
 
     def run():
@@ -200,15 +203,15 @@ def main() -> int:
     if not args.memory_only:
         n, wall, cpu = timed(lambda: bicubic_x265(src, OUT / "bicubic.mp4", scale, args.frames, args.preset))
         rows.append({"name": "bicubic + x265", "e2e_fps": n / wall, "e2e_cpu_s_per_frame": cpu / n})
-    for name, _, _ in [] if args.memory_only else VARIANTS:
+    for name, _, _, prec in [] if args.memory_only else VARIANTS:
         ck = ckpts[name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StreamNote)
             n, wall, cpu = timed(lambda: (bitsr.upscale(src, OUT / "bitsr.mp4", scale, str(ck), "cpu",
                                                         preset=args.preset, quiet=True, max_frames=args.frames,
-                                                        threads=args.threads), args.frames)[1])
-        n_sr, w_sr, c_sr, _, stats = sr_only(src, ck, scale, args.frames, False)
-        _, _, _, flops, _ = sr_only(src, ck, scale, args.frames, True)
+                                                        threads=args.threads, precision=prec), args.frames)[1])
+        n_sr, w_sr, c_sr, _, stats = sr_only(src, ck, scale, args.frames, False, prec)
+        _, _, _, flops, _ = sr_only(src, ck, scale, args.frames, True, prec)
         tiles = max(stats["tiles"], 1)
         rows.append({"name": name, "e2e_fps": n / wall, "e2e_cpu_s_per_frame": cpu / n, "sr_fps": n_sr / w_sr,
                      "sr_cpu_s_per_frame": c_sr / n_sr, "gflops_per_frame": flops / 1e9,

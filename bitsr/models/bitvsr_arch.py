@@ -5,7 +5,8 @@ Per frame t (LR h x w, scale s):
 
 1. ``feat = conv(x_t)`` (shallow features, full frame);
 2. the previous hidden state is warped by the flow to t-1 (motion vectors, DIS, or zero - the
-   inputs decide) and fused with confidence: ``fuse([feat, c * warp(h), c (, backward h)])``;
+   inputs decide) and fused with confidence: ``fuse([feat, c * warp(h), c (, backward h)
+   (, c * unshuffle(warp_HR(y_{t-1}) - bicubic(x_t))))])`` (the last with ``hr_feedback``);
 3. the body - ``len(branch_blocks)`` stacks of light residual blocks of different depth - runs
    per tile on the branch picked by :func:`routing.route_tiles` (or, with ``routing=False``,
    the deepest branch on the whole frame: the uniform-compute baseline);
