@@ -69,7 +69,7 @@ class _Counting:
 def test_frames_stream_matches_the_model(tmp_path):
     stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
     path, net = _weights(tmp_path)
-    up = bitsr.Upscaler(scale=2, model=path, compute="saving")  # the network as trained
+    up = bitsr.Upscaler(scale=2, model=path, precision="fp32", compute="saving")  # the network as trained
     out = list(up.frames(stream))
     assert len(out) == 5 and out[0].shape == (96, 128, 3) and out[0].dtype == np.uint8
     ref = _reference(net, stream)
@@ -81,7 +81,7 @@ def test_frames_stream_matches_the_model(tmp_path):
 def test_bidirectional_file_mode_segments_with_lookahead(tmp_path):
     stream = make_hevc("ups_b", frames=11, width=64, height=48, x265_params="bframes=2")
     path, net = _weights(tmp_path, bidirectional=True)
-    up = Upscaler(scale=2, model=path, chunk=4, lookahead=2, compute="saving")
+    up = Upscaler(scale=2, model=path, precision="fp32", chunk=4, lookahead=2, compute="saving")
     assert up.mode() == "file" and up.mode(streaming=True) == "streaming"
     out = list(up.frames(stream))
     assert _close(out, _reference(net, stream, bidirectional=True, chunk=4, lookahead=2))
@@ -92,7 +92,7 @@ def test_bidirectional_file_mode_segments_with_lookahead(tmp_path):
     t = _inputs(stream, bidirectional=True)
     with torch.no_grad():
         whole, _ = net(**{k: v[None] for k, v in t.items()})
-    one = list(Upscaler(scale=2, model=path, chunk=32, compute="saving").frames(stream))
+    one = list(Upscaler(scale=2, model=path, precision="fp32", chunk=32, compute="saving").frames(stream))
     assert _close(one, [y.numpy() for y in to_uint8(whole[0])])
 
 
@@ -101,7 +101,7 @@ def test_file_mode_memory_is_bounded_by_chunk_and_lookahead(tmp_path):
     path, _ = _weights(tmp_path, bidirectional=True)
     src = _Counting(stream)
     ahead = []
-    for _ in Upscaler(scale=2, model=path, chunk=4, lookahead=2).frames(src):
+    for _ in Upscaler(scale=2, model=path, precision="fp32", chunk=4, lookahead=2).frames(src):
         ahead.append(src.taken)
     emitted = np.arange(1, len(ahead) + 1)
     assert len(ahead) == 11 and max(np.array(ahead) - emitted) <= 4 + 2
@@ -110,7 +110,7 @@ def test_file_mode_memory_is_bounded_by_chunk_and_lookahead(tmp_path):
 def test_streaming_mode_is_causal(tmp_path):
     stream = make_hevc("ups_b", frames=6, width=64, height=48, x265_params="bframes=2")
     path, net = _weights(tmp_path, bidirectional=True)
-    up = Upscaler(scale=2, model=path, compute="saving")
+    up = Upscaler(scale=2, model=path, precision="fp32", compute="saving")
     src = _Counting(stream)
     out, ahead = [], []
     for y in up.frames(src, streaming=True):
@@ -128,10 +128,10 @@ def test_streaming_mode_is_causal(tmp_path):
 def test_tiles(tmp_path):
     stream = make_hevc("ups_t", frames=3, width=96, height=64, x265_params="bframes=0")
     path, _ = _weights(tmp_path)
-    whole = list(Upscaler(scale=2, model=path).frames(stream))
-    big = list(Upscaler(scale=2, model=path, tile=128).frames(stream))
+    whole = list(Upscaler(scale=2, model=path, precision="fp32").frames(stream))
+    big = list(Upscaler(scale=2, model=path, precision="fp32", tile=128).frames(stream))
     assert all(np.array_equal(a, b) for a, b in zip(whole, big))  # one tile = no tiling
-    tiled = list(Upscaler(scale=2, model=path, tile=32).frames(stream))
+    tiled = list(Upscaler(scale=2, model=path, precision="fp32", tile=32).frames(stream))
     assert tiled[0].shape == whole[0].shape
     # tiles see 16 LR pixels of context: close to the whole-frame result
     d = np.abs(tiled[0].astype(int) - whole[0].astype(int))
@@ -161,7 +161,7 @@ def test_compute_modes(tmp_path):
     stream = make_hevc("ups", frames=5, width=64, height=48, x265_params="bframes=0")
     path, net = _weights(tmp_path)
     routed = _reference(net, stream)
-    up = Upscaler(scale=2, model=path, compute="uniform")
+    up = Upscaler(scale=2, model=path, precision="fp32", compute="uniform")
     assert up.compute_mode == "uniform" and not up.net.routing and not up.net.reuse
     net.routing = net.reuse = False
     ref = _reference(net, stream)
@@ -169,9 +169,9 @@ def test_compute_modes(tmp_path):
     assert up.compute_summary() == "compute: uniform (5 frame(s))"
     assert not _close(routed, ref)  # the two modes differ on this input
 
-    auto = Upscaler(scale=2, model=path)
+    auto = Upscaler(scale=2, model=path, precision="fp32")
     assert auto.compute_mode == "auto" and auto.net.min_saving == Upscaler.AUTO_MIN_SAVING > 0
-    assert Upscaler(scale=2, model=path, compute="saving").net.min_saving == 0
+    assert Upscaler(scale=2, model=path, precision="fp32", compute="saving").net.min_saving == 0
     # the threshold decides per frame: none reached -> uniform, always reached -> as trained
     auto.net.min_saving = 1.01
     assert _close(list(auto.frames(stream)), ref)

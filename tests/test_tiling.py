@@ -77,8 +77,8 @@ def test_upscaler_tiled_equals_untiled(propagate):
 
     src = make_av_clip("tile_clip", frames=8, width=208, height=144, container="mp4", audio=None, subtitles=False)
     ck = str(tiny_checkpoint(2, propagate=propagate))
-    full = list(Upscaler(2, "cpu", ck).frames(src))
-    tiled = list(Upscaler(2, "cpu", ck, tile=64).frames(src))
+    full = list(Upscaler(2, "cpu", ck, precision="fp32").frames(src))  # bf16 rounds per tile shape
+    tiled = list(Upscaler(2, "cpu", ck, tile=64, precision="fp32").frames(src))
     assert len(full) == len(tiled) == 8
     for a, b in zip(full, tiled):
         d = abs(a.astype(int) - b.astype(int))
