@@ -98,7 +98,7 @@ class Upscaler:
     policy runs; :meth:`compute_summary` what it did.
 
     ``precision`` (CPU): ``"auto"`` (default) runs the convolutions in bf16 where the CPU
-    computes it natively, about 1.7x faster (the bicubic base, warps and output stay fp32;
+    computes it natively, about 1.5x faster (the bicubic base, warps and output stay fp32;
     +0.002 dB against fp32 on calendar + city, x4 CRF 25), else fp32; ``"fp32"``/``"bf16"``
     force one. On CUDA, :func:`bitsr.upscale` runs fp16 autocast.
     """

@@ -59,7 +59,7 @@ def build_parser(prog: str = "bitsr upscale") -> argparse.ArgumentParser:
                          "saves at least half the FLOPs and uniform on the others; uniform on CUDA")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                     help="CPU arithmetic of the network: auto (default) is bf16 where the CPU computes it natively "
-                         "(AVX-512 BF16, AMX; about 1.7x faster), else fp32")
+                         "(AVX-512 BF16, AMX; about 1.5x faster), else fp32")
     ap.add_argument("--streaming", action="store_true",
                     help="causal mode: each frame from the frames before it only, written as soon as it is decoded "
                          "(live input); by default a bidirectional model also looks ahead (file mode)")

@@ -104,7 +104,7 @@ class BitVSR(nn.Module):
         self.min_saving = 0.0
         # Inference only: on the CPU, run the convolutions in bf16 (autocast; the bicubic base,
         # the warps and the output sum stay fp32). Set where the CPU computes bf16 natively
-        # (bitsr.upscaler.load_model), about 1.7x faster there.
+        # (bitsr.upscaler.load_model), about 1.5x faster there.
         self.cpu_bf16 = False
         self.condition = CodecCondition(channels) if condition else None
         c = channels
