@@ -131,9 +131,10 @@ def _skip_everywhere(x):
     return x
 
 
-def test_reuse_copies_warped_previous_output():
+@pytest.mark.parametrize("hr_feedback", [False, True])
+def test_reuse_copies_warped_previous_output(hr_feedback):
     torch.manual_seed(3)
-    m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), reuse=True).eval()
+    m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), reuse=True, hr_feedback=hr_feedback).eval()
     x = _skip_everywhere(random_inputs(b=2, t=3, h=32, w=48, seed=3))
     with torch.no_grad():
         y, (h, _) = m(**x)

@@ -52,6 +52,15 @@ def _assemble_hr(base: torch.Tensor, lay: TileLayout, s: int, parts) -> torch.Te
     return out[:, :hh, :ww].permute(0, 3, 1, 2)
 
 
+def _hr_tiles(img: torch.Tensor, lay: TileLayout, tiles: torch.Tensor, s: int) -> torch.Tensor:
+    """The HR tiles of ``img`` [B, C, sH, sW] -> [N, C, sT, sT] (zeros beyond the frame)."""
+    st = lay.tile * s
+    b, c, hh, ww = img.shape
+    full = F.pad(img, (0, lay.wt * st - ww, 0, lay.ht * st - hh))
+    chunks = full.permute(0, 2, 3, 1).reshape(-1, st, c)
+    return chunks.index_select(0, _hr_chunk_ids(lay, tiles, st)).view(len(tiles), st, st, c).permute(0, 3, 1, 2)
+
+
 def _warp_tiles(prev: torch.Tensor, flow: torch.Tensor, lay: TileLayout, tiles: torch.Tensor, s: int) -> torch.Tensor:
     """The HR tiles of ``prev`` [B, 3, sH, sW] warped by the LR ``flow`` (nearest-upscaled, as
     :func:`upscale_flow`) -> [N, 3, sT, sT]; the same samples as warping the whole frame."""
@@ -148,10 +157,11 @@ class BitVSR(nn.Module):
             hw = torch.zeros_like(feat)
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
+        out_warped = None  # the previous output warped to t at HR, when the feedback needs it
         if self.hr_feedback:
             if prev is not None and self.propagate:
-                d = flow_warp(prev[1], upscale_flow(flow, s)) - base
-                parts.append(F.pixel_unshuffle(d, s).to(feat.dtype) * c)
+                out_warped = flow_warp(prev[1], upscale_flow(flow, s))
+                parts.append(F.pixel_unshuffle(out_warped - base, s).to(feat.dtype) * c)
             else:
                 parts.append(feat.new_zeros(b, self.feedback_channels, hh, ww))
         fused = act(self.fuse(torch.cat(parts, 1)))
@@ -203,7 +213,10 @@ class BitVSR(nn.Module):
             parts.append((computed, res, True))
         if use_reuse:
             reused = torch.nonzero(level < 0).flatten()
-            parts.append((reused, _warp_tiles(prev[1], flow, lay, reused, s), False))
+            # the same samples either way; the feedback's whole-frame warp is already there
+            warped = (_warp_tiles(prev[1], flow, lay, reused, s) if out_warped is None
+                      else _hr_tiles(out_warped, lay, reused, s))
+            parts.append((reused, warped, False))
         return h, _assemble_hr(base, lay, s, parts)
 
     # -- a window -----------------------------------------------------------------------------
