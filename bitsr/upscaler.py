@@ -115,7 +115,6 @@ class Upscaler:
             raise ValueError(f"compute must be one of {', '.join(self.COMPUTE)}, got {compute!r}")
         self.scale, self.device = scale, torch.device(device)
         self.net, self.config = load_model(model, scale, self.device, precision)
-        self.precision = "bf16" if getattr(self.net, "cpu_bf16", False) else "fp32"  # on the CPU
         if compute == "auto" and self.device.type == "cuda":
             compute = "uniform"
         self.compute_mode = compute
@@ -130,6 +129,11 @@ class Upscaler:
         if int(chunk) < 1 or int(lookahead) < 0:
             raise ValueError(f"chunk must be >= 1 and lookahead >= 0, got {chunk} and {lookahead}")
         self.chunk, self.lookahead = int(chunk), int(lookahead)
+
+    @property
+    def precision(self) -> str:
+        """What the network's convolutions run in on the CPU: 'bf16' or 'fp32'."""
+        return "bf16" if getattr(self.net, "cpu_bf16", False) else "fp32"
 
     def compute_summary(self) -> str:
         """What the compute policy did over the frames upscaled so far, in words."""
