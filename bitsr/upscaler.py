@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .data.inputs import frame_inputs, to_tensors, window_arrays
+from .flow import warp_fold
 from .models import build_model
 from .models.checkpoint import load_checkpoint
 from .models.precision import use_cpu_bf16
@@ -70,6 +71,8 @@ def load_model(model: str | os.PathLike, scale: int, device="cpu", precision: st
     net.eval().to(device)
     if hasattr(net, "cpu_bf16"):
         net.cpu_bf16 = bf16
+    if getattr(net, "hr_feedback", False):
+        net.feedback_warp = warp_fold  # the C++ warp (CPU tensors; CUDA keeps grid_sample)
     if torch.device(device).type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     return net, cfg

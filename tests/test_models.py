@@ -421,3 +421,88 @@ def test_hr_feedback_feeds_the_warped_previous_output_and_grows_from_weights_wit
         m(**{k: v[:, 1:2] for k, v in z.items()}, state=(h, out))
         fb = torch.nn.functional.pixel_unshuffle(out - m.base_up(z["lr"][:, 1]), 2)
         assert torch.allclose(seen["x"][:, 17:], fb, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_warp_fold_kernel_equals_the_torch_feedback_warp(scale):
+    """bitsr.flow.warp_fold (C++) samples what pixel_unshuffle(flow_warp(upscaled flow)) does,
+    inside the frame and where positions fall beyond it (clamped: border padding), on odd
+    sizes and with 2 threads; bad shapes and non-finite flows give errors or finite values,
+    never a read outside the image."""
+    from bitsr import _core
+    from bitsr.flow import warp_fold
+
+    g = torch.Generator().manual_seed(scale)
+    h, w = 13, 22
+    img = torch.rand(2, 3, scale * h, scale * w, generator=g)
+    flow = torch.randn(2, 2, h, w, generator=g) * 6  # many samples beyond the frame
+    flow[:, :, :4] = torch.round(flow[:, :, :4] * 4) / 4  # quarter-pel vectors, as the codec's
+    flow[0, :, 5:7] = 0.0  # integer positions: one tap
+    want = torch.nn.functional.pixel_unshuffle(flow_warp(img, upscale_flow(flow, scale)), scale)
+    torch.set_num_threads(2)
+    try:
+        got = warp_fold(img, flow, scale)
+    finally:
+        torch.set_num_threads(1)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert (got - want).abs().max() < 1e-5
+    assert torch.equal(got, warp_fold(img, flow, scale))  # threads split rows: the same values
+    bad = flow.clone()
+    bad[0, 0, 0, 0], bad[0, 1, 1, 1], bad[1, 0, 2, 2] = float("nan"), float("inf"), -1e30
+    assert torch.isfinite(warp_fold(img, bad, scale)).all()
+    with pytest.raises(ValueError, match="scale"):
+        _core.warp_fold(img[0].numpy(), flow[0].numpy(), scale + 1, 1)
+    with pytest.raises(ValueError):
+        _core.warp_fold(img[0, 0].numpy(), flow[0].numpy(), scale, 1)
+
+
+def test_fast_feedback_warp_gives_the_outputs_of_the_torch_path():
+    """A model with ``feedback_warp`` set (as bitsr.upscaler.load_model does) gives the outputs
+    of the torch path, reused tiles included; training and autograd keep the torch path."""
+    from bitsr.flow import warp_fold
+
+    torch.manual_seed(13)
+    m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), condition=True, hr_feedback=True).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = random_inputs(b=2, t=4, h=32, w=48, seed=13)
+    x["flow"] = x["flow"] * 3
+    skip = _skip_everywhere(random_inputs(b=2, t=3, h=32, w=48, seed=14))
+    calls = []
+
+    def counted(*a):
+        calls.append(1)
+        return warp_fold(*a)
+
+    for inp, reused in ((x, False), (skip, True)):
+        with torch.no_grad():
+            ref, _ = m(**inp)
+            m.feedback_warp = counted
+            m.reset_stats()
+            out, _ = m(**inp)
+            m.feedback_warp = None
+        assert calls and (m.stats["reused"] > 0) == reused
+        assert (out - ref).abs().max() < 1e-5
+        calls.clear()
+    m.feedback_warp = counted
+    m(**x)[0].mean()  # gradients enabled: the torch path
+    assert not calls
+
+
+def test_deeper_branch_grown_from_weights_starts_as_them():
+    """Residual blocks added to a branch (``branch_blocks`` grown) start as the identity."""
+    from bitsr.models.checkpoint import load_grown
+
+    torch.manual_seed(15)
+    x = random_inputs(t=3, h=16, w=32, seed=15)
+    kw = dict(scale=2, channels=8, condition=True, hr_feedback=True, routing=False)
+    old = BitVSR(branch_blocks=(1, 1, 2), **kw).eval()
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    deep = BitVSR(branch_blocks=(1, 1, 4), **kw)
+    g = load_grown(deep, old.state_dict())
+    assert sorted({k.rsplit(".", 2)[0] for k in g["missing"]}) == ["branches.2.2", "branches.2.3"]
+    deep.eval()
+    with torch.no_grad():
+        assert torch.allclose(deep(**x)[0], old(**x)[0], atol=1e-6)
+    assert deep.branches[2][3].conv1.weight.abs().sum() > 0  # trainable from there

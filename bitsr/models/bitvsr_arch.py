@@ -115,6 +115,11 @@ class BitVSR(nn.Module):
         # the warps and the output sum stay fp32). Set where the CPU computes bf16 natively
         # (bitsr.upscaler.load_model), about 1.5x faster there.
         self.cpu_bf16 = False
+        # Inference only: a faster equivalent of the HR feedback's warp, a callable (img [B, C,
+        # sH, sW], flow [B, 2, h, w], s) -> pixel_unshuffle(flow_warp(img, upscale_flow(flow,
+        # s)), s) for CPU tensors (bitsr.flow.warp_fold, set by bitsr.upscaler.load_model: the
+        # arch stays torch-only). None: the torch path, which training always takes.
+        self.feedback_warp = None
         self.condition = CodecCondition(channels) if condition else None
         c = channels
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
@@ -149,7 +154,8 @@ class BitVSR(nn.Module):
         s = self.scale
         b, _, hh, ww = x.shape
         with torch.autocast(x.device.type, enabled=False):  # fp32: bf16/fp16 would round the base
-            base = self.base_up(x.float().contiguous(memory_format=torch.channels_last))
+            base_ph = self.base_up.phases(x.float().contiguous(memory_format=torch.channels_last))
+            base = F.pixel_shuffle(base_ph, s)
         if prev is not None and self.propagate:
             hw = flow_warp(prev[0], flow)
             c = conf
@@ -158,10 +164,17 @@ class BitVSR(nn.Module):
             c = torch.zeros_like(conf)
         parts = [feat, hw * c, c] + ([back] if back is not None else [])
         out_warped = None  # the previous output warped to t at HR, when the feedback needs it
+        folded = None  # the same on the LR grid (pixel-unshuffled), from the fast path
         if self.hr_feedback:
             if prev is not None and self.propagate:
-                out_warped = flow_warp(prev[1], upscale_flow(flow, s))
-                parts.append(F.pixel_unshuffle(out_warped - base, s).to(feat.dtype) * c)
+                fast = (self.feedback_warp is not None and not self.training and not torch.is_grad_enabled()
+                        and x.device.type == "cpu")
+                if fast:  # the same samples, gathered once per LR pixel for all s^2 phases
+                    folded = self.feedback_warp(prev[1].float(), flow.float(), s)
+                    parts.append((folded - base_ph).to(feat.dtype) * c)
+                else:
+                    out_warped = flow_warp(prev[1], upscale_flow(flow, s))
+                    parts.append((F.pixel_unshuffle(out_warped, s) - base_ph).to(feat.dtype) * c)
             else:
                 parts.append(feat.new_zeros(b, self.feedback_channels, hh, ww))
         fused = act(self.fuse(torch.cat(parts, 1)))
@@ -214,6 +227,8 @@ class BitVSR(nn.Module):
         if use_reuse:
             reused = torch.nonzero(level < 0).flatten()
             # the same samples either way; the feedback's whole-frame warp is already there
+            if out_warped is None and folded is not None:
+                out_warped = F.pixel_shuffle(folded, s)
             warped = (_warp_tiles(prev[1], flow, lay, reused, s) if out_warped is None
                       else _hr_tiles(out_warped, lay, reused, s))
             parts.append((reused, warped, False))
@@ -273,12 +288,19 @@ class BitVSR(nn.Module):
         return backs
 
     def after_grow(self, missing: list) -> None:
-        """Called by :func:`load_grown` with the parameters the weights lacked. A backward pass
-        new to the weights starts as a copy of the forward one (``fuse_back`` from the fuse's
+        """Called by :func:`load_grown` with the parameters the weights lacked. Residual blocks
+        added to a branch start as the identity (their second convolution at zero), so a deeper
+        network starts as the weights it grew from. A backward pass new to the weights starts
+        as a copy of the forward one (``fuse_back`` from the fuse's
         [features, warped state, confidence] columns, ``back_body`` from the heavy branch),
         and the fuse takes the mean of the warped forward state and the backward features: a
         zero-initialised random backward pass was found to stay unused (its features reach
         the loss only through weights at zero)."""
+        with torch.no_grad():
+            for name, mod in self.branches.named_modules(prefix="branches"):
+                if isinstance(mod, LightResBlock) and f"{name}.conv2.weight" in missing:
+                    mod.conv2.weight.zero_()
+                    mod.conv2.bias.zero_()
         if not self.bidirectional or not any(k.startswith("back_body.") for k in missing):
             return
         c = self.channels

@@ -84,11 +84,15 @@ class MatlabBicubicUp(nn.Module):
         self.register_buffer("weight", w, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.phases(x), self.scale)
+
+    def phases(self, x: torch.Tensor) -> torch.Tensor:
+        """The upsampled image on the LR grid, [B, C*s^2, h, w]: ``pixel_unshuffle`` of
+        :meth:`forward`'s output (the same values)."""
         # symmetric padding by 2: x1 x0 | x0 x1 ... xn-2 xn-1 | xn-1 xn-2
         x = torch.cat([x[..., 1:2], x[..., :1], x, x[..., -1:], x[..., -2:-1]], -1)
         x = torch.cat([x[..., 1:2, :], x[..., :1, :], x, x[..., -1:, :], x[..., -2:-1, :]], -2)
-        y = F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
-        return F.pixel_shuffle(y, self.scale)
+        return F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
 
 
 class CodecCondition(nn.Module):

@@ -7,9 +7,11 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "raster/flow.h"
+#include "raster/hr_warp.h"
 #include "raster/maps.h"
 
 namespace py = pybind11;
@@ -301,6 +303,37 @@ void bind_raster(py::module_& m) {
       },
       py::arg("arrays"), py::arg("names"), py::arg("crop"), py::arg("factor") = 1, py::arg("ctb_size") = 64,
       "Coding-structure maps at the output geometry: dict name -> uint8 (int8 for pred_mode, qp) [H,W].");
+  m.def(
+      "warp_fold",
+      [](py::array_t<float, py::array::c_style | py::array::forcecast> prev,
+         py::array_t<float, py::array::c_style | py::array::forcecast> flow, int scale, int threads) {
+        if (prev.ndim() != 3 || flow.ndim() != 3 || flow.shape(0) != 2)
+          throw py::value_error("warp_fold: prev must be [C, H, W] and flow [2, h, w]");
+        if (scale < 1 || scale > 8) throw py::value_error("warp_fold: scale must be 1 to 8");
+        const int c = static_cast<int>(prev.shape(0)), h = static_cast<int>(flow.shape(1)),
+                  w = static_cast<int>(flow.shape(2));
+        if (c < 1 || h < 1 || w < 1 || prev.shape(1) != (py::ssize_t)h * scale ||
+            prev.shape(2) != (py::ssize_t)w * scale)
+          throw py::value_error("warp_fold: prev must be [C, scale * h, scale * w] for a flow [2, h, w]");
+        py::array_t<float> out = pooled_array<float>({(py::ssize_t)c * scale * scale, h, w});
+        const float* pp = prev.data();
+        const float* fp = flow.data();
+        float* op = out.mutable_data();
+        const int n = std::max(1, std::min(threads, h));
+        {
+          py::gil_scoped_release nogil;
+          std::vector<std::thread> pool;
+          for (int t = 1; t < n; ++t)
+            pool.emplace_back(warp_fold, pp, c, h, w, scale, fp, op, (int)((int64_t)h * t / n),
+                              (int)((int64_t)h * (t + 1) / n));
+          warp_fold(pp, c, h, w, scale, fp, op, 0, (int)((int64_t)h / n));
+          for (auto& th : pool) th.join();
+        }
+        return out;
+      },
+      py::arg("prev"), py::arg("flow"), py::arg("scale"), py::arg("threads") = 1,
+      "pixel_unshuffle(grid_sample(prev, upscale_flow(flow, scale))) (bilinear, border, align_corners):\n"
+      "prev float32 [C, scale*h, scale*w], flow float32 [2, h, w] in LR pixels -> float32 [C*scale^2, h, w].");
   m.def("raster_map_names", []() {
     std::vector<std::string> v;
     for (const char* const* p = map_names(); *p; ++p) v.emplace_back(*p);

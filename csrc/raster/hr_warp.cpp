@@ -1,0 +1,101 @@
+#include "raster/hr_warp.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace bitsr::raster {
+
+namespace {
+
+constexpr int kMaxScale = 8;
+
+// Tap positions and weights of the s phases along one axis for a displaced origin `base`
+// (= s * X + s * flow): phase j samples base + j, clamped to [0, n - 1].
+struct Axis {
+  int lo[kMaxScale], hi[kMaxScale];
+  float a[kMaxScale];
+  bool fast;  // every phase reads lo = first + j, hi = lo + 1 with one weight (no clamping)
+  int first;
+};
+
+inline void axis(float base, int s, int n, Axis& ax) {
+  const float fl = std::floor(base);
+  if (fl >= 0.f && fl + static_cast<float>(s) <= static_cast<float>(n - 1)) {  // false for NaN
+    ax.fast = true;
+    ax.first = static_cast<int>(fl);
+    ax.a[0] = base - fl;
+    return;
+  }
+  ax.fast = false;
+  const float lim = static_cast<float>(n - 1);
+  for (int j = 0; j < s; ++j) {
+    float p = base + static_cast<float>(j);
+    p = !(p >= 0.f) ? 0.f : (p > lim ? lim : p);  // NaN -> 0: never an out-of-range index
+    const float f = std::floor(p);
+    const int i0 = static_cast<int>(f);
+    ax.lo[j] = i0;
+    ax.hi[j] = std::min(i0 + 1, n - 1);
+    ax.a[j] = p - f;
+  }
+}
+
+}  // namespace
+
+void warp_fold(const float* prev, int channels, int h, int w, int s, const float* flow, float* out, int row0,
+               int row1) {
+  if (s < 1 || s > kMaxScale) return;
+  const int H = h * s, W = w * s;
+  const size_t plane = static_cast<size_t>(h) * w, hr_plane = static_cast<size_t>(H) * W;
+  const float* fx = flow;
+  const float* fy = flow + plane;
+  const float fs = static_cast<float>(s);
+  Axis ax{}, ay{};
+  float rows[kMaxScale][kMaxScale + 1];  // horizontal lerps of the s + 1 rows (fast path)
+  for (int Y = row0; Y < row1; ++Y) {
+    for (int X = 0; X < w; ++X) {
+      const size_t k = static_cast<size_t>(Y) * w + X;
+      // As upscale_flow + grid_sample: the HR offset is the LR vector times s.
+      axis(static_cast<float>(s * X) + fx[k] * fs, s, W, ax);
+      axis(static_cast<float>(s * Y) + fy[k] * fs, s, H, ay);
+      for (int c = 0; c < channels; ++c) {
+        const float* img = prev + c * hr_plane;
+        float* o = out + static_cast<size_t>(c) * s * s * plane + k;
+        if (ax.fast && ay.fast) {
+          const float a = ax.a[0], b = ay.a[0];
+          for (int r = 0; r <= s; ++r) {
+            const float* row = img + static_cast<size_t>(ay.first + r) * W + ax.first;
+            for (int j = 0; j < s; ++j) rows[j][r] = row[j] + a * (row[j + 1] - row[j]);
+          }
+          for (int i = 0; i < s; ++i)
+            for (int j = 0; j < s; ++j) o[(i * s + j) * plane] = rows[j][i] + b * (rows[j][i + 1] - rows[j][i]);
+          continue;
+        }
+        for (int i = 0; i < s; ++i) {
+          int y0, y1;
+          float b;
+          if (ay.fast) {
+            y0 = ay.first + i, y1 = y0 + 1, b = ay.a[0];
+          } else {
+            y0 = ay.lo[i], y1 = ay.hi[i], b = ay.a[i];
+          }
+          const float* r0 = img + static_cast<size_t>(y0) * W;
+          const float* r1 = img + static_cast<size_t>(y1) * W;
+          for (int j = 0; j < s; ++j) {
+            int x0, x1;
+            float a;
+            if (ax.fast) {
+              x0 = ax.first + j, x1 = x0 + 1, a = ax.a[0];
+            } else {
+              x0 = ax.lo[j], x1 = ax.hi[j], a = ax.a[j];
+            }
+            const float t = r0[x0] + a * (r0[x1] - r0[x0]);
+            const float u = r1[x0] + a * (r1[x1] - r1[x0]);
+            o[(i * s + j) * plane] = t + b * (u - t);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace bitsr::raster
