@@ -447,6 +447,12 @@ def test_warp_fold_kernel_equals_the_torch_feedback_warp(scale):
     assert got.shape == want.shape and got.dtype == torch.float32
     assert (got - want).abs().max() < 1e-5
     assert torch.equal(got, warp_fold(img, flow, scale))  # threads split rows: the same values
+    # channels-last images are read in place; other layouts (a reversed view) are copied first
+    assert torch.equal(got, warp_fold(img.contiguous(memory_format=torch.channels_last), flow, scale))
+    rev = img[0].numpy()[:, ::-1]
+    want_rev = torch.nn.functional.pixel_unshuffle(
+        flow_warp(torch.from_numpy(rev.copy())[None], upscale_flow(flow[:1], scale)), scale)[0]
+    assert (torch.from_numpy(_core.warp_fold(rev, flow[0].numpy(), scale, 1)) - want_rev).abs().max() < 1e-5
     bad = flow.clone()
     bad[0, 0, 0, 0], bad[0, 1, 1, 1], bad[1, 0, 2, 2] = float("nan"), float("inf"), -1e30
     assert torch.isfinite(warp_fold(img, bad, scale)).all()

@@ -305,7 +305,7 @@ void bind_raster(py::module_& m) {
       "Coding-structure maps at the output geometry: dict name -> uint8 (int8 for pred_mode, qp) [H,W].");
   m.def(
       "warp_fold",
-      [](py::array_t<float, py::array::c_style | py::array::forcecast> prev,
+      [](py::array_t<float, py::array::forcecast> prev,
          py::array_t<float, py::array::c_style | py::array::forcecast> flow, int scale, int threads) {
         if (prev.ndim() != 3 || flow.ndim() != 3 || flow.shape(0) != 2)
           throw py::value_error("warp_fold: prev must be [C, H, W] and flow [2, h, w]");
@@ -315,6 +315,14 @@ void bind_raster(py::module_& m) {
         if (c < 1 || h < 1 || w < 1 || prev.shape(1) != (py::ssize_t)h * scale ||
             prev.shape(2) != (py::ssize_t)w * scale)
           throw py::value_error("warp_fold: prev must be [C, scale * h, scale * w] for a flow [2, h, w]");
+        // Any non-negative element strides are read in place (planar or channels-last images);
+        // others (negative, not whole elements) are copied to C order first.
+        bool ok = true;
+        for (int d = 0; d < 3; ++d)
+          ok = ok && prev.strides(d) >= 0 && prev.strides(d) % (py::ssize_t)sizeof(float) == 0;
+        if (!ok) prev = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(prev);
+        const Strides st{prev.strides(0) / (ptrdiff_t)sizeof(float), prev.strides(1) / (ptrdiff_t)sizeof(float),
+                         prev.strides(2) / (ptrdiff_t)sizeof(float)};
         py::array_t<float> out = pooled_array<float>({(py::ssize_t)c * scale * scale, h, w});
         const float* pp = prev.data();
         const float* fp = flow.data();
@@ -324,9 +332,9 @@ void bind_raster(py::module_& m) {
           py::gil_scoped_release nogil;
           std::vector<std::thread> pool;
           for (int t = 1; t < n; ++t)
-            pool.emplace_back(warp_fold, pp, c, h, w, scale, fp, op, (int)((int64_t)h * t / n),
+            pool.emplace_back(warp_fold, pp, st, c, h, w, scale, fp, op, (int)((int64_t)h * t / n),
                               (int)((int64_t)h * (t + 1) / n));
-          warp_fold(pp, c, h, w, scale, fp, op, 0, (int)((int64_t)h / n));
+          warp_fold(pp, st, c, h, w, scale, fp, op, 0, (int)((int64_t)h / n));
           for (auto& th : pool) th.join();
         }
         return out;

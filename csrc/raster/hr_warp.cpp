@@ -41,11 +41,11 @@ inline void axis(float base, int s, int n, Axis& ax) {
 
 }  // namespace
 
-void warp_fold(const float* prev, int channels, int h, int w, int s, const float* flow, float* out, int row0,
-               int row1) {
+void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s, const float* flow, float* out,
+               int row0, int row1) {
   if (s < 1 || s > kMaxScale) return;
   const int H = h * s, W = w * s;
-  const size_t plane = static_cast<size_t>(h) * w, hr_plane = static_cast<size_t>(H) * W;
+  const size_t plane = static_cast<size_t>(h) * w;
   const float* fx = flow;
   const float* fy = flow + plane;
   const float fs = static_cast<float>(s);
@@ -58,13 +58,16 @@ void warp_fold(const float* prev, int channels, int h, int w, int s, const float
       axis(static_cast<float>(s * X) + fx[k] * fs, s, W, ax);
       axis(static_cast<float>(s * Y) + fy[k] * fs, s, H, ay);
       for (int c = 0; c < channels; ++c) {
-        const float* img = prev + c * hr_plane;
+        const float* img = prev + c * st.c;
         float* o = out + static_cast<size_t>(c) * s * s * plane + k;
         if (ax.fast && ay.fast) {
           const float a = ax.a[0], b = ay.a[0];
           for (int r = 0; r <= s; ++r) {
-            const float* row = img + static_cast<size_t>(ay.first + r) * W + ax.first;
-            for (int j = 0; j < s; ++j) rows[j][r] = row[j] + a * (row[j + 1] - row[j]);
+            const float* row = img + (ay.first + r) * st.y + ax.first * st.x;
+            for (int j = 0; j < s; ++j) {
+              const float p0 = row[j * st.x], p1 = row[(j + 1) * st.x];
+              rows[j][r] = p0 + a * (p1 - p0);
+            }
           }
           for (int i = 0; i < s; ++i)
             for (int j = 0; j < s; ++j) o[(i * s + j) * plane] = rows[j][i] + b * (rows[j][i + 1] - rows[j][i]);
@@ -78,8 +81,8 @@ void warp_fold(const float* prev, int channels, int h, int w, int s, const float
           } else {
             y0 = ay.lo[i], y1 = ay.hi[i], b = ay.a[i];
           }
-          const float* r0 = img + static_cast<size_t>(y0) * W;
-          const float* r1 = img + static_cast<size_t>(y1) * W;
+          const float* r0 = img + y0 * st.y;
+          const float* r1 = img + y1 * st.y;
           for (int j = 0; j < s; ++j) {
             int x0, x1;
             float a;
@@ -88,8 +91,8 @@ void warp_fold(const float* prev, int channels, int h, int w, int s, const float
             } else {
               x0 = ax.lo[j], x1 = ax.hi[j], a = ax.a[j];
             }
-            const float t = r0[x0] + a * (r0[x1] - r0[x0]);
-            const float u = r1[x0] + a * (r1[x1] - r1[x0]);
+            const float t = r0[x0 * st.x] + a * (r0[x1 * st.x] - r0[x0 * st.x]);
+            const float u = r1[x0 * st.x] + a * (r1[x1 * st.x] - r1[x0 * st.x]);
             o[(i * s + j) * plane] = t + b * (u - t);
           }
         }

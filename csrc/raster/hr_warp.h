@@ -7,13 +7,19 @@
 // they read are fetched once. Border handling is grid_sample's "border" padding with
 // align_corners=True: each sample position is clamped to the image before interpolating.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace bitsr::raster {
 
-// prev: float [channels][H][W] with H = s*h, W = s*w; flow: float [2][h][w] (x, y) in LR
+// prev: float [channels][H][W] with H = s*h, W = s*w, read through element strides (sc, sy, sx)
+// (so planar and channels-last images are read in place); flow: float [2][h][w] (x, y) in LR
 // pixels; out: float [channels * s * s][h][w], channel c * s * s + i * s + j holding HR pixel
 // (s*Y + i, s*X + j). Rows [row0, row1) of the LR grid only (callers split work by rows).
-void warp_fold(const float* prev, int channels, int h, int w, int s, const float* flow, float* out, int row0, int row1);
+struct Strides {
+  ptrdiff_t c, y, x;
+};
+void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s, const float* flow, float* out,
+               int row0, int row1);
 
 }  // namespace bitsr::raster
