@@ -14,19 +14,18 @@ constexpr int kMaxScale = 8;
 struct Axis {
   int lo[kMaxScale], hi[kMaxScale];
   float a[kMaxScale];
-  bool fast;  // every phase reads lo = first + j, hi = lo + 1 with one weight (no clamping)
+  bool fast;  // no clamping: lo[j] = first + j, hi[j] = lo[j] + 1, one weight a[0] for all
   int first;
 };
 
 inline void axis(float base, int s, int n, Axis& ax) {
   const float fl = std::floor(base);
-  if (fl >= 0.f && fl + static_cast<float>(s) <= static_cast<float>(n - 1)) {  // false for NaN
-    ax.fast = true;
+  ax.fast = fl >= 0.f && fl + static_cast<float>(s) <= static_cast<float>(n - 1);  // false for NaN
+  if (ax.fast) {
     ax.first = static_cast<int>(fl);
-    ax.a[0] = base - fl;
+    for (int j = 0; j < s; ++j) ax.lo[j] = ax.first + j, ax.hi[j] = ax.first + j + 1, ax.a[j] = base - fl;
     return;
   }
-  ax.fast = false;
   const float lim = static_cast<float>(n - 1);
   for (int j = 0; j < s; ++j) {
     float p = base + static_cast<float>(j);
@@ -73,27 +72,15 @@ void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s,
             for (int j = 0; j < s; ++j) o[(i * s + j) * plane] = rows[j][i] + b * (rows[j][i + 1] - rows[j][i]);
           continue;
         }
-        for (int i = 0; i < s; ++i) {
-          int y0, y1;
-          float b;
-          if (ay.fast) {
-            y0 = ay.first + i, y1 = y0 + 1, b = ay.a[0];
-          } else {
-            y0 = ay.lo[i], y1 = ay.hi[i], b = ay.a[i];
-          }
-          const float* r0 = img + y0 * st.y;
-          const float* r1 = img + y1 * st.y;
+        for (int i = 0; i < s; ++i) {  // near the border: each phase clamped on its own
+          const float* r0 = img + ay.lo[i] * st.y;
+          const float* r1 = img + ay.hi[i] * st.y;
           for (int j = 0; j < s; ++j) {
-            int x0, x1;
-            float a;
-            if (ax.fast) {
-              x0 = ax.first + j, x1 = x0 + 1, a = ax.a[0];
-            } else {
-              x0 = ax.lo[j], x1 = ax.hi[j], a = ax.a[j];
-            }
-            const float t = r0[x0 * st.x] + a * (r0[x1 * st.x] - r0[x0 * st.x]);
-            const float u = r1[x0 * st.x] + a * (r1[x1 * st.x] - r1[x0 * st.x]);
-            o[(i * s + j) * plane] = t + b * (u - t);
+            const ptrdiff_t x0 = ax.lo[j] * st.x, x1 = ax.hi[j] * st.x;
+            const float a = ax.a[j];
+            const float t = r0[x0] + a * (r0[x1] - r0[x0]);
+            const float u = r1[x0] + a * (r1[x1] - r1[x0]);
+            o[(i * s + j) * plane] = t + ay.a[i] * (u - t);
           }
         }
       }
