@@ -108,6 +108,12 @@ def test_balanced_sampling_weights():
     assert np.allclose(item_weights(old, "encoding"), item_weights(old, "clip"))
     with pytest.raises(ValueError):
         item_weights(items, "nope")
+    # crf_boost: CRF >= 30 drawn twice as often, the rest in the balance's proportions
+    b = item_weights(items, "encoding", crf_boost=(30, 2.0))
+    assert np.isclose(b.sum(), 1) and np.isclose(b[1] / b[0], 2) and np.isclose(b[2] / b[0], 2)
+    assert np.isclose(b[3] / b[5], w[3] / w[5]) and b[0] < w[0]
+    with pytest.raises(ValueError, match="positive"):
+        item_weights(items, "encoding", crf_boost=(30, 0))
 
 
 def test_train_dataset_balances_encodings(tmp_path):

@@ -9,7 +9,8 @@ resumed at iteration i sees exactly the samples it would have seen.
 Which item a sample comes from is balanced (``balance``): 'encoding' (default) draws a clip
 uniformly, then one of that clip's encoding families (codec-gop: x265-default, x265-ldp,
 x264-default, ...) uniformly, then one of the clip's items of that family; 'clip' draws a clip,
-then one of its items; 'item' draws an item (clips with more encodings weigh more). On a set
+then one of its items; 'item' draws an item (clips with more encodings weigh more);
+``crf_boost`` (min_crf, factor) then draws high-CRF items more often. On a set
 where all three agree (every clip has the same items, as the fixed-encoding sets of earlier
 versions), every mode draws exactly the samples that earlier versions drew.
 
@@ -61,10 +62,29 @@ def _build_caches(root: Path, items, align: str, progress: bool):
     return [ensure_cached(root, e, align) for _, e in it]
 
 
-def item_weights(items, balance: str = "encoding") -> np.ndarray:
-    """Sampling probability of each (key, entry) item under ``balance`` (see the module doc)."""
+def _rate(entry: dict):
+    """The CRF (or constant QP) an item was encoded at, or None."""
+    e = entry.get("encode", {})
+    return e.get("crf") if e.get("crf") is not None else e.get("qp")
+
+
+def item_weights(items, balance: str = "encoding", crf_boost=None) -> np.ndarray:
+    """Sampling probability of each (key, entry) item under ``balance`` (see the module doc).
+    ``crf_boost`` (min_crf, factor): items encoded at that CRF (or QP) or above are drawn
+    ``factor`` times as often as ``balance`` alone would draw them (then renormalised)."""
     if balance not in BALANCES:
         raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
+    w = _balanced(items, balance)
+    if crf_boost:
+        lo, f = float(crf_boost[0]), float(crf_boost[1])
+        if not f > 0:
+            raise ValueError(f"crf_boost factor must be positive, got {f}")
+        w = w * np.array([f if (_rate(e) is not None and _rate(e) >= lo) else 1.0 for _, e in items])
+        w /= w.sum()
+    return w
+
+
+def _balanced(items, balance: str) -> np.ndarray:
     n = len(items)
     if balance == "item":
         return np.full(n, 1.0 / n)
@@ -104,7 +124,7 @@ class VSRTrainDataset(Dataset):
     def __init__(self, root, scale: int = 4, num_frames: int = 7, patch: int = 64, grid: int = 16,
                  align: str = "mv", augment: bool = True, include=None, exclude=None, tags=None,
                  seed: int = 0, length: int = 10 ** 9, progress: bool = True, bidirectional: bool = False,
-                 balance: str = "encoding"):
+                 balance: str = "encoding", crf_boost=None):
         if patch % grid:
             raise ValueError(f"patch {patch} must be a multiple of the grid {grid}")
         self.root, self.scale, self.num_frames, self.patch, self.grid = Path(root), scale, num_frames, patch, grid
@@ -122,7 +142,7 @@ class VSRTrainDataset(Dataset):
         if not usable:
             raise ValueError(f"{root}: no item is large enough for {num_frames} frames of {patch}x{patch}")
         self.items = usable
-        self.weights = item_weights(usable, balance)
+        self.weights = item_weights(usable, balance, crf_boost)
         # uniform weights: the integer draw of earlier versions (same samples on old sets)
         self._cum = None if np.ptp(self.weights) <= 1e-12 * self.weights.max() else np.cumsum(self.weights)
         self._data = _Mapped(_build_caches(self.root, usable, align, progress))

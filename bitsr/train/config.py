@@ -39,6 +39,7 @@ DEFAULTS: dict = {
         "include": None,
         "exclude": None,
         "tags": None,
+        "crf_boost": None,  # [min_crf, factor]: encodings at min_crf or above drawn factor times as often
     },
     "val": {
         "root": None,  # no validation when None

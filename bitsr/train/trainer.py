@@ -123,7 +123,8 @@ class Trainer:
         self.train_set = VSRTrainDataset(
             dc["root"], scale=self.scale, num_frames=dc["num_frames"], patch=dc["patch"], grid=grid,
             align=dc["align"], augment=dc["augment"], include=dc["include"], exclude=dc["exclude"],
-            tags=dc["tags"], seed=seed, progress=self.progress, bidirectional=self.bidirectional)
+            tags=dc["tags"], seed=seed, progress=self.progress, bidirectional=self.bidirectional,
+            crf_boost=dc["crf_boost"])
         vc = cfg["val"]
         self.val_set = None
         if vc["root"] and self.main:
