@@ -79,7 +79,8 @@ def item_weights(items, balance: str = "encoding", crf_boost=None) -> np.ndarray
         lo, f = float(crf_boost[0]), float(crf_boost[1])
         if not f > 0:
             raise ValueError(f"crf_boost factor must be positive, got {f}")
-        w = w * np.array([f if (_rate(e) is not None and _rate(e) >= lo) else 1.0 for _, e in items])
+        rates = [_rate(e) for _, e in items]
+        w = w * np.array([f if (r is not None and r >= lo) else 1.0 for r in rates])
         w /= w.sum()
     return w
 
