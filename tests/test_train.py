@@ -198,3 +198,30 @@ def test_ddp_two_processes_gloo(tiny_set, tmp_path):
     single = Trainer(dict(cfg, out_dir=str(tmp_path / "single"), val=dict(cfg["val"], root=None)), progress=False)
     single.train()
     assert any(not torch.allclose(v, single.model.state_dict()[k]) for k, v in ck["model"].items())
+
+
+def test_time_budget_ends_the_run_and_the_schedule(tiny_set, tmp_path, monkeypatch):
+    """train.max_minutes: the run stops once its clock passes the budget, saves last.pt and
+    best.pt there, and its cosine decay has reached eta_min by then (not by train.iters)."""
+    import bitsr.train.trainer as trainer_mod
+
+    clock = {"t": 0.0}
+
+    def fake_clock():  # every call is 1 s later: deterministic whatever the machine's speed
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", fake_clock)
+    cfg = _cfg(tiny_set, tmp_path / "t", iters=1000, log_every=1, ckpt_every=1000, max_minutes=0.1, eta_min=1e-6)
+    cfg["val"]["root"] = None
+    tr = Trainer(cfg, progress=False)
+    res = tr.train()
+    assert 1 < res["iter"] < 1000
+    rows = [r.split(",") for r in (tmp_path / "t" / "train.csv").read_text().splitlines()[1:]]
+    lrs = [float(r[2]) for r in rows]
+    assert int(rows[-1][0]) == res["iter"]
+    assert lrs[0] < cfg["train"]["lr"] and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] == pytest.approx(1e-6)
+    ck = load_checkpoint(tmp_path / "t" / "last.pt")
+    assert ck["iter"] == res["iter"]
+    assert (tmp_path / "t" / "best.pt").is_file()

@@ -51,6 +51,7 @@ DEFAULTS: dict = {
     },
     "train": {
         "iters": 10000,
+        "max_minutes": 0,  # > 0: stop after this much training time, the cosine decay spread over it
         "lr": 5e-4,
         "betas": [0.9, 0.99],
         "eta_min": 1e-6,

@@ -190,10 +190,18 @@ class Trainer:
 
     def train(self, until: int | None = None) -> dict:
         """Trains to ``train.iters`` (or stops early after iteration ``until``, saving last.pt,
-        as an interrupted run would)."""
+        as an interrupted run would).
+
+        With ``train.max_minutes`` > 0 the run also ends when that much time has passed since
+        its first step (a GPU lease or a CPU session is counted in minutes, not iterations), and
+        the cosine decay follows whichever is further along, the iterations or the clock, so a
+        time-limited run still ends at ``eta_min``. Such a run cannot be resumed exactly."""
         tc, dc = self.cfg["train"], self.cfg["data"]
         iters = int(tc["iters"])
         stop = min(iters, int(until)) if until else iters
+        budget = 60.0 * float(tc["max_minutes"] or 0)
+        lr0, eta_min = float(tc["lr"]), float(tc["eta_min"])
+        t_start = None
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / "config.json", "w") as f:
@@ -220,6 +228,8 @@ class Trainer:
         self.model.train()
         losses, t_last, first_loss, last_loss = [], time.perf_counter(), None, None
         for batch in loader:
+            if t_start is None:  # the clock starts with the first batch (caches, workers, compilation before it)
+                t_start = time.perf_counter()
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             hr = batch.pop("hr")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
@@ -234,24 +244,35 @@ class Trainer:
             self.scaler.update()
             self.sched.step()
             self.iter += 1
+            timed_out = False
+            if budget > 0:
+                frac = (time.perf_counter() - t_start) / budget
+                if self.world > 1:  # every rank ends on the same iteration
+                    f = torch.tensor([frac], dtype=torch.float64, device=self.device)
+                    dist.all_reduce(f, op=dist.ReduceOp.MAX)
+                    frac = float(f)
+                frac = max(frac, self.iter / iters)
+                timed_out = frac >= 1.0
+                for g in self.opt.param_groups:
+                    g["lr"] = eta_min + (lr0 - eta_min) * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0)))
             lv = float(loss.detach())
             losses.append(lv)
             first_loss = lv if first_loss is None else first_loss
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{lv:.4f}")
-            if self.main and (self.iter % tc["log_every"] == 0 or self.iter in (iters, stop)):
+            if self.main and (self.iter % tc["log_every"] == 0 or self.iter in (iters, stop) or timed_out):
                 now = time.perf_counter()
                 mean = float(np.mean(losses))
                 last_loss = mean
                 self._log_rows("train.csv", ["iter", "loss", "lr", "sec_per_iter"],
-                               [self.iter, f"{mean:.6f}", f"{self.sched.get_last_lr()[0]:.3e}",
+                               [self.iter, f"{mean:.6f}", f"{self.opt.param_groups[0]['lr']:.3e}",
                                 f"{(now - t_last) / len(losses):.3f}"])
                 if tb is not None:
                     tb.add_scalar("train/loss", mean, self.iter)
-                    tb.add_scalar("train/lr", self.sched.get_last_lr()[0], self.iter)
+                    tb.add_scalar("train/lr", self.opt.param_groups[0]["lr"], self.iter)
                 losses, t_last = [], now
-            done = self.iter == iters
+            done = self.iter == iters or timed_out
             if self.val_set is not None and (self.iter % self.cfg["val"]["every"] == 0 or done):
                 p, s = self.validate()
                 self._log_rows("val.csv", ["iter", "psnr_y", "ssim_y"], [self.iter, f"{p:.4f}", f"{s:.5f}"])
@@ -267,6 +288,8 @@ class Trainer:
                 save_checkpoint(self.out / "last.pt", self._payload(full=True))
                 if self.val_set is None:
                     save_checkpoint(self.out / "best.pt", self._payload(full=False))
+            if timed_out:
+                break
         if bar is not None:
             bar.close()
         if tb is not None:
