@@ -107,3 +107,26 @@ def ensure_cached(root: Path, entry: dict, align: str) -> tuple[Path, Path]:
         np.save(tmp, hr)
         os.replace(tmp, hp)
     return d, hp
+
+
+def _cache_group(job) -> int:
+    root, entries, align = job
+    for e in entries:
+        ensure_cached(Path(root), e, align)
+    return len(entries)
+
+
+def ensure_cached_many(root: Path, entries, align: str, workers: int) -> int:
+    """Builds the caches of many items on ``workers`` processes, the items of one clip in one
+    process (they share its hr.npy), the largest clips first; returns how many items."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    by_clip: dict[tuple, list] = {}
+    for e in entries:
+        by_clip.setdefault((e["clip"], e["scale"]), []).append(e)
+    jobs = sorted(((str(root), v, align) for v in by_clip.values()),
+                  key=lambda j: -sum(e["frames"] * e["lr_size"][0] * e["lr_size"][1] for e in j[1]))
+    if workers <= 1 or len(jobs) <= 1:
+        return sum(map(_cache_group, jobs))
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as ex:
+        return sum(ex.map(_cache_group, jobs))
