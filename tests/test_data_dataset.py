@@ -158,3 +158,19 @@ def test_uniform_sets_sample_as_before(tiny_set):
     for n in range(20):
         rng = np.random.default_rng([5, n])
         assert ds._pick(n) == int(rng.integers(len(ds.items)))
+
+
+def test_uint8_pixels_give_the_same_batches(tiny_set):
+    """pixels_uint8 (the trainer's choice on CUDA): lr / hr leave the workers as uint8 and
+    pixels_to_float gives exactly the float samples."""
+    from torch.utils.data import default_collate
+
+    from bitsr.data.dataset import pixels_to_float
+
+    kw = dict(scale=4, num_frames=4, patch=32, grid=16, seed=3, progress=False)
+    f, u = VSRTrainDataset(tiny_set, **kw), VSRTrainDataset(tiny_set, pixels_uint8=True, **kw)
+    assert u[7]["hr"].dtype == torch.uint8 and u[7]["flow"].dtype == torch.float32
+    a, b = default_collate([f[i] for i in (1, 2)]), pixels_to_float(default_collate([u[i] for i in (1, 2)]))
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k

@@ -125,12 +125,15 @@ class VSRTrainDataset(Dataset):
     def __init__(self, root, scale: int = 4, num_frames: int = 7, patch: int = 64, grid: int = 16,
                  align: str = "mv", augment: bool = True, include=None, exclude=None, tags=None,
                  seed: int = 0, length: int = 10 ** 9, progress: bool = True, bidirectional: bool = False,
-                 balance: str = "encoding", crf_boost=None):
+                 balance: str = "encoding", crf_boost=None, pixels_uint8: bool = False):
         if patch % grid:
             raise ValueError(f"patch {patch} must be a multiple of the grid {grid}")
         self.root, self.scale, self.num_frames, self.patch, self.grid = Path(root), scale, num_frames, patch, grid
         self.align, self.augment, self.seed, self.length = align, augment, seed, length
         self.bidirectional = bidirectional
+        # lr and hr as uint8 [T, 3, h, w] (the trainer scales them on the GPU): a quarter of the
+        # bytes through the workers' shared memory, pinning and the copy to the device
+        self.pixels_uint8 = bool(pixels_uint8)
         items = select_items(root, scale, include, exclude, tags)
         usable = []
         for key, e in items:
@@ -186,7 +189,17 @@ class VSRTrainDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return to_tensors(self.sample(int(index)))
+        a = self.sample(int(index))
+        if not self.pixels_uint8:
+            return to_tensors(a)
+        px = {k: torch.from_numpy(np.ascontiguousarray(a.pop(k))).movedim(-1, -3).contiguous() for k in ("lr", "hr")}
+        return {**to_tensors(a), **px}
+
+
+def pixels_to_float(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """uint8 lr / hr of a batch (``pixels_uint8``) -> float in [0, 1], where they are."""
+    return {k: v.float().div_(255.0) if k in ("lr", "hr") and v.dtype == torch.uint8 else v
+            for k, v in batch.items()}
 
 
 class VSRClipDataset(Dataset):

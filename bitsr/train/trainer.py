@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from ..data.dataset import VSRClipDataset, VSRTrainDataset
+from ..data.dataset import VSRClipDataset, VSRTrainDataset, pixels_to_float
 from ..models import build_model
 from ..models.checkpoint import CKPT_FORMAT, load_checkpoint, load_grown, save_checkpoint
 from ..models.precision import cpu_bf16
@@ -124,7 +124,7 @@ class Trainer:
             dc["root"], scale=self.scale, num_frames=dc["num_frames"], patch=dc["patch"], grid=grid,
             align=dc["align"], augment=dc["augment"], include=dc["include"], exclude=dc["exclude"],
             tags=dc["tags"], seed=seed, progress=self.progress, bidirectional=self.bidirectional,
-            crf_boost=dc["crf_boost"])
+            crf_boost=dc["crf_boost"], pixels_uint8=self.device.type == "cuda")
         vc = cfg["val"]
         self.val_set = None
         if vc["root"] and self.main:
@@ -230,7 +230,7 @@ class Trainer:
         for batch in loader:
             if t_start is None:  # the clock starts with the first batch (caches, workers, compilation before it)
                 t_start = time.perf_counter()
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = pixels_to_float({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             hr = batch.pop("hr")
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                 out, _ = self.net(**batch)
