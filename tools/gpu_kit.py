@@ -123,13 +123,15 @@ def _wheel(dest: Path) -> Path:
 
 
 def pack(args) -> int:
+    from bitsr.data.dataset import select_items
     from bitsr.data.prepare import load_manifest
 
     data = Path(args.data)
     m = load_manifest(data)
-    items = {k: e for k, e in m["items"].items() if int(e.get("scale", 0)) == args.scale}
-    if not items:
-        raise SystemExit(f"{data}: no x{args.scale} items in the manifest (run tools/prepare_train.py)")
+    try:
+        items = dict(select_items(data, args.scale))
+    except ValueError as e:
+        raise SystemExit(f"{e} (run tools/prepare_train.py)") from None
     out = Path(args.out)
     kdata = out / "data"
     kdata.mkdir(parents=True, exist_ok=True)
@@ -201,9 +203,9 @@ def _ensure_core() -> None:
 
 def _build_caches(root: Path, scale: int, align: str, workers: int) -> None:
     from bitsr.data.cache import ensure_cached_many
-    from bitsr.data.prepare import load_manifest
+    from bitsr.data.dataset import select_items
 
-    items = [e for e in load_manifest(root)["items"].values() if int(e.get("scale", 0)) == scale]
+    items = [e for _, e in select_items(root, scale)]
     os.environ["OMP_NUM_THREADS"] = "1"  # one process per core
     n = ensure_cached_many(root, items, align, workers)
     print(f"caches: {n} encodings", flush=True)
