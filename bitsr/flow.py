@@ -49,7 +49,7 @@ def _referenced_pocs(p) -> Optional[list[int]]:
     return referenced_pocs(getattr(p, "slices", None))
 
 
-def warp_fold(img, flow, scale: int):
+def warp_fold(img, flow, scale: int, channels_last: bool = False):
     """``pixel_unshuffle(flow_warp(img, upscale_flow(flow, scale)), scale)`` of
     :mod:`bitsr.models.warp` (bilinear, border padding), computed on the LR grid by the C++
     kernel: the HR displacement is constant over each LR pixel's ``scale x scale`` block, so
@@ -57,13 +57,18 @@ def warp_fold(img, flow, scale: int):
     tensors ``img`` [B, C, scale*h, scale*w] and ``flow`` [B, 2, h, w] (LR pixels) -> float32
     [B, C*scale^2, h, w]; the samples agree with the torch path to float rounding (which
     normalises positions to [-1, 1] and back). Set as :class:`~bitsr.models.BitVSR`'s
-    ``feedback_warp`` by :func:`bitsr.upscaler.load_model`."""
+    ``feedback_warp`` by :func:`bitsr.upscaler.load_model`. ``channels_last``: the result in
+    that memory layout (as BitVSR's CPU features are), written so by the kernel."""
     import torch
 
     threads = max(1, torch.get_num_threads())
-    outs = [torch.from_numpy(_core.warp_fold(i.detach().numpy(), f.detach().numpy(), int(scale), threads))
+    outs = [_core.warp_fold(i.detach().numpy(), f.detach().numpy(), int(scale), threads, channels_last)
             for i, f in zip(img, flow)]  # channels-last images are read in place
-    return outs[0][None] if len(outs) == 1 else torch.stack(outs)
+    if not channels_last:
+        outs = [torch.from_numpy(o) for o in outs]
+        return outs[0][None] if len(outs) == 1 else torch.stack(outs)
+    nhwc = torch.from_numpy(outs[0][None] if len(outs) == 1 else np.stack(outs))
+    return nhwc.permute(0, 3, 1, 2)
 
 
 def _as_torch(arrays):

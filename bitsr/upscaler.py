@@ -15,6 +15,7 @@ checkpoint path or the name of a package resource ``bitsr/weights/<name>_x<scale
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 from pathlib import Path
@@ -72,7 +73,8 @@ def load_model(model: str | os.PathLike, scale: int, device="cpu", precision: st
     if hasattr(net, "cpu_bf16"):
         net.cpu_bf16 = bf16
     if getattr(net, "hr_feedback", False):
-        net.feedback_warp = warp_fold  # the C++ warp (CPU tensors; CUDA keeps grid_sample)
+        # the C++ warp (CPU tensors; CUDA keeps grid_sample), channels-last as the features
+        net.feedback_warp = functools.partial(warp_fold, channels_last=True)
     if torch.device(device).type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     return net, cfg

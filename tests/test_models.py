@@ -449,6 +449,8 @@ def test_warp_fold_kernel_equals_the_torch_feedback_warp(scale):
     assert torch.equal(got, warp_fold(img, flow, scale))  # threads split rows: the same values
     # channels-last images are read in place; other layouts (a reversed view) are copied first
     assert torch.equal(got, warp_fold(img.contiguous(memory_format=torch.channels_last), flow, scale))
+    cl = warp_fold(img, flow, scale, channels_last=True)  # written in the layout of the CPU features
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, got)
     rev = img[0].numpy()[:, ::-1]
     want_rev = torch.nn.functional.pixel_unshuffle(
         flow_warp(torch.from_numpy(rev.copy())[None], upscale_flow(flow[:1], scale)), scale)[0]
@@ -493,6 +495,36 @@ def test_fast_feedback_warp_gives_the_outputs_of_the_torch_path():
     m.feedback_warp = counted
     m(**x)[0].mean()  # gradients enabled: the torch path
     assert not calls
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_channels_last_cpu_layout_computes_what_the_planar_model_does(routing):
+    """load_model puts CPU models in channels-last; the fuse's concatenation, the modulation,
+    the feedback warp and the output stack then run in that layout (inference fast paths):
+    the same outputs as the planar model, on a size that is not a whole number of the codec's
+    4x4 blocks nor of tiles; the frames come back channels-last (HWC for the caller)."""
+    from bitsr.flow import warp_fold
+    from bitsr.models.bitvsr_arch import _cat_for_conv
+
+    torch.manual_seed(21)
+    m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), condition=True, hr_feedback=True,
+               tile=8, routing=routing, reuse=False).eval()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = random_inputs(b=1, t=4, h=22, w=30, seed=21)
+    cl = copy.deepcopy(m).to(memory_format=torch.channels_last)
+    cl.feedback_warp = lambda *a: warp_fold(*a, channels_last=True)
+    with torch.no_grad():
+        want, _ = m(**x)
+        got, _ = cl(**x)
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-5
+    assert got[0].permute(0, 2, 3, 1).is_contiguous()
+    # the concatenation: torch.cat's values in the first part's layout, in the autocast dtype
+    parts = [torch.randn(1, 8, 5, 7).contiguous(memory_format=torch.channels_last), torch.randn(1, 3, 5, 7)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = _cat_for_conv(parts)
+    assert c.dtype == torch.bfloat16 and c.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(c, torch.cat(parts, 1).to(torch.bfloat16))
 
 
 def test_deeper_branch_grown_from_weights_starts_as_them():

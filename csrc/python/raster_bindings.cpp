@@ -306,7 +306,8 @@ void bind_raster(py::module_& m) {
   m.def(
       "warp_fold",
       [](py::array_t<float, py::array::forcecast> prev,
-         py::array_t<float, py::array::c_style | py::array::forcecast> flow, int scale, int threads) {
+         py::array_t<float, py::array::c_style | py::array::forcecast> flow, int scale, int threads,
+         bool channels_last) {
         if (prev.ndim() != 3 || flow.ndim() != 3 || flow.shape(0) != 2)
           throw py::value_error("warp_fold: prev must be [C, H, W] and flow [2, h, w]");
         if (scale < 1 || scale > 8) throw py::value_error("warp_fold: scale must be 1 to 8");
@@ -323,7 +324,9 @@ void bind_raster(py::module_& m) {
         if (!ok) prev = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(prev);
         const Strides st{prev.strides(0) / (ptrdiff_t)sizeof(float), prev.strides(1) / (ptrdiff_t)sizeof(float),
                          prev.strides(2) / (ptrdiff_t)sizeof(float)};
-        py::array_t<float> out = pooled_array<float>({(py::ssize_t)c * scale * scale, h, w});
+        const py::ssize_t oc = (py::ssize_t)c * scale * scale;
+        py::array_t<float> out = channels_last ? pooled_array<float>({(py::ssize_t)h, (py::ssize_t)w, oc})
+                                               : pooled_array<float>({oc, (py::ssize_t)h, (py::ssize_t)w});
         const float* pp = prev.data();
         const float* fp = flow.data();
         float* op = out.mutable_data();
@@ -333,15 +336,16 @@ void bind_raster(py::module_& m) {
           std::vector<std::thread> pool;
           for (int t = 1; t < n; ++t)
             pool.emplace_back(warp_fold, pp, st, c, h, w, scale, fp, op, (int)((int64_t)h * t / n),
-                              (int)((int64_t)h * (t + 1) / n));
-          warp_fold(pp, st, c, h, w, scale, fp, op, 0, (int)((int64_t)h / n));
+                              (int)((int64_t)h * (t + 1) / n), channels_last);
+          warp_fold(pp, st, c, h, w, scale, fp, op, 0, (int)((int64_t)h / n), channels_last);
           for (auto& th : pool) th.join();
         }
         return out;
       },
-      py::arg("prev"), py::arg("flow"), py::arg("scale"), py::arg("threads") = 1,
+      py::arg("prev"), py::arg("flow"), py::arg("scale"), py::arg("threads") = 1, py::arg("channels_last") = false,
       "pixel_unshuffle(grid_sample(prev, upscale_flow(flow, scale))) (bilinear, border, align_corners):\n"
-      "prev float32 [C, scale*h, scale*w], flow float32 [2, h, w] in LR pixels -> float32 [C*scale^2, h, w].");
+      "prev float32 [C, scale*h, scale*w], flow float32 [2, h, w] in LR pixels -> float32 [C*scale^2, h, w]\n"
+      "(channels_last: [h, w, C*scale^2]).");
   m.def("raster_map_names", []() {
     std::vector<std::string> v;
     for (const char* const* p = map_names(); *p; ++p) v.emplace_back(*p);

@@ -41,13 +41,16 @@ inline void axis(float base, int s, int n, Axis& ax) {
 }  // namespace
 
 void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s, const float* flow, float* out,
-               int row0, int row1) {
+               int row0, int row1, bool channels_last) {
   if (s < 1 || s > kMaxScale) return;
   const int H = h * s, W = w * s;
   const size_t plane = static_cast<size_t>(h) * w;
   const float* fx = flow;
   const float* fy = flow + plane;
   const float fs = static_cast<float>(s);
+  // element strides of the output: between phases (channels) and between LR pixels
+  const size_t ph = channels_last ? 1 : plane;
+  const size_t px = channels_last ? static_cast<size_t>(channels) * s * s : 1;
   Axis ax{}, ay{};
   float rows[kMaxScale][kMaxScale + 1];  // horizontal lerps of the s + 1 rows (fast path)
   for (int Y = row0; Y < row1; ++Y) {
@@ -58,7 +61,7 @@ void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s,
       axis(static_cast<float>(s * Y) + fy[k] * fs, s, H, ay);
       for (int c = 0; c < channels; ++c) {
         const float* img = prev + c * st.c;
-        float* o = out + static_cast<size_t>(c) * s * s * plane + k;
+        float* o = out + static_cast<size_t>(c) * s * s * ph + k * px;
         if (ax.fast && ay.fast) {
           const float a = ax.a[0], b = ay.a[0];
           for (int r = 0; r <= s; ++r) {
@@ -69,7 +72,7 @@ void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s,
             }
           }
           for (int i = 0; i < s; ++i)
-            for (int j = 0; j < s; ++j) o[(i * s + j) * plane] = rows[j][i] + b * (rows[j][i + 1] - rows[j][i]);
+            for (int j = 0; j < s; ++j) o[(i * s + j) * ph] = rows[j][i] + b * (rows[j][i + 1] - rows[j][i]);
           continue;
         }
         for (int i = 0; i < s; ++i) {  // near the border: each phase clamped on its own
@@ -80,7 +83,7 @@ void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s,
             const float a = ax.a[j];
             const float t = r0[x0] + a * (r0[x1] - r0[x0]);
             const float u = r1[x0] + a * (r1[x1] - r1[x0]);
-            o[(i * s + j) * plane] = t + ay.a[i] * (u - t);
+            o[(i * s + j) * ph] = t + ay.a[i] * (u - t);
           }
         }
       }

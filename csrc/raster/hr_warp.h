@@ -15,11 +15,12 @@ namespace bitsr::raster {
 // prev: float [channels][H][W] with H = s*h, W = s*w, read through element strides (sc, sy, sx)
 // (so planar and channels-last images are read in place); flow: float [2][h][w] (x, y) in LR
 // pixels; out: float [channels * s * s][h][w], channel c * s * s + i * s + j holding HR pixel
-// (s*Y + i, s*X + j). Rows [row0, row1) of the LR grid only (callers split work by rows).
+// (s*Y + i, s*X + j), or with `channels_last` float [h][w][channels * s * s] (the layout of
+// BitVSR's CPU features). Rows [row0, row1) of the LR grid only (callers split work by rows).
 struct Strides {
   ptrdiff_t c, y, x;
 };
 void warp_fold(const float* prev, Strides st, int channels, int h, int w, int s, const float* flow, float* out,
-               int row0, int row1);
+               int row0, int row1, bool channels_last = false);
 
 }  // namespace bitsr::raster
