@@ -315,8 +315,8 @@ class BitVSR(nn.Module):
                               out=None if hr is None else hr[:, i])
             outs.append(y)
             prev = (h, y)
-        if hr is not None:
-            return hr.permute(0, 1, 4, 2, 3), prev
+        if hr is not None:  # (the state's frame copied: a view would keep the window's buffer alive)
+            return hr.permute(0, 1, 4, 2, 3), (prev[0], prev[1].clone())
         return torch.stack(outs, 1), prev
 
     def _backward(self, feats, flow_next, conf_next, causal: bool) -> list:
