@@ -62,13 +62,11 @@ def warp_fold(img, flow, scale: int, channels_last: bool = False):
     import torch
 
     threads = max(1, torch.get_num_threads())
-    outs = [_core.warp_fold(i.detach().numpy(), f.detach().numpy(), int(scale), threads, channels_last)
+    outs = [torch.from_numpy(_core.warp_fold(i.detach().numpy(), f.detach().numpy(), int(scale), threads,
+                                             channels_last))
             for i, f in zip(img, flow)]  # channels-last images are read in place
-    if not channels_last:
-        outs = [torch.from_numpy(o) for o in outs]
-        return outs[0][None] if len(outs) == 1 else torch.stack(outs)
-    nhwc = torch.from_numpy(outs[0][None] if len(outs) == 1 else np.stack(outs))
-    return nhwc.permute(0, 3, 1, 2)
+    out = outs[0][None] if len(outs) == 1 else torch.stack(outs)
+    return out.permute(0, 3, 1, 2) if channels_last else out  # ([B, h, w, C s^2] memory)
 
 
 def _as_torch(arrays):

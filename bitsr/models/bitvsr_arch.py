@@ -260,7 +260,7 @@ class BitVSR(nn.Module):
         # Output: bicubic base + residual on computed tiles; reused tiles copy the warped output.
         parts = []
         if computed.numel():
-            ustore = store if mods is None else torch.addcmul(lay.to_tiles(mods[1][1]), store, lay.to_tiles(mods[1][0]))
+            ustore = store if mods is None else _modulate(store, [lay.to_tiles(m) for m in mods[1]])
             res = self.upsample.forward_tiles(lay.gather(ustore, computed, self.upsample.HALO))  # [N, 3, sT, sT]
             parts.append((computed, res, True))
         if use_reuse:
