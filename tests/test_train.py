@@ -225,3 +225,38 @@ def test_time_budget_ends_the_run_and_the_schedule(tiny_set, tmp_path, monkeypat
     ck = load_checkpoint(tmp_path / "t" / "last.pt")
     assert ck["iter"] == res["iter"]
     assert (tmp_path / "t" / "best.pt").is_file()
+
+
+def test_ema_averages_the_weights_of_every_iteration_and_resumes(tiny_set, tmp_path):
+    """train.ema: ema.pt holds w1 after the first iteration, then d * ema + (1 - d) * w_k (the
+    weights after each iteration, recorded here one iteration at a time), and a run resumed from
+    last.pt continues the same average."""
+    d = 0.5
+    cfg = _cfg(tiny_set, tmp_path / "e", amp=False, ema=d, ckpt_every=1)
+    cfg["val"]["root"] = None
+    tr = Trainer(cfg, progress=False)
+    expect = None
+    for k in range(1, 5):
+        tr.train(until=k)
+        w = {n: v.detach().clone() for n, v in tr.model.state_dict().items()}
+        expect = w if expect is None else {n: d * expect[n] + (1 - d) * w[n] for n in w}
+    ema = load_checkpoint(tmp_path / "e" / "ema.pt")
+    assert ema["iter"] == 4 and ema["ema"] == d and "optimizer" not in ema
+    moved = 0
+    for n, v in ema["model"].items():
+        assert torch.allclose(v.float(), expect[n].float(), atol=1e-6), n
+        moved += not torch.allclose(v, w[n])
+    assert moved > 0  # the average is not the last weights
+
+    cont = Trainer(cfg, resume=str(tmp_path / "e" / "last.pt"), progress=False)
+    cont.train(until=5)
+    w5 = cont.model.state_dict()
+    ema5 = load_checkpoint(tmp_path / "e" / "ema.pt")["model"]
+    for n, v in ema5.items():
+        assert torch.allclose(v.float(), (d * expect[n] + (1 - d) * w5[n]).float(), atol=1e-6), n
+    with pytest.raises(ValueError, match="moving average"):  # a checkpoint of a run without it
+        plain = _cfg(tiny_set, tmp_path / "p", amp=False)
+        plain["val"]["root"] = None
+        Trainer(plain, progress=False).train(until=1)
+        Trainer(dict(plain, train=dict(plain["train"], ema=d)), resume=str(tmp_path / "p" / "last.pt"),
+                progress=False)

@@ -58,6 +58,7 @@ DEFAULTS: dict = {
         "weight_decay": 0.0,
         "grad_clip": 0.0,
         "charbonnier_eps": 1e-3,
+        "ema": 0.0,  # > 0: also keep an exponential moving average of the weights (decay), saved as ema.pt
         "amp": True,  # fp16 on CUDA, bf16 on CPUs with native bf16
         "device": "auto",
         "log_every": 20,

@@ -4,6 +4,8 @@ checkpoints and resume, CSV (and optional TensorBoard) logs, DDP through torchru
 Checkpoints hold only tensors and plain Python values, so ``torch.load(weights_only=True)``
 reads them. ``last.pt`` can resume a run; ``best.pt`` (best validation PSNR, or the last
 weights without validation) holds the config and weights only, for :class:`bitsr.Upscaler`.
+With ``train.ema`` > 0, ``ema.pt`` holds the same for an exponential moving average of the
+weights (kept by rank 0; DDP keeps the ranks' weights equal).
 """
 from __future__ import annotations
 
@@ -87,6 +89,12 @@ class Trainer:
             self.net = DDP(self.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                            find_unused_parameters=bool(mc.get("routing", True)),
                            broadcast_buffers=False)  # the only buffers are constants
+        self.ema = None
+        if float(tc["ema"]) > 0 and self.main:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(float(tc["ema"])),
+                                     use_buffers=True)
         self.scale = self.model.scale
         self.bidirectional = bool(getattr(self.model, "bidirectional", False))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]),
@@ -113,6 +121,8 @@ class Trainer:
             if self.main and (g["grown"] or g["missing"]):
                 print(f"init from {init}: {len(g['grown'])} parameter(s) grown, {len(g['missing'])} new",
                       file=sys.stderr)
+        if self.ema is not None:  # the average starts at the weights the run starts from
+            self.ema.module.load_state_dict(self.model.state_dict())
         if resume:
             self._resume(resume)
 
@@ -144,7 +154,14 @@ class Trainer:
         if full:
             p.update(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
                      scaler=self.scaler.state_dict())
+            if self.ema is not None:
+                p["ema"] = self.ema.module.state_dict()
+                p["ema_updates"] = int(self.ema.n_averaged)
         return p
+
+    def _ema_payload(self) -> dict:
+        return {"format": CKPT_FORMAT, "config": self.cfg, "model": self.ema.module.state_dict(),
+                "iter": self.iter, "best_psnr": float(self.best), "ema": float(self.cfg["train"]["ema"])}
 
     def _resume(self, path: str) -> None:
         if path == "auto":
@@ -161,6 +178,11 @@ class Trainer:
         self.scaler.load_state_dict(ck["scaler"])
         self.iter = int(ck["iter"])
         self.best = float(ck["best_psnr"])
+        if self.ema is not None:
+            if "ema" not in ck:
+                raise ValueError(f"{path}: holds no moving average; resume it without train.ema")
+            self.ema.module.load_state_dict(ck["ema"])
+            self.ema.n_averaged.fill_(int(ck["ema_updates"]))
         if self.main:
             print(f"resumed from {path} at iteration {self.iter}", file=sys.stderr)
 
@@ -243,6 +265,8 @@ class Trainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             self.sched.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             self.iter += 1
             timed_out = False
             if budget > 0:
@@ -288,6 +312,8 @@ class Trainer:
                 save_checkpoint(self.out / "last.pt", self._payload(full=True))
                 if self.val_set is None:
                     save_checkpoint(self.out / "best.pt", self._payload(full=False))
+                if self.ema is not None:
+                    save_checkpoint(self.out / "ema.pt", self._ema_payload())
             if timed_out:
                 break
         if bar is not None:
