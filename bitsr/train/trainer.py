@@ -88,7 +88,7 @@ class Trainer:
             # Routing may leave a branch without tiles in an iteration.
             self.net = DDP(self.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                            find_unused_parameters=bool(mc.get("routing", True)),
-                           broadcast_buffers=False)  # the only buffers are constants
+                           forward_sync_buffers=False)  # the only buffers are constants
         self.ema = None
         if float(tc["ema"]) > 0 and self.main:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
