@@ -44,8 +44,9 @@ def test_pack_then_run_on_cpu(tiny_set, tmp_path):
     out = tmp_path / "out"
     assert kit_tool.main(["run", "--device", "cpu", "--minutes", "0.25", "--margin", "0", "--kit", str(kit),
                           "--config", str(tmp_path / "kit.yaml"), "--workers", "0", "--out", str(out),
-                          "--set", "train.log_every=1"]) == 0
+                          "--set", "train.log_every=1", "--set", "train.ema=0.9"]) == 0
     ck = load_checkpoint(out / "best.pt")
+    assert load_checkpoint(out / "ema.pt")["iter"] == ck["iter"]  # the moving average comes back too
     assert ck["iter"] >= 1 and "optimizer" not in ck
     assert ck["config"]["data"]["root"] == str(kit / "data")
     net = build_model(ck["config"]["model"])

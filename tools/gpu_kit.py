@@ -22,9 +22,9 @@ checks that the working tree and the kit fit the transfer limit.
 installs the wheel into /tmp/site, builds ``bitsr._core`` (CMake, all cores), decodes the
 data caches on all cores, trains on CUDA (AMP, batch 64, 64x64 LR patches unless overridden)
 until ``--minutes`` after the call began (less a margin for saving), and writes the weights
-(``best.pt``: config + weights, no optimizer state), ``train.csv``, ``config.json`` and a
-log to ``$OUT`` (or ``--out``), which the device tool brings back. Continue on the CPU, or in
-the next GPU session, with ``--init`` those weights.
+(``best.pt``: config + weights, no optimizer state; ``ema.pt`` too with ``--set train.ema=D``),
+``train.csv``, ``config.json`` and a log to ``$OUT`` (or ``--out``), which the device tool
+brings back. Continue on the CPU, or in the next GPU session, with ``--init`` those weights.
 
 ``run --device cpu --minutes 1`` checks the whole path here before a lease is spent on it
 (tests/test_gpu_kit.py does so with a tiny data set).
@@ -260,8 +260,9 @@ def run(args) -> int:
         say(f"training failed at iteration {tr.iter} ({type(e).__name__}: {e}); weights so far in partial.pt")
         raise
     say(f"stopped at iteration {res['iter']}, loss {res['first_loss']:.5f} -> {res['last_loss']:.5f}")
-    for name in ("best.pt", "train.csv", "config.json"):
-        shutil.copyfile(run_dir / name, out / name)
+    for name in ("best.pt", "ema.pt", "train.csv", "config.json"):  # ema.pt with --set train.ema=D
+        if name != "ema.pt" or (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, out / name)
     say(f"weights and log in {out}")
     return 0
 
