@@ -241,7 +241,7 @@ def test_ema_averages_the_weights_of_every_iteration_and_resumes(tiny_set, tmp_p
         w = {n: v.detach().clone() for n, v in tr.model.state_dict().items()}
         expect = w if expect is None else {n: d * expect[n] + (1 - d) * w[n] for n in w}
     ema = load_checkpoint(tmp_path / "e" / "ema.pt")
-    assert ema["iter"] == 4 and ema["ema"] == d and "optimizer" not in ema
+    assert ema["iter"] == 4 and ema["ema_decay"] == d and "optimizer" not in ema
     moved = 0
     for n, v in ema["model"].items():
         assert torch.allclose(v.float(), expect[n].float(), atol=1e-6), n

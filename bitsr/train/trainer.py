@@ -161,7 +161,7 @@ class Trainer:
 
     def _ema_payload(self) -> dict:
         return {"format": CKPT_FORMAT, "config": self.cfg, "model": self.ema.module.state_dict(),
-                "iter": self.iter, "best_psnr": float(self.best), "ema": float(self.cfg["train"]["ema"])}
+                "iter": self.iter, "best_psnr": float(self.best), "ema_decay": float(self.cfg["train"]["ema"])}
 
     def _resume(self, path: str) -> None:
         if path == "auto":
