@@ -89,7 +89,7 @@ class Trainer:
             self.net = DDP(self.model, device_ids=[self.local_rank] if self.device.type == "cuda" else None,
                            find_unused_parameters=bool(mc.get("routing", True)),
                            forward_sync_buffers=False)  # the only buffers are constants
-        self.ema = None
+        self.ema = None  # its first update copies the weights the run starts from (--init included)
         if float(tc["ema"]) > 0 and self.main:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -121,8 +121,6 @@ class Trainer:
             if self.main and (g["grown"] or g["missing"]):
                 print(f"init from {init}: {len(g['grown'])} parameter(s) grown, {len(g['missing'])} new",
                       file=sys.stderr)
-        if self.ema is not None:  # the average starts at the weights the run starts from
-            self.ema.module.load_state_dict(self.model.state_dict())
         if resume:
             self._resume(resume)
 
@@ -160,8 +158,8 @@ class Trainer:
         return p
 
     def _ema_payload(self) -> dict:
-        return {"format": CKPT_FORMAT, "config": self.cfg, "model": self.ema.module.state_dict(),
-                "iter": self.iter, "best_psnr": float(self.best), "ema_decay": float(self.cfg["train"]["ema"])}
+        return dict(self._payload(full=False), model=self.ema.module.state_dict(),
+                    ema_decay=float(self.cfg["train"]["ema"]))
 
     def _resume(self, path: str) -> None:
         if path == "auto":
