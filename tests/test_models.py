@@ -121,6 +121,21 @@ def test_route_rule():
     assert level.tolist() == [[[0, 1, 2]]] and reusable.tolist() == [[[False, False, False]]]
 
 
+def test_reuse_needs_an_unchanged_decoded_tile():
+    """A tile the codec would let us reuse is computed when its decoded pixels changed against
+    the previous frame moved by the flow by more than ``reuse_tol`` on average over the tile."""
+    maps = torch.zeros(1, 6, 4, 10)  # 40 pixels wide: the last tile is 8 pixels, partial
+    maps[0, 0], maps[0, 5] = 6, 1  # large CUs, residual-free, from the previous frame alone
+    conf = torch.ones(1, 1, 16, 40)
+    assert route_tiles(maps, conf, 16)[1].tolist() == [[[True, True, True]]]
+    change = torch.zeros(1, 1, 16, 40)
+    change[..., 16:32] = 0.6 / 255  # over the tolerance everywhere in the tile
+    change[..., 0:4] = 1.9 / 255  # a quarter of the first tile: mean 0.475, within
+    change[..., 32:34] = 2.1 / 255  # a quarter of the partial tile's 8 columns: mean 0.525
+    assert route_tiles(maps, conf, 16, lr_change=change, reuse_tol=0.5 / 255)[1].tolist() == [[[True, False, False]]]
+    assert route_tiles(maps, conf, 16, lr_change=change, reuse_tol=0.61 / 255)[1].tolist() == [[[True, True, True]]]
+
+
 def _skip_everywhere(x):
     x = {k: v.clone() for k, v in x.items()}
     x["maps"][:, :, 0] = 6
@@ -128,6 +143,8 @@ def _skip_everywhere(x):
     x["maps"][:, :, 2:4] = 0  # no intra, no residual
     x["maps"][:, :, 5] = 1  # predicted from the previous frame alone
     x["conf"][:] = 1
+    for t in range(1, x["lr"].shape[1]):  # each decoded frame is the previous one moved: a copy
+        x["lr"][:, t] = flow_warp(x["lr"][:, t - 1], x["flow"][:, t])
     return x
 
 
@@ -137,7 +154,7 @@ def test_reuse_copies_warped_previous_output(hr_feedback):
     m = BitVSR(scale=4, channels=8, branch_blocks=(1, 2, 3), reuse=True, hr_feedback=hr_feedback).eval()
     x = _skip_everywhere(random_inputs(b=2, t=3, h=32, w=48, seed=3))
     with torch.no_grad():
-        y, (h, _) = m(**x)
+        y, (h, _, _) = m(**x)
         hr_flow = upscale_flow(x["flow"][:, 2], 4)
         assert torch.equal(y[:, 1], flow_warp(y[:, 0], upscale_flow(x["flow"][:, 1], 4)))
         assert torch.equal(y[:, 2], flow_warp(y[:, 1], hr_flow))
@@ -404,7 +421,7 @@ def test_hr_feedback_feeds_the_warped_previous_output_and_grows_from_weights_wit
     with torch.no_grad():
         assert torch.allclose(m(**x)[0], old(**x)[0], atol=1e-6)
         torch.nn.init.normal_(m.fuse.weight[:, 17:], std=0.1)
-        y, (h, out) = m(**x)
+        y, (h, out, _) = m(**x)
         # the feedback of frame 1 is frame 0's output: change that output (through the state)
         y1, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h.new_zeros(h.shape), out.new_zeros(out.shape)))
         y1b, _ = m(**{k: v[:, 1:] for k, v in x.items()}, state=(h.new_zeros(h.shape), out + 0.5))

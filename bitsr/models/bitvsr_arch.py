@@ -125,7 +125,7 @@ class BitVSR(nn.Module):
                  cu_thresholds=(5, 4), reuse_conf: float = 0.7, routing: bool = True, reuse: bool = True,
                  propagate: bool = True, bidirectional: bool = False, backward_blocks: int = 2,
                  condition: bool = False, back_dropout: float = 0.0, demote_clean: bool = True,
-                 hr_feedback: bool = False):
+                 hr_feedback: bool = False, reuse_tol: float = 0.5):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
@@ -136,6 +136,9 @@ class BitVSR(nn.Module):
         self.scale, self.channels, self.tile = scale, channels, tile
         self.cu_thresholds, self.reuse_conf = tuple(cu_thresholds), float(reuse_conf)
         self.demote_clean = bool(demote_clean)  # routing.route_tiles
+        # routing.route_tiles: the largest mean change (levels of 255) of the decoded LR tile
+        # against the previous frame, warped, for which a tile is reused.
+        self.reuse_tol = float(reuse_tol)
         self.routing, self.reuse, self.propagate, self.bidirectional = routing, reuse, propagate, bidirectional
         # Training only: the share of windows run without the backward pass (its features zero, as
         # in causal use), so one set of weights serves files (bidirectional) and live streams.
@@ -221,10 +224,15 @@ class BitVSR(nn.Module):
         if uniform:
             self.stats["plain"] += 1
         else:
+            # reuse needs the previous LR frame (a state from before the LR was kept has none)
+            use_reuse = self.reuse and prev is not None and self.propagate and len(prev) > 2
+            change = None
+            if use_reuse:
+                with torch.autocast(x.device.type, enabled=False):
+                    change = (x.float() - flow_warp(prev[2].float(), flow.float())).abs_().mean(1, keepdim=True)
             level, reusable = route_tiles(maps, conf, self.tile, self.cu_thresholds, self.reuse_conf,
-                                          self.demote_clean)
+                                          self.demote_clean, change, self.reuse_tol / 255)
             level, reusable = level.reshape(-1), reusable.reshape(-1)
-            use_reuse = self.reuse and prev is not None and self.propagate
             if use_reuse:
                 level = torch.where(reusable, torch.full_like(level, -1), level)
             if self.min_saving > 0 and not self.training and self.routing_saving(level) < self.min_saving:
@@ -282,7 +290,7 @@ class BitVSR(nn.Module):
                 causal: bool = False, lookahead: int = 0):
         """``lr`` [B, T, 3, h, w] in [0, 1]; ``flow`` [B, T, 2, h, w] (to t-1), ``conf``
         [B, T, 1, h, w], ``maps`` [B, T, K, h/4, w/4]; ``flow_next``/``conf_next`` (to t+1) for
-        bidirectional models. ``state``: the (hidden, output) of the frame before the window,
+        bidirectional models. ``state``: the (hidden, output, LR) of the frame before the window,
         from a previous call, for streaming. ``causal``: a bidirectional model runs without its
         backward pass (live use: no future frames). ``lookahead``: the last frames of the window
         only feed the backward pass (the next call starts at them). Returns (HR [B, T', 3, s*h,
@@ -314,9 +322,9 @@ class BitVSR(nn.Module):
             h, y = self._step(lr[:, i], feats[i], flow[:, i], conf[:, i], maps[:, i], prev, backs[i],
                               out=None if hr is None else hr[:, i])
             outs.append(y)
-            prev = (h, y)
+            prev = (h, y, lr[:, i])
         if hr is not None:  # (the state's frame copied: a view would keep the window's buffer alive)
-            return hr.permute(0, 1, 4, 2, 3), (prev[0], prev[1].clone())
+            return hr.permute(0, 1, 4, 2, 3), (prev[0], prev[1].clone(), prev[2].clone())
         return torch.stack(outs, 1), prev
 
     def _backward(self, feats, flow_next, conf_next, causal: bool) -> list:

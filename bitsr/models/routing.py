@@ -21,6 +21,14 @@ aligned to 16, each tile lies inside one HEVC CU >= 16 or is split into 8x8 CUs)
   way, is its output too. Bi-predicted blocks (a B-picture averaging two pictures) and blocks
   predicting from any other picture are never reused. With reuse on, reusable tiles take the
   warped previous features and output and are not computed at all.
+* the codec's word is not enough at low rates, so ``lr_change`` (the mean absolute difference,
+  per pixel, between this LR frame and the previous one warped by the flow) must stay within
+  ``reuse_tol`` over the tile. An encoder skips blocks whose content moved by less than it can
+  afford to code: the decoded LR still changes there (the in-loop filters, sub-pel
+  interpolation against a drifting scene: 1-2 levels of 255 on a moving camera), while HR
+  detail the copy would carry has moved by up to a few HR pixels; copying it cost up to 0.7 dB
+  per step on such a clip (x265 low-delay P, CRF 35), compounding along chains of reused tiles.
+  Where the decoded pixels did not change, the copy is what computing would give.
 
 Execution (:class:`TileRunner`) gathers the tiles of each branch into one batch, runs the
 branch with valid convolutions on windows with a halo, and scatters the results back: the
@@ -42,9 +50,10 @@ _PREV = MAP_CHANNELS.index("from_prev")
 
 
 def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds=(5, 4), reuse_conf: float = 0.7,
-                demote_clean: bool = True):
+                demote_clean: bool = True, lr_change: torch.Tensor | None = None, reuse_tol: float = math.inf):
     """``maps`` [B, K, ceil(h/4), ceil(w/4)], ``conf`` [B, 1, h, w] -> (level long [B, Ht, Wt],
-    reusable bool [B, Ht, Wt]) with ``Ht = ceil(h/tile)``."""
+    reusable bool [B, Ht, Wt]) with ``Ht = ceil(h/tile)``. ``lr_change`` [B, 1, h, w] (None:
+    not checked) and ``reuse_tol``: a reusable tile's mean of ``lr_change`` is at most it."""
     g = tile // 4
     cu = maps[:, _CU:_CU + 1]
     min_cu = -F.max_pool2d(-cu, g, ceil_mode=True)
@@ -58,6 +67,9 @@ def route_tiles(maps: torch.Tensor, conf: torch.Tensor, tile: int, cu_thresholds
     conf_min = -F.max_pool2d(-conf, tile, ceil_mode=True)
     from_prev = -F.max_pool2d(-maps[:, _PREV:_PREV + 1], g, ceil_mode=True)
     reusable = clean & (from_prev > 0) & (conf_min >= reuse_conf)
+    if lr_change is not None:
+        # (ceil_mode averages a partial edge tile over its pixels inside the frame)
+        reusable &= F.avg_pool2d(lr_change.float(), tile, ceil_mode=True) <= reuse_tol
     return level[:, 0], reusable[:, 0]
 
 
