@@ -24,10 +24,10 @@ aligned to 16, each tile lies inside one HEVC CU >= 16 or is split into 8x8 CUs)
 * the codec's word is not enough at low rates, so ``lr_change`` (the mean absolute difference,
   per pixel, between this LR frame and the previous one warped by the flow) must stay within
   ``reuse_tol`` over the tile. An encoder skips blocks whose content moved by less than it can
-  afford to code: the decoded LR still changes there (the in-loop filters, sub-pel
-  interpolation against a drifting scene: 1-2 levels of 255 on a moving camera), while HR
-  detail the copy would carry has moved by up to a few HR pixels; copying it cost up to 0.7 dB
-  per step on such a clip (x265 low-delay P, CRF 35), compounding along chains of reused tiles.
+  afford to code: the decoded LR still changes there (1-2 levels of 255 on average on a
+  moving camera), while the HR detail the copy would carry has moved; copying it cost up to
+  0.7 dB per step on such a clip (x265 low-delay P, CRF 35), compounding along chains of
+  reused tiles.
   Where the decoded pixels did not change, the copy is what computing would give.
 
 Execution (:class:`TileRunner`) gathers the tiles of each branch into one batch, runs the
