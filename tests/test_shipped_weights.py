@@ -29,6 +29,16 @@ def test_default_weights_are_shipped_small_and_documented(scale):
     assert f"default_x{scale}.pt" in (WEIGHTS_DIR / "README.md").read_text()
 
 
+def _encode_ldp(frames_hr, path, scale: int, crf: int) -> str:
+    """HR frames -> MATLAB bicubic 1/scale -> x265 low-delay P at ``crf``; the stream's path."""
+    h, w = frames_hr[0].shape[:2]
+    wr = hevc_writer(str(path), EncodeSpec(crf=crf, gop="ldp"), w // scale, h // scale, Fraction(25))
+    for f in frames_hr:
+        wr.write(imresize(f, size=(h // scale, w // scale)))
+    wr.close()
+    return str(path)
+
+
 @pytest.mark.parametrize("scale", sorted(MARGIN))
 def test_default_model_beats_bicubic_on_vid4_city(shared, tmp_path, scale):
     src = shared / "video" / "vid4" / "city.mkv"
@@ -41,11 +51,7 @@ def test_default_model_beats_bicubic_on_vid4_city(shared, tmp_path, scale):
             if len(hr) == FRAMES:
                 break
     h, w = hr[0].shape[:2]
-    lr_path = str(tmp_path / f"city_x{scale}_crf25.mkv")
-    wr = hevc_writer(lr_path, EncodeSpec(crf=25, gop="ldp"), w // scale, h // scale, Fraction(25))
-    for f in hr:
-        wr.write(imresize(f, size=(h // scale, w // scale)))
-    wr.close()
+    lr_path = _encode_ldp(hr, tmp_path / f"city_x{scale}_crf25.mkv", scale, 25)
 
     decoded = []
     with bitsr.open(lr_path) as v:
@@ -59,15 +65,6 @@ def test_default_model_beats_bicubic_on_vid4_city(shared, tmp_path, scale):
     # measured here: x4 +0.47 dB over these 10 frames (+0.56 dB over 20 frames of calendar + city)
     print(f"city x{scale}, {FRAMES} frames: model {p_sr:.3f} dB, bicubic {p_bic:.3f} dB")
     assert p_sr > p_bic + MARGIN[scale], (p_sr, p_bic)
-
-
-def _encode_ldp(frames_hr, path, scale: int, crf: int) -> str:
-    h, w = frames_hr[0].shape[:2]
-    wr = hevc_writer(str(path), EncodeSpec(crf=crf, gop="ldp"), w // scale, h // scale, Fraction(25))
-    for f in frames_hr:
-        wr.write(imresize(f, size=(h // scale, w // scale)))
-    wr.close()
-    return str(path)
 
 
 def _saving_run(lr_path: str, hr, **net) -> tuple[np.ndarray, dict]:
